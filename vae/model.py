@@ -1,0 +1,221 @@
+"""The VAE: an encoder to (mu, log_var), the reparameterization, a decoder to logits.
+
+The convolutional model is the lecture's *intended* network (Shusen Wang's Keras VAE):
+its code feeds conv2's output to conv4 (conv3 is dead) and ends the decoder in a ReLU,
+which cannot be a Bernoulli mean. Here the convs run in sequence and the decoder returns
+logits; images are `sigmoid(logits)`. The model computes no loss (see `vae.losses`).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import torch
+from torch import nn
+
+# log_var is clamped to this range before exp(): sigma from about 3e-7 to 2e4. Outside it
+# exp() over- or underflows in bf16/fp32 and one bad batch turns the run into NaN.
+LOG_VAR_MIN, LOG_VAR_MAX = -30.0, 20.0
+
+
+class VAEOutput(NamedTuple):
+    logits: torch.Tensor  # (B, C, H, W): Bernoulli logits / Gaussian mean before sigmoid
+    mu: torch.Tensor  # (B, L)
+    log_var: torch.Tensor  # (B, L)
+    z: torch.Tensor  # (B, L)
+
+
+class Reparameterize(nn.Module):
+    """The lecture's sampling network: sigma = exp(0.5 log_var), z = mu + sigma * eps."""
+
+    def forward(
+        self, mu: torch.Tensor, log_var: torch.Tensor, eps: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        if eps is None:
+            eps = torch.randn_like(mu)
+        sigma = torch.exp(0.5 * log_var)
+        return mu + sigma * eps
+
+
+def _downsampled(size: int) -> int:
+    """Spatial size after a 3x3 conv with stride 2 and padding 1 ("same" in Keras)."""
+    return (size + 1) // 2
+
+
+class ConvEncoder(nn.Module):
+    """Convs in sequence (the second with stride 2), a dense layer, then mu and log_var."""
+
+    def __init__(
+        self,
+        *,
+        image_shape: tuple[int, int, int],
+        latent_dim: int,
+        channels: tuple[int, ...] = (32, 64, 64, 64),
+        hidden_dim: int = 32,
+    ):
+        super().__init__()
+        if len(channels) < 2:
+            raise ValueError(f"channels needs at least 2 entries (got {list(channels)})")
+        in_channels, height, width = image_shape
+        layers: list[nn.Module] = []
+        for index, out_channels in enumerate(channels):
+            stride = 2 if index == 1 else 1
+            layers += [nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1), nn.ReLU()]
+            in_channels = out_channels
+        self.convs = nn.Sequential(*layers)
+        self.feature_shape = (channels[-1], _downsampled(height), _downsampled(width))
+        self.dense = nn.Sequential(nn.Flatten(), nn.Linear(math.prod(self.feature_shape), hidden_dim), nn.ReLU())
+        self.mu = nn.Linear(hidden_dim, latent_dim)
+        self.log_var = nn.Linear(hidden_dim, latent_dim)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        hidden = self.dense(self.convs(x))  # (B, hidden_dim)
+        return self.mu(hidden), self.log_var(hidden).clamp(LOG_VAR_MIN, LOG_VAR_MAX)
+
+
+class ConvDecoder(nn.Module):
+    """Dense layers up to the encoder's feature map, a stride-2 transposed conv, a conv to logits."""
+
+    def __init__(
+        self,
+        *,
+        image_shape: tuple[int, int, int],
+        latent_dim: int,
+        channels: tuple[int, ...] = (32, 64, 64, 64),
+        hidden_dim: int = 32,
+    ):
+        super().__init__()
+        out_channels, height, width = image_shape
+        self.feature_shape = (channels[-1], _downsampled(height), _downsampled(width))
+        self.dense = nn.Sequential(
+            nn.Linear(latent_dim, hidden_dim),
+            nn.ReLU(),
+            nn.Linear(hidden_dim, math.prod(self.feature_shape)),
+            nn.ReLU(),
+        )
+        _, feature_h, feature_w = self.feature_shape
+        # A stride-2 transposed conv gives 2h - 1 rows; output_padding adds the last one for
+        # even sizes, so every input size comes back exactly.
+        output_padding = (height - (2 * feature_h - 1), width - (2 * feature_w - 1))
+        self.upsample = nn.Sequential(
+            nn.ConvTranspose2d(
+                channels[-1], channels[0], 3, stride=2, padding=1, output_padding=output_padding
+            ),
+            nn.ReLU(),
+        )
+        self.to_logits = nn.Conv2d(channels[0], out_channels, 3, padding=1)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        features = self.dense(z).view(-1, *self.feature_shape)  # (B, C_f, H/2, W/2)
+        return self.to_logits(self.upsample(features))  # (B, C, H, W)
+
+
+class MLPEncoder(nn.Module):
+    """Kingma & Welling's encoder: flatten, ReLU hidden layers, then mu and log_var."""
+
+    def __init__(self, *, image_shape: tuple[int, int, int], latent_dim: int, hidden_dims: tuple[int, ...] = (400,)):
+        super().__init__()
+        layers: list[nn.Module] = [nn.Flatten()]
+        width = math.prod(image_shape)
+        for hidden in hidden_dims:
+            layers += [nn.Linear(width, hidden), nn.ReLU()]
+            width = hidden
+        self.body = nn.Sequential(*layers)
+        self.mu = nn.Linear(width, latent_dim)
+        self.log_var = nn.Linear(width, latent_dim)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        hidden = self.body(x)  # (B, hidden)
+        return self.mu(hidden), self.log_var(hidden).clamp(LOG_VAR_MIN, LOG_VAR_MAX)
+
+
+class MLPDecoder(nn.Module):
+    """The mirror of MLPEncoder, ending in one logit per pixel."""
+
+    def __init__(self, *, image_shape: tuple[int, int, int], latent_dim: int, hidden_dims: tuple[int, ...] = (400,)):
+        super().__init__()
+        self.image_shape = tuple(image_shape)
+        layers: list[nn.Module] = []
+        width = latent_dim
+        for hidden in reversed(hidden_dims):
+            layers += [nn.Linear(width, hidden), nn.ReLU()]
+            width = hidden
+        layers.append(nn.Linear(width, math.prod(image_shape)))
+        self.body = nn.Sequential(*layers)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.body(z).view(-1, *self.image_shape)  # (B, C, H, W)
+
+
+class VAE(nn.Module):
+    """Encoder -> (mu, log_var) -> Reparameterize -> decoder; forward returns logits and the posterior."""
+
+    def __init__(self, encoder: nn.Module, decoder: nn.Module, *, latent_dim: int, image_shape: tuple[int, int, int]):
+        super().__init__()
+        self.encoder = encoder
+        self.reparameterize = Reparameterize()
+        self.decoder = decoder
+        self.latent_dim = latent_dim
+        self.image_shape = tuple(image_shape)
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The posterior's parameters (mu, log_var), each (B, latent_dim)."""
+        return self.encoder(x)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """Logits of the images decoded from z; `torch.sigmoid` of them is the image."""
+        return self.decoder(z)
+
+    def forward(self, x: torch.Tensor, eps: torch.Tensor | None = None) -> VAEOutput:
+        mu, log_var = self.encode(x)
+        z = self.reparameterize(mu, log_var, eps)
+        return VAEOutput(self.decode(z), mu, log_var, z)
+
+    @torch.no_grad()
+    def sample(self, num_samples: int, *, temperature: float = 1.0, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Images decoded from z ~ N(0, temperature^2 I), values in [0, 1]."""
+        device = next(self.parameters()).device
+        z = torch.randn(num_samples, self.latent_dim, generator=generator, device="cpu").to(device)
+        return torch.sigmoid(self.decode(z * temperature).float())
+
+
+def init_glorot(module: nn.Module) -> None:
+    """Keras' default initialisation: glorot-uniform weights, zero biases.
+
+    With PyTorch's default (kaiming-uniform with a=sqrt(5), uniform biases) the lecture's
+    network sits at the mean image for epochs; experiments/lecture/README.md measures why.
+    """
+    for layer in module.modules():
+        if isinstance(layer, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d)):
+            nn.init.xavier_uniform_(layer.weight)
+            if layer.bias is not None:
+                nn.init.zeros_(layer.bias)
+
+
+def build_vae(
+    *,
+    name: str,
+    image_shape: tuple[int, int, int],
+    latent_dim: int,
+    init: str = "glorot",
+    channels: tuple[int, ...] = (32, 64, 64, 64),
+    hidden_dim: int = 32,
+    hidden_dims: tuple[int, ...] = (400,),
+) -> VAE:
+    """A conv or MLP VAE for images of `image_shape` (C, H, W)."""
+    image_shape = tuple(int(s) for s in image_shape)
+    if name == "conv":
+        kwargs = dict(image_shape=image_shape, latent_dim=latent_dim, channels=tuple(channels), hidden_dim=hidden_dim)
+        encoder, decoder = ConvEncoder(**kwargs), ConvDecoder(**kwargs)
+    elif name == "mlp":
+        kwargs = dict(image_shape=image_shape, latent_dim=latent_dim, hidden_dims=tuple(hidden_dims))
+        encoder, decoder = MLPEncoder(**kwargs), MLPDecoder(**kwargs)
+    else:
+        raise ValueError(f"model.name must be conv or mlp (got {name!r})")
+    model = VAE(encoder, decoder, latent_dim=latent_dim, image_shape=image_shape)
+    if init == "glorot":
+        init_glorot(model)
+    elif init != "torch":
+        raise ValueError(f"model.init must be glorot or torch (got {init!r})")
+    return model

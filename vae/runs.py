@@ -1,0 +1,63 @@
+"""Run directories: where the configs live, run.json, and loading a trained run back."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import NamedTuple
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from vae.build import build_model
+from vae.checkpoint import CheckpointError, load_checkpoint, load_model_state
+from vae.model import VAE
+from vae.runtime import git_commit, package_versions
+
+
+def config_dir() -> Path:
+    """conf/ shipped inside the installed package, else the repository's own (editable installs)."""
+    packaged = Path(__file__).resolve().parent / "conf"
+    if (packaged / "config.yaml").is_file():
+        return packaged
+    return Path(__file__).resolve().parent.parent / "conf"
+
+
+def write_run_json(run_dir: Path, *, runtime: dict) -> dict:
+    """Record the commit, the package versions and every setting resolved from `auto`."""
+    info = {
+        "git": git_commit(),
+        "versions": package_versions(),
+        "runtime": runtime,
+        "command": sys.argv,
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    (Path(run_dir) / "run.json").write_text(json.dumps(info, indent=2))
+    return info
+
+
+class LoadedRun(NamedTuple):
+    model: VAE
+    config: DictConfig
+    checkpoint: dict
+
+
+def load_run(run_dir: str | Path, *, checkpoint: str = "best", device: str = "cpu") -> LoadedRun:
+    """The trained model (in eval mode) and the config of a run directory, for notebooks and tools.
+
+    `checkpoint` is `best` or `last`; `best.pt` falls back to `last.pt` when absent.
+    """
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise CheckpointError(f"run directory {run_dir} does not exist")
+    path = run_dir / "checkpoints" / f"{checkpoint}.pt"
+    if checkpoint == "best" and not path.is_file():
+        path = run_dir / "checkpoints" / "last.pt"
+    state = load_checkpoint(path, map_location=device)
+    config = OmegaConf.create(state["config"])
+    model = build_model(state["config"])
+    load_model_state(model, state["model"], source=str(path))
+    model.to(torch.device(device)).eval()
+    return LoadedRun(model, config, state)
