@@ -57,7 +57,11 @@ def build_optimizer(parameters: Iterable[torch.nn.Parameter], cfg: Mapping[str, 
     optim = cfg["optim"]
     if optim["name"] == "adam":
         return torch.optim.Adam(
-            parameters, lr=optim["lr"], betas=tuple(optim["betas"]), eps=optim["eps"], weight_decay=optim["weight_decay"]
+            parameters,
+            lr=optim["lr"],
+            betas=tuple(optim["betas"]),
+            eps=optim["eps"],
+            weight_decay=optim["weight_decay"],
         )
     if optim["name"] == "rmsprop":
         return torch.optim.RMSprop(

@@ -44,8 +44,12 @@ def validate(cfg: DictConfig) -> None:
     _check(_is_int(get("epochs")) and get("epochs") >= 1, "epochs", "an integer >= 1", get("epochs"))
     _check(_is_int(get("batch_size")) and get("batch_size") >= 1, "batch_size", "an integer >= 1", get("batch_size"))
     _check(_is_int(get("seed")) and get("seed") >= 0, "seed", "an integer >= 0", get("seed"))
-    _check(get("device") in ("auto", "cpu", "cuda") or str(get("device")).startswith("cuda:"),
-           "device", "one of auto, cpu, cuda, cuda:N", get("device"))
+    _check(
+        get("device") in ("auto", "cpu", "cuda") or str(get("device")).startswith("cuda:"),
+        "device",
+        "one of auto, cpu, cuda, cuda:N",
+        get("device"),
+    )
     _check(isinstance(get("deterministic"), bool), "deterministic", "true or false", get("deterministic"))
     _check(get("precision") in ("auto", "fp32", "bf16"), "precision", "one of auto, fp32, bf16", get("precision"))
     _check(_is_bool_or_auto(get("compile")), "compile", "auto, true or false", get("compile"))
@@ -55,17 +59,38 @@ def validate(cfg: DictConfig) -> None:
         _check(_is_int(get(key)) and get(key) >= 1, key, "an integer >= 1", get(key))
 
     data = resolved["data"]
-    _check(data.get("name") in ("mnist", "fashion_mnist", "synthetic"), "data.name", "mnist, fashion_mnist or synthetic", data.get("name"))
-    _check(data.get("val_source") in ("holdout", "test"), "data.val_source", "one of holdout, test", data.get("val_source"))
-    _check(data.get("binarize") in ("none", "dynamic", "static"), "data.binarize", "one of none, dynamic, static", data.get("binarize"))
+    _check(
+        data.get("name") in ("mnist", "fashion_mnist", "synthetic"),
+        "data.name",
+        "mnist, fashion_mnist or synthetic",
+        data.get("name"),
+    )
+    _check(
+        data.get("val_source") in ("holdout", "test"), "data.val_source", "one of holdout, test", data.get("val_source")
+    )
+    _check(
+        data.get("binarize") in ("none", "dynamic", "static"),
+        "data.binarize",
+        "one of none, dynamic, static",
+        data.get("binarize"),
+    )
     shape = data.get("image_shape")
-    _check(isinstance(shape, list) and len(shape) == 3 and all(_is_int(s) and s >= 1 for s in shape),
-           "data.image_shape", "[channels, height, width] of positive integers", shape)
+    _check(
+        isinstance(shape, list) and len(shape) == 3 and all(_is_int(s) and s >= 1 for s in shape),
+        "data.image_shape",
+        "[channels, height, width] of positive integers",
+        shape,
+    )
     if data["name"] == "synthetic":
         for key in ("num_train", "num_val", "num_test"):
             _check(_is_int(data.get(key)) and data.get(key) >= 1, f"data.{key}", "an integer >= 1", data.get(key))
     else:
-        _check(_is_int(data.get("val_split")) and data.get("val_split") >= 1, "data.val_split", "an integer >= 1", data.get("val_split"))
+        _check(
+            _is_int(data.get("val_split")) and data.get("val_split") >= 1,
+            "data.val_split",
+            "an integer >= 1",
+            data.get("val_split"),
+        )
         _check(data.get("root") not in (None, ""), "data.root", "a folder (or set VAE_DATA_DIR)", data.get("root"))
 
     model = resolved["model"]
@@ -73,16 +98,33 @@ def validate(cfg: DictConfig) -> None:
     _check(model.get("init") in ("glorot", "torch"), "model.init", "one of glorot, torch", model.get("init"))
     if model["name"] == "conv":
         channels = model.get("channels")
-        _check(isinstance(channels, list) and len(channels) >= 2 and all(_is_int(c) and c >= 1 for c in channels),
-               "model.channels", "a list of at least 2 positive integers", channels)
-        _check(_is_int(model.get("hidden_dim")) and model.get("hidden_dim") >= 1, "model.hidden_dim", "an integer >= 1", model.get("hidden_dim"))
+        _check(
+            isinstance(channels, list) and len(channels) >= 2 and all(_is_int(c) and c >= 1 for c in channels),
+            "model.channels",
+            "a list of at least 2 positive integers",
+            channels,
+        )
+        _check(
+            _is_int(model.get("hidden_dim")) and model.get("hidden_dim") >= 1,
+            "model.hidden_dim",
+            "an integer >= 1",
+            model.get("hidden_dim"),
+        )
     else:
         dims = model.get("hidden_dims")
-        _check(isinstance(dims, list) and all(_is_int(d) and d >= 1 for d in dims),
-               "model.hidden_dims", "a list of positive integers", dims)
+        _check(
+            isinstance(dims, list) and all(_is_int(d) and d >= 1 for d in dims),
+            "model.hidden_dims",
+            "a list of positive integers",
+            dims,
+        )
 
     optim = resolved["optim"]
     _check(optim.get("name") in ("adam", "rmsprop"), "optim.name", "one of adam, rmsprop", optim.get("name"))
     _check(_is_number(optim.get("lr")) and optim.get("lr") > 0, "optim.lr", "a number > 0", optim.get("lr"))
-    _check(_is_number(optim.get("weight_decay")) and optim.get("weight_decay") >= 0,
-           "optim.weight_decay", "a number >= 0", optim.get("weight_decay"))
+    _check(
+        _is_number(optim.get("weight_decay")) and optim.get("weight_decay") >= 0,
+        "optim.weight_decay",
+        "a number >= 0",
+        optim.get("weight_decay"),
+    )

@@ -146,7 +146,9 @@ def load_idx_dataset(name: str, root: Path, *, allow_download: bool) -> tuple[Sp
     return splits[0], splits[1]
 
 
-def make_synthetic(num_images: int, *, image_shape: tuple[int, int, int] = (1, 28, 28), num_classes: int = 10, seed: int = 0) -> Split:
+def make_synthetic(
+    num_images: int, *, image_shape: tuple[int, int, int] = (1, 28, 28), num_classes: int = 10, seed: int = 0
+) -> Split:
     """Structured images with labels, drawn in memory: one shape family per class.
 
     Even classes are strokes at a class-specific angle, odd classes rings of a
@@ -198,7 +200,9 @@ def hold_out(split: Split, num_val: int, *, seed: int) -> tuple[Split, Split]:
         raise ValueError(f"data.val_split must be between 1 and {len(split) - 1} (got {num_val})")
     order = torch.randperm(len(split), generator=torch.Generator().manual_seed(seed))
     val_index, train_index = order[:num_val].sort().values, order[num_val:].sort().values
-    return Split(split.images[train_index], split.labels[train_index]), Split(split.images[val_index], split.labels[val_index])
+    return Split(split.images[train_index], split.labels[train_index]), Split(
+        split.images[val_index], split.labels[val_index]
+    )
 
 
 def binarize_once(split: Split, *, seed: int) -> Split:
@@ -231,7 +235,9 @@ def load_splits(
     see `to_model_input`; `static` binarizes it once too).
     """
     if name == "synthetic":
-        train = make_synthetic(num_train + num_val, image_shape=tuple(image_shape), num_classes=num_classes, seed=split_seed)
+        train = make_synthetic(
+            num_train + num_val, image_shape=tuple(image_shape), num_classes=num_classes, seed=split_seed
+        )
         test = make_synthetic(num_test, image_shape=tuple(image_shape), num_classes=num_classes, seed=split_seed + 1)
         holdout_size = num_val
     elif name in TORCHVISION_FOLDERS:
@@ -258,7 +264,9 @@ def load_splits(
     return DataSplits(train=train, val=val, test=test)
 
 
-def to_model_input(images: torch.Tensor, *, binarize_dynamic: bool = False, generator: torch.Generator | None = None) -> torch.Tensor:
+def to_model_input(
+    images: torch.Tensor, *, binarize_dynamic: bool = False, generator: torch.Generator | None = None
+) -> torch.Tensor:
     """uint8 images to floats in [0, 1]; with `binarize_dynamic`, a fresh Bernoulli draw."""
     x = images.float().div_(255.0)
     if binarize_dynamic:
@@ -266,7 +274,9 @@ def to_model_input(images: torch.Tensor, *, binarize_dynamic: bool = False, gene
     return x
 
 
-def epoch_batches(num_images: int, batch_size: int, *, seed: int, epoch: int, shuffle: bool = True) -> Iterator[torch.Tensor]:
+def epoch_batches(
+    num_images: int, batch_size: int, *, seed: int, epoch: int, shuffle: bool = True
+) -> Iterator[torch.Tensor]:
     """Index tensors covering every image once, in an order fixed by (seed, epoch).
 
     Deriving the order from (seed, epoch) alone lets a resumed run see the same batches.

@@ -46,7 +46,9 @@ def dataset_loss_terms(
         eps = torch.randn(x.shape[0], model.latent_dim, generator=generator).to(device)
         with autocast_context(str(device), autocast_dtype):
             output = model(x, eps)
-        terms = vae_loss(output.logits, x, output.mu, output.log_var, kl_weight=kl_weight, gen_loss=gen_loss, reduction=reduction)
+        terms = vae_loss(
+            output.logits, x, output.mu, output.log_var, kl_weight=kl_weight, gen_loss=gen_loss, reduction=reduction
+        )
         totals += torch.stack([t.detach().double().cpu() for t in terms]) * x.shape[0]
     model.train(was_training)
     return {name: float(value) for name, value in zip(TERM_NAMES, totals / images.shape[0])}

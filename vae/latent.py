@@ -14,7 +14,9 @@ def grid_quantiles(grid_size: int, *, low: float = 0.05, high: float = 0.95) -> 
     return Normal(0.0, 1.0).icdf(torch.linspace(low, high, grid_size, dtype=torch.float64)).float()
 
 
-def grid_latents(grid_size: int, *, latent_dim: int, dims: tuple[int, int] = (0, 1), low: float = 0.05, high: float = 0.95) -> torch.Tensor:
+def grid_latents(
+    grid_size: int, *, latent_dim: int, dims: tuple[int, int] = (0, 1), low: float = 0.05, high: float = 0.95
+) -> torch.Tensor:
     """z for a grid_size x grid_size grid over `dims` (the other dims at 0): (grid_size**2, latent_dim).
 
     Row r, column c holds z[dims[0]] = q[c] and z[dims[1]] = q[grid_size - 1 - r], so the

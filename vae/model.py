@@ -29,9 +29,7 @@ class VAEOutput(NamedTuple):
 class Reparameterize(nn.Module):
     """The lecture's sampling network: sigma = exp(0.5 log_var), z = mu + sigma * eps."""
 
-    def forward(
-        self, mu: torch.Tensor, log_var: torch.Tensor, eps: torch.Tensor | None = None
-    ) -> torch.Tensor:
+    def forward(self, mu: torch.Tensor, log_var: torch.Tensor, eps: torch.Tensor | None = None) -> torch.Tensor:
         if eps is None:
             eps = torch.randn_like(mu)
         sigma = torch.exp(0.5 * log_var)
@@ -99,9 +97,7 @@ class ConvDecoder(nn.Module):
         # even sizes, so every input size comes back exactly.
         output_padding = (height - (2 * feature_h - 1), width - (2 * feature_w - 1))
         self.upsample = nn.Sequential(
-            nn.ConvTranspose2d(
-                channels[-1], channels[0], 3, stride=2, padding=1, output_padding=output_padding
-            ),
+            nn.ConvTranspose2d(channels[-1], channels[0], 3, stride=2, padding=1, output_padding=output_padding),
             nn.ReLU(),
         )
         self.to_logits = nn.Conv2d(channels[0], out_channels, 3, padding=1)
@@ -173,7 +169,9 @@ class VAE(nn.Module):
         return VAEOutput(self.decode(z), mu, log_var, z)
 
     @torch.no_grad()
-    def sample(self, num_samples: int, *, temperature: float = 1.0, generator: torch.Generator | None = None) -> torch.Tensor:
+    def sample(
+        self, num_samples: int, *, temperature: float = 1.0, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
         """Images decoded from z ~ N(0, temperature^2 I), values in [0, 1]."""
         device = next(self.parameters()).device
         z = torch.randn(num_samples, self.latent_dim, generator=generator, device="cpu").to(device)

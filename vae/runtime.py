@@ -88,7 +88,9 @@ def tune_glibc_malloc() -> str:
     return "glibc-tuned" if ok else "glibc"
 
 
-def resolve_runtime(*, device: str, threads: int, precision: str, compile: str | bool, channels_last: str | bool, deterministic: bool) -> Runtime:
+def resolve_runtime(
+    *, device: str, threads: int, precision: str, compile: str | bool, channels_last: str | bool, deterministic: bool
+) -> Runtime:
     """Turn `auto` into concrete choices for this machine; refuse what it cannot do."""
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -140,7 +142,13 @@ def git_commit(path: Path | None = None) -> dict:
     where = str(path or Path(__file__).resolve().parent)
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=where, capture_output=True, text=True, timeout=5)
-        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=where, capture_output=True, text=True, timeout=5)
+        status = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=where,
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
     except (OSError, subprocess.SubprocessError):
         return {"commit": None, "dirty": None}
     if commit.returncode != 0:

@@ -10,7 +10,15 @@ from torch.utils.tensorboard.summary import hparams as hparams_summary
 from torchvision.utils import make_grid
 
 # Final metrics shown in the HParams dashboard; a prefix of their own keeps them off the val/* charts.
-HPARAM_METRICS = ("val_loss", "val_neg_elbo_nats", "val_gen_loss", "val_kl", "val_kl_nats", "val_rec_nats", "train_loss")
+HPARAM_METRICS = (
+    "val_loss",
+    "val_neg_elbo_nats",
+    "val_gen_loss",
+    "val_kl",
+    "val_kl_nats",
+    "val_rec_nats",
+    "train_loss",
+)
 
 
 def reconstruction_sheet(inputs: torch.Tensor, reconstructions: torch.Tensor, *, per_row: int = 8) -> torch.Tensor:

@@ -37,7 +37,9 @@ class TrainingDiverged(RuntimeError):
     """A loss term became NaN or infinite."""
 
 
-def write_images(writer: SummaryWriter, model, splits, *, step: int, cfg: dict, run_dir: Path, channels_last: bool) -> None:
+def write_images(
+    writer: SummaryWriter, model, splits, *, step: int, cfg: dict, run_dir: Path, channels_last: bool
+) -> None:
     """Reconstructions beside their inputs, prior samples and (latent_dim 2) the decoded grid, to TensorBoard and images/."""
     model.eval()
     device = next(model.parameters()).device
@@ -68,15 +70,21 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
     run_dir = Path(run_dir)
     (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
     runtime = resolve_runtime(
-        device=config["device"], threads=config["threads"], precision=config["precision"],
-        compile=config["compile"], channels_last=config["channels_last"], deterministic=config["deterministic"],
+        device=config["device"],
+        threads=config["threads"],
+        precision=config["precision"],
+        compile=config["compile"],
+        channels_last=config["channels_last"],
+        deterministic=config["deterministic"],
     )
     apply_runtime(runtime, seed=config["seed"])
     device = torch.device(runtime.device)
     splits = build_data(config)
     expected_shape = tuple(config["data"]["image_shape"])
     if tuple(splits.train.images.shape[1:]) != expected_shape:
-        raise ConfigError(f"data.image_shape is {list(expected_shape)} but the images are {list(splits.train.images.shape[1:])}")
+        raise ConfigError(
+            f"data.image_shape is {list(expected_shape)} but the images are {list(splits.train.images.shape[1:])}"
+        )
 
     model = build_model(config).to(device)
     if runtime.channels_last:
@@ -87,7 +95,12 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
     log.info("run directory %s | %s", run_dir, runtime.as_dict())
 
     num_pixels = math.prod(expected_shape)
-    beta = beta_effective(kl_weight=config["kl_weight"], reduction=config["reduction"], num_pixels=num_pixels, latent_dim=config["latent_dim"])
+    beta = beta_effective(
+        kl_weight=config["kl_weight"],
+        reduction=config["reduction"],
+        num_pixels=num_pixels,
+        latent_dim=config["latent_dim"],
+    )
     loss_options = dict(kl_weight=config["kl_weight"], gen_loss=config["gen_loss"], reduction=config["reduction"])
     train_images = splits.train.images.to(device)  # the whole split lives on the device
     dynamic_binarize = config["data"]["binarize"] == "dynamic"
@@ -102,7 +115,9 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
         sums = torch.zeros(len(TRAIN_TERMS), device=device)  # per-image sums, synced once per log interval
         seen, epoch_start = 0, time.perf_counter()
         batches = list(epoch_batches(len(train_images), config["batch_size"], seed=config["seed"], epoch=epoch))
-        progress = tqdm(batches, desc=f"epoch {epoch}/{config['epochs']}", leave=False, dynamic_ncols=True, disable=None)
+        progress = tqdm(
+            batches, desc=f"epoch {epoch}/{config['epochs']}", leave=False, dynamic_ncols=True, disable=None
+        )
         for index in progress:
             x = to_model_input(train_images[index.to(device)], binarize_dynamic=dynamic_binarize)  # (B, C, H, W)
             if runtime.channels_last:
@@ -125,7 +140,13 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
         train_seconds = time.perf_counter() - epoch_start
 
         train_metrics = {name: float(value) / seen for name, value in zip(TRAIN_TERMS, sums.tolist())}
-        val_metrics = dataset_loss_terms(model, splits.val.images, batch_size=config["eval_batch_size"], channels_last=runtime.channels_last, **loss_options)
+        val_metrics = dataset_loss_terms(
+            model,
+            splits.val.images,
+            batch_size=config["eval_batch_size"],
+            channels_last=runtime.channels_last,
+            **loss_options,
+        )
         val_metrics["beta_effective"] = beta
         val_metrics["mean_sigma"] = mean_sigma(model, splits.val.images, batch_size=config["eval_batch_size"])
         for name in ("loss", "gen_loss", "kl", "neg_elbo_nats"):
@@ -133,11 +154,18 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
         for name in ("loss", "gen_loss", "kl", "neg_elbo_nats", "kl_nats", "rec_nats", "mean_sigma"):
             writer.add_scalar(f"val/{name}", val_metrics[name], epoch)
         writer.add_scalar("train/images_per_second", seen / train_seconds, epoch)
-        write_images(writer, model, splits, step=epoch, cfg=config, run_dir=run_dir, channels_last=runtime.channels_last)
+        write_images(
+            writer, model, splits, step=epoch, cfg=config, run_dir=run_dir, channels_last=runtime.channels_last
+        )
 
         checkpoint = {
-            "model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch, "step": step,
-            "config": config, "rng": rng_state(), "runtime": runtime.as_dict(),
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "epoch": epoch,
+            "step": step,
+            "config": config,
+            "rng": rng_state(),
+            "runtime": runtime.as_dict(),
             "best_val_loss": min(best_val_loss, val_metrics["loss"]),
         }
         save_checkpoint(run_dir / "checkpoints" / "last.pt", checkpoint)
@@ -145,13 +173,24 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
             best_val_loss = val_metrics["loss"]
             save_checkpoint(run_dir / "checkpoints" / "best.pt", checkpoint)
 
-        history.append({"epoch": epoch, "train_loss": train_metrics["loss"], "val_loss": val_metrics["loss"],
-                        "val_neg_elbo_nats": val_metrics["neg_elbo_nats"], "images_per_second": seen / train_seconds,
-                        "epoch_seconds": time.perf_counter() - epoch_start})
+        history.append(
+            {
+                "epoch": epoch,
+                "train_loss": train_metrics["loss"],
+                "val_loss": val_metrics["loss"],
+                "val_neg_elbo_nats": val_metrics["neg_elbo_nats"],
+                "images_per_second": seen / train_seconds,
+                "epoch_seconds": time.perf_counter() - epoch_start,
+            }
+        )
         metrics = {
-            "epoch": epoch, "train": train_metrics, "val": val_metrics,
-            "wall_seconds": time.perf_counter() - started, "images_per_second": seen / train_seconds,
-            "best_val_loss": best_val_loss, "history": history,
+            "epoch": epoch,
+            "train": train_metrics,
+            "val": val_metrics,
+            "wall_seconds": time.perf_counter() - started,
+            "images_per_second": seen / train_seconds,
+            "best_val_loss": best_val_loss,
+            "history": history,
         }
         (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
         for name in ("loss", "neg_elbo_nats", "gen_loss", "kl", "kl_nats", "rec_nats"):
@@ -160,8 +199,13 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
         writer.flush()
         log.info(
             "epoch %d/%d  loss %.4f  val_loss %.4f  val -ELBO %.2f nats  %.0f img/s  %.1f s",
-            epoch, config["epochs"], train_metrics["loss"], val_metrics["loss"], val_metrics["neg_elbo_nats"],
-            seen / train_seconds, time.perf_counter() - epoch_start,
+            epoch,
+            config["epochs"],
+            train_metrics["loss"],
+            val_metrics["loss"],
+            val_metrics["neg_elbo_nats"],
+            seen / train_seconds,
+            time.perf_counter() - epoch_start,
         )
     writer.close()
     return metrics

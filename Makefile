@@ -1,0 +1,40 @@
+# `make help` lists the targets. Every target that runs Python installs first.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+ARGS ?=
+RUN ?=
+SWEEP ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help install train sweep test lint tensorboard clean
+
+help: ## show this help
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-12s %s\n", $$1, $$2}'
+	@echo '  pass trainer overrides with ARGS, e.g. make train ARGS="latent_dim=16 epochs=5"'
+
+install: $(VENV)/.installed ## create .venv and install the project with its dev extras
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --upgrade --quiet pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	@touch $@
+
+train: install ## train the lecture model on MNIST (python -m vae.train $(ARGS))
+	$(PY) -m vae.train $(ARGS)
+
+sweep: install ## the kl_weight x latent_dim sweep of the README (Hydra multirun)
+	$(PY) -m vae.train -m kl_weight=0,1e-4,1e-3 latent_dim=2,16 $(ARGS)
+
+test: install ## run the test suite
+	$(PY) -m pytest -q $(ARGS)
+
+lint: install ## ruff over the package, tests and experiments
+	$(VENV)/bin/ruff check vae tests experiments
+
+tensorboard: install ## open TensorBoard over every run and sweep in outputs/
+	$(VENV)/bin/tensorboard --logdir outputs
+
+clean: ## remove the virtual environment and caches (keeps outputs/ and data/)
+	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

@@ -1,0 +1,52 @@
+"""Shared fixtures: Hydra's compose API in-process, and one tiny trained run for every test that reads a run directory."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+
+from vae.runs import config_dir
+
+REPO = Path(__file__).resolve().parent.parent
+# A run small enough for a test: synthetic data, a handful of steps.
+TINY = [
+    "data=synthetic",
+    "data.num_train=256",
+    "data.num_val=64",
+    "data.num_test=64",
+    "batch_size=32",
+    "eval_batch_size=64",
+    "num_image_samples=16",
+    "grid_size=5",
+    "log_every=4",
+]
+
+
+def compose_config(overrides: list[str] | None = None):
+    """The config `python -m vae.train <overrides>` would get, composed in-process."""
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+        return compose(config_name="config", overrides=list(overrides or []))
+
+
+def run_cli(*args: str, cwd: Path = REPO, timeout: int = 180) -> subprocess.CompletedProcess:
+    """Run `python -m <args>` the way a user would, from the repository root."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env.pop("VAE_DATA_DIR", None)
+    return subprocess.run(
+        [sys.executable, "-m", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
+    )
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory) -> Path:
+    """A two-epoch run on synthetic data at latent_dim 2, trained once through `vae.train.train`."""
+    from vae.train import train
+
+    run_dir = tmp_path_factory.mktemp("tiny_run")
+    train(compose_config([*TINY, "epochs=2", "latent_dim=2"]), run_dir)
+    return run_dir

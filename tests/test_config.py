@@ -1,0 +1,128 @@
+"""Config: every file composes, the experiments say what the seeds did, bad keys and values are refused by name."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from conftest import compose_config, run_cli
+from hydra.errors import HydraException
+from omegaconf import OmegaConf
+
+from vae.config import ConfigError, validate
+from vae.runs import config_dir
+
+GROUPS = ("data", "model", "optim", "experiment")
+
+
+def group_options(group: str) -> list[str]:
+    return sorted(p.stem for p in (config_dir() / group).glob("*.yaml"))
+
+
+@pytest.mark.parametrize("group,option", [(g, o) for g in GROUPS for o in group_options(g)])
+def test_every_config_file_composes_and_validates(group, option):
+    cfg = compose_config([f"{group}={option}"])
+    validate(cfg)
+    assert OmegaConf.is_struct(cfg)
+
+
+def test_every_group_has_options():
+    assert group_options("data") == ["fashion_mnist", "mnist", "synthetic"]
+    assert group_options("model") == ["conv", "mlp"]
+    assert group_options("optim") == ["adam", "rmsprop"]
+    assert {"lecture", "book"} <= set(group_options("experiment"))
+
+
+def test_defaults_are_the_lecture_model():
+    cfg = compose_config()
+    assert (cfg.latent_dim, cfg.kl_weight, cfg.gen_loss, cfg.reduction) == (2, 1e-3, "bce", "mean")
+    assert (cfg.data.name, cfg.model.name, cfg.optim.name) == ("mnist", "conv", "adam")
+    assert cfg.data.val_source == "holdout" and cfg.data.val_split == 5000
+
+
+def test_lecture_experiment_is_the_lecture_run():
+    cfg = compose_config(["experiment=lecture"])
+    assert (cfg.latent_dim, cfg.kl_weight, cfg.batch_size, cfg.epochs, cfg.reduction) == (2, 1e-3, 128, 50, "mean")
+    assert cfg.optim.name == "adam" and cfg.data.val_source == "test"
+
+
+def test_book_experiment_is_the_books_run():
+    cfg = compose_config(["experiment=book"])
+    assert (cfg.latent_dim, cfg.kl_weight, cfg.batch_size, cfg.epochs) == (2, 1e-3, 16, 10)
+    assert cfg.optim.name == "rmsprop" and cfg.data.val_source == "test"
+
+
+def test_command_line_overrides_the_experiment():
+    cfg = compose_config(["experiment=lecture", "epochs=3", "latent_dim=16"])
+    assert (cfg.epochs, cfg.latent_dim) == (3, 16)
+
+
+def test_data_root_comes_from_vae_data_dir(monkeypatch, tmp_path):
+    monkeypatch.setenv("VAE_DATA_DIR", str(tmp_path))
+    assert compose_config().data.root == str(tmp_path)
+    monkeypatch.delenv("VAE_DATA_DIR")
+    assert compose_config().data.root == "./data"
+
+
+def test_misspelled_key_is_refused_naming_it():
+    with pytest.raises(HydraException, match="kl_wieght"):
+        compose_config(["kl_wieght=1e-3"])
+
+
+def test_unknown_group_option_is_refused_naming_it():
+    with pytest.raises(HydraException, match="nope"):
+        compose_config(["data=nope"])
+
+
+@pytest.mark.parametrize(
+    "override,key",
+    [
+        ("latent_dim=0", "latent_dim"),
+        ("latent_dim=2.5", "latent_dim"),
+        ("kl_weight=-1", "kl_weight"),
+        ("gen_loss=foo", "gen_loss"),
+        ("reduction=avg", "reduction"),
+        ("batch_size=0", "batch_size"),
+        ("epochs=0", "epochs"),
+        ("device=tpu", "device"),
+        ("precision=fp8", "precision"),
+        ("data.val_source=train", "data.val_source"),
+        ("data.binarize=maybe", "data.binarize"),
+        ("model.init=zeros", "model.init"),
+        ("optim.lr=0", "optim.lr"),
+    ],
+)
+def test_invalid_value_is_refused_naming_the_key(override, key):
+    with pytest.raises(ConfigError, match=rf"^{key} must be"):
+        validate(compose_config([override]))
+
+
+def test_cli_refuses_a_bad_value_before_loading_data_and_writes_no_checkpoint(tmp_path):
+    run_dir = tmp_path / "run"
+    result = run_cli("vae.train", "latent_dim=0", "data.root=/nonexistent", f"hydra.run.dir={run_dir}")
+    assert result.returncode != 0
+    assert "latent_dim must be an integer >= 1 (got 0)" in result.stdout + result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+    assert not (run_dir / "checkpoints" / "last.pt").exists()
+
+
+def test_cli_refuses_a_misspelled_key(tmp_path):
+    result = run_cli("vae.train", "kl_wieght=1e-3", f"hydra.run.dir={tmp_path / 'run'}")
+    assert result.returncode != 0
+    assert "kl_wieght" in result.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_two_launches_in_one_second_get_different_directories():
+    compose_config()  # registers Hydra's `now` resolver
+
+    def launch():  # each launch loads and resolves the config afresh
+        hydra_cfg = OmegaConf.load(Path(config_dir()) / "config.yaml").hydra
+        return hydra_cfg.run.dir, hydra_cfg.sweep.dir
+
+    first_run, first_sweep = launch()
+    time.sleep(0.002)
+    second_run, second_sweep = launch()
+    assert first_run.startswith("outputs/runs/") and first_sweep.startswith("outputs/multirun/")
+    assert first_run != second_run and first_sweep != second_sweep

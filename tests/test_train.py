@@ -1,0 +1,188 @@
+"""End to end: a run through the real entry point writes the run directory the contract names."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+from conftest import TINY, compose_config, run_cli
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from vae.data import make_synthetic, to_model_input
+from vae.losses import vae_loss
+from vae.model import build_vae
+from vae.runs import load_run
+from vae.train import TrainingDiverged, check_finite, train
+
+CONTRACT_SCALARS = {
+    "train/loss",
+    "train/gen_loss",
+    "train/kl",
+    "val/loss",
+    "val/gen_loss",
+    "val/kl",
+    "val/neg_elbo_nats",
+}
+TERMS = {"loss", "gen_loss", "kl", "neg_elbo_nats"}
+
+
+def events(run_dir) -> EventAccumulator:
+    accumulator = EventAccumulator(str(run_dir), size_guidance={"images": 0, "scalars": 0})
+    accumulator.Reload()
+    return accumulator
+
+
+def test_run_directory_holds_what_the_contract_names(tiny_run):
+    for name in (
+        "metrics.json",
+        "run.json",
+        "checkpoints/last.pt",
+        "checkpoints/best.pt",
+        "images/val_reconstructions.png",
+        "images/samples_prior.png",
+        "images/latent_grid.png",
+    ):
+        assert (tiny_run / name).is_file(), name
+    assert list(tiny_run.glob("events.out.tfevents.*"))
+
+
+def test_metrics_json_has_the_contract_fields(tiny_run):
+    metrics = json.loads((tiny_run / "metrics.json").read_text())
+    assert metrics["epoch"] == 2
+    assert TERMS <= set(metrics["train"]) and TERMS | {"beta_effective"} <= set(metrics["val"])
+    assert math.isclose(metrics["val"]["beta_effective"], 1e-3 * 784 / 2)
+    assert metrics["wall_seconds"] > 0 and metrics["images_per_second"] > 0
+    # The negative ELBO in nats per image is BCE + KL summed, far above the per-pixel loss.
+    assert metrics["val"]["neg_elbo_nats"] > 10 * metrics["val"]["loss"]
+    assert [entry["epoch"] for entry in metrics["history"]] == [1, 2]
+
+
+def test_checkpoints_load_with_weights_only_and_hold_plain_data(tiny_run):
+    checkpoint = torch.load(tiny_run / "checkpoints" / "last.pt", weights_only=True)
+    assert {"model", "optimizer", "epoch", "step", "config", "rng"} <= set(checkpoint)
+    assert checkpoint["epoch"] == 2 and checkpoint["step"] == 2 * math.ceil(256 / 32)
+    assert type(checkpoint["config"]) is dict and checkpoint["config"]["latent_dim"] == 2
+    assert isinstance(checkpoint["rng"]["torch"], torch.Tensor) and isinstance(checkpoint["rng"]["python"], list)
+    best = torch.load(tiny_run / "checkpoints" / "best.pt", weights_only=True)
+    assert best["best_val_loss"] <= checkpoint["best_val_loss"] + 1e-12
+
+
+def test_tensorboard_has_the_contract_scalars_once_per_epoch(tiny_run):
+    accumulator = events(tiny_run)
+    scalars = set(accumulator.Tags()["scalars"])
+    assert CONTRACT_SCALARS <= scalars
+    for tag in CONTRACT_SCALARS:
+        assert [event.step for event in accumulator.Scalars(tag)] == [1, 2], tag
+    assert {"hparams/val_loss", "hparams/val_neg_elbo_nats"} <= scalars
+
+
+def test_tensorboard_has_reconstructions_samples_and_the_latent_grid(tiny_run):
+    accumulator = events(tiny_run)
+    assert {"val/reconstructions", "samples/prior", "latent/grid"} <= set(accumulator.Tags()["images"])
+    grid = accumulator.Images("latent/grid")[-1]
+    assert (grid.width, grid.height) == (5 * 28, 5 * 28)
+
+
+def test_tensorboard_has_one_hparams_entry(tiny_run):
+    accumulator = events(tiny_run)
+    content = accumulator.PluginTagToContent("hparams")
+    assert "_hparams_/experiment" in content and "_hparams_/session_start_info" in content
+    assert b"kl_weight" in content["_hparams_/session_start_info"]
+
+
+def test_run_json_records_versions_and_resolved_settings(tiny_run):
+    info = json.loads((tiny_run / "run.json").read_text())
+    assert info["versions"]["torch"] == torch.__version__.split("+")[0] or info["versions"]["torch"].startswith(
+        torch.__version__.split("+")[0]
+    )
+    assert info["runtime"]["device"] == "cpu"
+    assert info["runtime"]["precision"] in ("fp32", "bf16") and info["runtime"]["threads"] >= 1
+    assert "commit" in info["git"]
+
+
+def test_load_run_gives_the_trained_model_and_config(tiny_run):
+    loaded = load_run(tiny_run, checkpoint="last")
+    state = torch.load(tiny_run / "checkpoints" / "last.pt", weights_only=True)["model"]
+    assert all(torch.equal(value, state[key]) for key, value in loaded.model.state_dict().items())
+    assert loaded.config.latent_dim == 2 and not loaded.model.training
+
+
+def test_loss_falls_over_training(tiny_run):
+    history = json.loads((tiny_run / "metrics.json").read_text())["history"]
+    assert history[-1]["train_loss"] < history[0]["train_loss"]
+
+
+def test_one_epoch_through_the_cli_writes_a_hydra_run_directory(tmp_path):
+    run_dir = tmp_path / "run"
+    result = run_cli(
+        "vae.train", *TINY, "epochs=1", "latent_dim=3", "model=mlp", "optim=rmsprop", f"hydra.run.dir={run_dir}"
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert (run_dir / ".hydra" / "config.yaml").is_file()
+    assert (run_dir / "checkpoints" / "best.pt").is_file()
+    assert not (run_dir / "images" / "latent_grid.png").exists()  # the grid is for latent_dim 2 only
+    assert json.loads((run_dir / "metrics.json").read_text())["epoch"] == 1
+
+
+def test_multirun_writes_one_directory_per_job(tmp_path):
+    sweep_dir = tmp_path / "sweep"
+    result = run_cli(
+        "vae.train", "-m", *TINY, "data.num_train=64", "epochs=1", "kl_weight=0,1e-3", f"hydra.sweep.dir={sweep_dir}"
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    kl_weights = sorted(
+        json.loads((sweep_dir / job / "metrics.json").read_text())["val"]["beta_effective"] for job in ("0", "1")
+    )
+    assert kl_weights == [0.0, pytest.approx(1e-3 * 784 / 2)]
+
+
+def test_missing_data_stops_with_a_short_message(tmp_path):
+    result = run_cli(
+        "vae.train", f"data.root={tmp_path / 'nothing'}", "data.download=false", f"hydra.run.dir={tmp_path / 'run'}"
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "t10k-labels-idx1-ubyte" in output and "data=synthetic" in output
+    assert "Traceback" not in output
+    assert not (tmp_path / "run" / "checkpoints" / "last.pt").exists()
+
+
+@pytest.mark.parametrize("overrides", [["gen_loss=l2"], ["reduction=sum", "kl_weight=1"], ["data.binarize=dynamic"]])
+def test_training_variants_run_and_report_finite_nats(tmp_path, overrides):
+    metrics = train(compose_config([*TINY, "data.num_train=64", "epochs=1", *overrides]), tmp_path)
+    assert all(math.isfinite(metrics["val"][name]) for name in TERMS)
+
+
+def test_glorot_init_leaves_the_mean_image_within_a_few_hundred_steps():
+    # The trap: with PyTorch's default init the lecture's network sits at the mean image.
+    torch.manual_seed(0)
+    x = to_model_input(make_synthetic(1024, seed=0).images)
+    mean_image = x.mean(0, keepdim=True).clamp(1e-4, 1 - 1e-4)
+    mean_image_bce = torch.nn.functional.binary_cross_entropy(mean_image.expand_as(x), x).item()
+    model = build_vae(name="conv", image_shape=(1, 28, 28), latent_dim=2, init="glorot")
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, eps=1e-7)
+    for _ in range(300):
+        batch = x[torch.randint(0, len(x), (64,))]
+        output = model(batch)
+        terms = vae_loss(output.logits, batch, output.mu, output.log_var, kl_weight=1e-3)
+        optimizer.zero_grad()
+        terms.loss.backward()
+        optimizer.step()
+    with torch.no_grad():
+        output = model(x[:256])
+        final = vae_loss(output.logits, x[:256], output.mu, output.log_var, kl_weight=1e-3).gen_loss.item()
+    assert final < 0.85 * mean_image_bce
+
+
+def test_nan_loss_stops_training_naming_the_term():
+    terms = vae_loss(
+        torch.zeros(1, 1, 2, 2),
+        torch.zeros(1, 1, 2, 2),
+        torch.tensor([[float("nan"), 0.0]]),
+        torch.zeros(1, 2),
+        kl_weight=1.0,
+    )
+    with pytest.raises(TrainingDiverged, match=r"epoch 3, step 7 \(bad term: kl\)"):
+        check_finite(terms, epoch=3, step=7)
