@@ -92,7 +92,7 @@ def find_idx_files(name: str, root: Path) -> dict[str, Path] | None:
 
 
 def missing_data_message(name: str, root: Path, reason: str = "") -> str:
-    folders = "\n".join(f"    {folder}" for folder in candidate_folders(name, root))
+    folders = "\n".join(f"    {folder.resolve()}" for folder in candidate_folders(name, root))
     files = "\n".join(f"    {stem}[.gz]" for stem in IDX_FILES.values())
     lines = [
         f"{name}: the IDX files are not in the data root {root.resolve()}.",
@@ -131,7 +131,8 @@ def load_idx_dataset(name: str, root: Path, *, allow_download: bool) -> tuple[Sp
         try:
             download(name, root)
         except Exception as error:  # noqa: BLE001 - any failure means: no data, say so plainly
-            reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
+            reason = lines[-1] if lines else type(error).__name__  # torchvision puts the cause last
             raise DataNotFoundError(missing_data_message(name, root, reason)) from None
         files = find_idx_files(name, root)
         if files is None:
