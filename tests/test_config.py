@@ -6,12 +6,13 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import compose_config, run_cli
 from hydra.errors import HydraException
 from omegaconf import OmegaConf
 
 from vae.config import ConfigError, validate
 from vae.runs import config_dir
+
+from conftest import compose_config, run_cli
 
 GROUPS = ("data", "model", "optim", "experiment")
 

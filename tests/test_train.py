@@ -7,7 +7,6 @@ import math
 
 import pytest
 import torch
-from conftest import TINY, compose_config, run_cli
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from vae.data import make_synthetic, to_model_input
@@ -15,6 +14,8 @@ from vae.losses import vae_loss
 from vae.model import build_vae
 from vae.runs import load_run
 from vae.train import TrainingDiverged, check_finite, train
+
+from conftest import TINY, compose_config, run_cli
 
 CONTRACT_SCALARS = {
     "train/loss",

@@ -28,6 +28,22 @@ TORCHVISION_FOLDERS = {"mnist": "MNIST", "fashion_mnist": "FashionMNIST"}
 # Where Debian's packages put the files, flat.
 SYSTEM_FOLDERS = {"fashion_mnist": [Path("/usr/share/datasets/fashion-mnist")]}
 DOWNLOAD_TIMEOUT_S = 10
+CLASS_NAMES = {
+    "mnist": [str(digit) for digit in range(10)],
+    "fashion_mnist": [
+        "T-shirt/top",
+        "Trouser",
+        "Pullover",
+        "Dress",
+        "Coat",
+        "Sandal",
+        "Shirt",
+        "Sneaker",
+        "Bag",
+        "Ankle boot",
+    ],
+    "synthetic": [f"{'ring' if label % 2 else 'stroke'} {label}" for label in range(10)],
+}
 
 
 class DataNotFoundError(RuntimeError):

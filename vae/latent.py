@@ -46,3 +46,79 @@ def decoded_grid(model: VAE, *, grid_size: int = 15, dims: tuple[int, int] = (0,
 def top_kl_dims(kl_per_dim: torch.Tensor, count: int = 2) -> list[int]:
     """Indices of the `count` latent dims with the largest mean KL, largest first."""
     return kl_per_dim.topk(min(count, kl_per_dim.numel())).indices.tolist()
+
+
+@torch.no_grad()
+def encode_images(model: VAE, images: torch.Tensor, *, batch_size: int = 1000) -> tuple[torch.Tensor, torch.Tensor]:
+    """The posterior's (mu, log_var) for uint8 or [0, 1] images, on CPU: each (N, latent_dim)."""
+    device = next(model.parameters()).device
+    mus, log_vars = [], []
+    for batch in images.split(batch_size):
+        x = batch.float() / 255.0 if batch.dtype == torch.uint8 else batch.float()
+        mu, log_var = model.encode(x.to(device))
+        mus.append(mu.float().cpu())
+        log_vars.append(log_var.float().cpu())
+    return torch.cat(mus), torch.cat(log_vars)
+
+
+def mean_kl_per_dim(mu: torch.Tensor, log_var: torch.Tensor) -> torch.Tensor:
+    """KL(q(z|x) || N(0, 1)) of each latent dim, averaged over the images: (latent_dim,)."""
+    return (0.5 * (mu.pow(2) + log_var.exp() - log_var - 1.0)).mean(0)
+
+
+def interpolate(z_start: torch.Tensor, z_end: torch.Tensor, steps: int, *, method: str = "linear") -> torch.Tensor:
+    """Points from z_start to z_end inclusive: (steps, latent_dim). `slerp` follows the great circle."""
+    t = torch.linspace(0.0, 1.0, steps, dtype=z_start.dtype).view(-1, 1)
+    if method == "linear":
+        return (1 - t) * z_start + t * z_end
+    if method != "slerp":
+        raise ValueError(f"method must be linear or slerp (got {method!r})")
+    cos_angle = torch.dot(z_start, z_end) / (z_start.norm() * z_end.norm()).clamp(min=1e-12)
+    angle = torch.arccos(cos_angle.clamp(-1.0, 1.0))
+    if angle.abs() < 1e-6:  # (anti)parallel ends: the great circle is undefined, a line is the limit
+        return (1 - t) * z_start + t * z_end
+    path = (torch.sin((1 - t) * angle) * z_start + torch.sin(t * angle) * z_end) / torch.sin(angle)
+    path[0], path[-1] = z_start, z_end  # exact ends, whatever the rounding
+    return path
+
+
+def class_mean_latents(mu: torch.Tensor, labels: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """The average latent of each class: (num_classes, latent_dim); NaN rows for absent classes."""
+    means = torch.full((num_classes, mu.shape[1]), float("nan"))
+    for label in range(num_classes):
+        members = mu[labels == label]
+        if len(members):
+            means[label] = members.mean(0)
+    return means
+
+
+def attribute_vector(mu: torch.Tensor, has_attribute: torch.Tensor) -> torch.Tensor:
+    """s = mean latent of the images with the attribute minus the mean latent of the rest (the lecture's edit)."""
+    if has_attribute.all() or not has_attribute.any():
+        raise ValueError("an attribute vector needs images with and without the attribute")
+    return mu[has_attribute].mean(0) - mu[~has_attribute].mean(0)
+
+
+def edit_latents(mu: torch.Tensor, direction: torch.Tensor, ks: torch.Tensor) -> torch.Tensor:
+    """mu + k * s for every image and every k: (N, len(ks), latent_dim)."""
+    return mu.unsqueeze(1) + ks.view(1, -1, 1) * direction.view(1, 1, -1)
+
+
+def thick_strokes(images: torch.Tensor) -> torch.Tensor:
+    """The pixel attribute "thick strokes": ink mass (sum of intensities) above the median."""
+    ink = images.float().flatten(1).sum(1)
+    return ink > ink.median()
+
+
+def project_2d(
+    mu: torch.Tensor, *, kl_per_dim: torch.Tensor | None = None, method: str = "auto"
+) -> tuple[torch.Tensor, str]:
+    """Two coordinates per image for a scatter: the latent itself at latent_dim 2, else PCA (or the top-KL dims)."""
+    if mu.shape[1] == 2:
+        return mu, "z[0], z[1]"
+    if method == "top_kl" and kl_per_dim is not None:
+        dims = top_kl_dims(kl_per_dim)
+        return mu[:, dims], f"z[{dims[0]}], z[{dims[1]}] (largest KL)"
+    centred = mu - mu.mean(0)
+    _, _, v = torch.linalg.svd(centred, full_matrices=False)
+    return centred @ v[:2].T, "PC 1, PC 2 of mu"

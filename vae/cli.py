@@ -1,0 +1,40 @@
+"""`key=value` arguments for the tools that read a run directory, checked like the trainer's."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from typing import Any, TypeVar
+
+from omegaconf import MISSING, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+T = TypeVar("T")
+__all__ = ["MISSING", "parse_args"]
+
+
+def parse_args(schema: type[T], argv: Sequence[str] | None = None, *, usage: str = "") -> T:
+    """Merge `key=value` words into the dataclass `schema`; exit 2 naming an unknown key, a bad value or a missing one."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if any(word in ("-h", "--help") for word in argv):
+        print(usage or schema.__doc__)
+        sys.exit(0)
+    bad_words = [word for word in argv if "=" not in word]
+    if bad_words:
+        sys.exit(f"error: arguments are key=value (got {bad_words[0]!r})\n{usage}")
+    try:
+        config = OmegaConf.merge(OmegaConf.structured(schema), OmegaConf.from_dotlist(argv))
+        missing = sorted(OmegaConf.missing_keys(config))
+        if missing:
+            sys.exit(f"error: {missing[0]} is required, e.g. {missing[0]}=outputs/runs/<timestamp>\n{usage}")
+        return OmegaConf.to_object(config)
+    except OmegaConfBaseException as error:
+        key = getattr(error, "full_key", None) or ""
+        first_line = str(error).splitlines()[0]
+        sys.exit(f"error: {key + ': ' if key else ''}{first_line}\n{usage}")
+
+
+def check(condition: bool, key: str, expectation: str, value: Any) -> None:
+    """Exit 2 with `key must be ... (got ...)` when a value cannot work."""
+    if not condition:
+        sys.exit(f"error: {key} must be {expectation} (got {value!r})")

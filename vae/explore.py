@@ -1,0 +1,199 @@
+"""`python -m vae.explore run=<run dir>`: the lecture's views of a trained run's latent space.
+
+Writes PNGs into `<run>/images/explore_*.png` and the same figures, plus the embedding
+projector, into the run's TensorBoard: the decoded latent grid, the test set's mu by class,
+interpolations, class averages, and attribute-vector editing.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch.utils.tensorboard import SummaryWriter
+from torchvision.utils import make_grid
+
+from vae.build import build_data
+from vae.checkpoint import CheckpointError
+from vae.cli import MISSING, check, parse_args
+from vae.data import CLASS_NAMES, DataNotFoundError
+from vae.figures import image_rows_figure, latent_grid_figure, scatter_figure
+from vae.latent import (
+    attribute_vector,
+    decode_images,
+    edit_latents,
+    encode_images,
+    grid_latents,
+    grid_quantiles,
+    interpolate,
+    mean_kl_per_dim,
+    project_2d,
+    thick_strokes,
+    top_kl_dims,
+)
+from vae.runs import load_run
+
+
+@dataclass
+class ExploreArgs:
+    """python -m vae.explore run=<run dir> [grid_size=15] [interpolation=linear|slerp] [attribute_class=1] [data_root=<dir>]"""
+
+    run: str = MISSING
+    checkpoint: str = "best"
+    grid_size: int = 15
+    interpolation: str = "linear"
+    steps: int = 10  # images along each interpolation, ends included
+    pairs: int = 6  # interpolation pairs
+    attribute_class: int = 1  # the class whose attribute vector is edited along (class vs the rest)
+    edit_images: int = 5  # test images edited along each attribute vector
+    max_points: int = 10000  # test images in the scatter
+    embedding_points: int = 2000  # test images in TensorBoard's projector (with sprites)
+    data_root: str | None = None  # where the data set is, if not where the run found it
+
+
+def explore(
+    model, test_images: torch.Tensor, test_labels: torch.Tensor, *, args: ExploreArgs, class_names: list[str]
+) -> dict:
+    """Every figure as (name, Figure) plus what was chosen, from a model and labelled test images."""
+    mu, log_var = encode_images(model, test_images)  # (N, L) each
+    kl_per_dim = mean_kl_per_dim(mu, log_var)
+    latent_dim = mu.shape[1]
+    x = test_images.float() / 255.0 if test_images.dtype == torch.uint8 else test_images.float()
+    figures = {}
+
+    # 1. The decoded grid over the two dims that carry the most information.
+    dims = (0, 1) if latent_dim == 2 else tuple(top_kl_dims(kl_per_dim, 2)) if latent_dim > 2 else (0, 0)
+    if latent_dim >= 2:
+        quantiles = grid_quantiles(args.grid_size)
+        z = grid_latents(args.grid_size, latent_dim=latent_dim, dims=dims)
+        grid = make_grid(decode_images(model, z), nrow=args.grid_size, padding=0)
+        rest = "" if latent_dim == 2 else f", other {latent_dim - 2} dims at 0 (dims by largest KL)"
+        figures["latent_grid"] = latent_grid_figure(
+            grid, quantiles, dims=dims, title=f"Decoded z over z[{dims[0]}], z[{dims[1]}]{rest}"
+        )
+
+    # 2. The test set's mu, by class.
+    shown = slice(0, min(args.max_points, len(mu)))
+    points, axis_names = project_2d(mu[shown])
+    figures["scatter"] = scatter_figure(
+        points,
+        test_labels[shown],
+        axis_names=axis_names,
+        class_names=class_names,
+        title=f"Test set posterior means ({axis_names})",
+    )
+
+    # 3. Interpolations between pairs of test images of different classes.
+    first_of_class = [int((test_labels == c).nonzero()[0]) for c in range(len(class_names)) if (test_labels == c).any()]
+    pairs = [
+        (first_of_class[i], first_of_class[(i + 1) % len(first_of_class)])
+        for i in range(min(args.pairs, len(first_of_class)))
+    ]
+    rows = []
+    for start, end in pairs:
+        path = interpolate(mu[start], mu[end], args.steps, method=args.interpolation)
+        rows.append(torch.cat([x[start : start + 1], decode_images(model, path), x[end : end + 1]]))
+    figures["interpolation"] = image_rows_figure(
+        torch.stack(rows),
+        title=f"{args.interpolation} interpolation between test images' mu (ends: the inputs)",
+        column_labels=["input"] + [f"t={t:.2f}" for t in torch.linspace(0, 1, args.steps).tolist()] + ["input"],
+    )
+
+    # 4. Average images: the decoded class-mean latent beside the pixel mean of the class.
+    present = [c for c in range(len(class_names)) if (test_labels == c).any()]
+    class_means = torch.stack([mu[test_labels == c].mean(0) for c in present])
+    pixel_means = torch.stack([x[test_labels == c].mean(0) for c in present])
+    figures["class_averages"] = image_rows_figure(
+        torch.stack([decode_images(model, class_means), pixel_means]),
+        title="Average images: decoded mean latent of each class (top), pixel mean (bottom)",
+        row_labels=["decoded\nmean z", "pixel\nmean"],
+        column_labels=[class_names[c] for c in present],
+    )
+
+    # 5. Attribute vectors: a class against the rest, and thick strokes (ink above the median).
+    ks = torch.arange(-4, 5, dtype=torch.float32)
+    groups = {
+        f"class_{args.attribute_class}": test_labels == args.attribute_class,
+        "thick_strokes": thick_strokes(test_images),
+    }
+    group_titles = {
+        f"class_{args.attribute_class}": f"class {class_names[args.attribute_class]}",
+        "thick_strokes": "thick strokes",
+    }
+    chosen = torch.arange(min(args.edit_images, len(mu)))
+    attribute_norms = {}
+    for name, has_attribute in groups.items():
+        direction = attribute_vector(mu, has_attribute)
+        attribute_norms[name] = float(direction.norm())
+        edited = edit_latents(mu[chosen], direction, ks)  # (n, 9, L)
+        decoded = decode_images(model, edited.view(-1, latent_dim)).view(len(chosen), len(ks), *x.shape[1:])
+        figures[f"attribute_{name}"] = image_rows_figure(
+            decoded,
+            title=f"Editing along s = mean z({group_titles[name]}) - mean z(rest): decode mu + k s",
+            column_labels=[f"k={int(k):+d}" for k in ks],
+        )
+    summary = {
+        "grid_dims": list(dims),
+        "kl_per_dim": kl_per_dim.tolist(),
+        "mean_sigma": float(torch.exp(0.5 * log_var).mean()),
+        "attribute_vector_norms": attribute_norms,
+        "interpolation": args.interpolation,
+        "pairs": pairs,
+    }
+    return {"figures": figures, "summary": summary, "mu": mu}
+
+
+def main(argv=None) -> Path:
+    args = parse_args(ExploreArgs, argv, usage=ExploreArgs.__doc__)
+    check(args.grid_size >= 2, "grid_size", "an integer >= 2", args.grid_size)
+    check(args.interpolation in ("linear", "slerp"), "interpolation", "linear or slerp", args.interpolation)
+    check(args.steps >= 2, "steps", "an integer >= 2", args.steps)
+    try:
+        loaded = load_run(args.run, checkpoint=args.checkpoint)
+    except CheckpointError as error:
+        raise SystemExit(f"error: {error}") from None
+    config = loaded.checkpoint["config"]
+    if args.data_root:
+        config["data"]["root"] = args.data_root
+    class_names = CLASS_NAMES.get(config["data"]["name"], [str(c) for c in range(config["data"]["num_classes"])])
+    check(
+        0 <= args.attribute_class < len(class_names),
+        "attribute_class",
+        f"a class from 0 to {len(class_names) - 1}",
+        args.attribute_class,
+    )
+    try:
+        test = build_data(config).test
+    except DataNotFoundError as error:
+        raise SystemExit(f"error: {error}\n(the run's data; point to it with data_root=...)") from None
+
+    result = explore(loaded.model, test.images, test.labels, args=args, class_names=class_names)
+    run_dir = Path(args.run)
+    images_dir = run_dir / "images"
+    images_dir.mkdir(exist_ok=True)
+    epoch = int(loaded.checkpoint["epoch"])
+    writer = SummaryWriter(log_dir=str(run_dir))
+    for name, fig in result["figures"].items():
+        fig.savefig(images_dir / f"explore_{name}.png", dpi=100)
+        writer.add_figure(f"explore/{name}", fig, global_step=epoch, close=True)
+    shutil.rmtree(run_dir / f"{epoch:05d}" / "test_mu", ignore_errors=True)  # a re-run replaces the projector's data
+    count = min(args.embedding_points, len(test.images))
+    sprites = test.images[:count].float() / 255.0
+    writer.add_embedding(
+        result["mu"][:count],
+        metadata=[class_names[int(c)] for c in test.labels[:count]],
+        label_img=sprites if sprites.shape[1] in (1, 3) else None,
+        global_step=epoch,
+        tag="test_mu",
+    )
+    writer.close()
+    (run_dir / "explore.json").write_text(json.dumps(result["summary"], indent=2))
+    print(f"wrote {len(result['figures'])} figures to {images_dir} and the projector to {run_dir}")
+    return images_dir
+
+
+if __name__ == "__main__":
+    main()

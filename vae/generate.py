@@ -1,0 +1,59 @@
+"""`python -m vae.generate run=<run dir> n=64`: a sheet of samples from the prior of a trained run."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torchvision.utils import save_image
+
+from vae.checkpoint import CheckpointError
+from vae.cli import MISSING, check, parse_args
+from vae.figures import sample_sheet_figure, save
+from vae.runs import load_run
+
+log = logging.getLogger("vae.generate")
+
+
+@dataclass
+class GenerateArgs:
+    """python -m vae.generate run=<run dir> [n=64] [seed=0] [temperature=1.0] [out=<path.png>] [checkpoint=best]"""
+
+    run: str = MISSING
+    n: int = 64
+    seed: int = 0
+    temperature: float = 1.0  # scales eps: z = temperature * eps
+    out: str | None = None  # default: <run>/images/samples_n<n>_t<temperature>.png
+    checkpoint: str = "best"
+    per_row: int = 8
+
+
+@torch.no_grad()
+def generate(model, *, n: int, seed: int, temperature: float) -> torch.Tensor:
+    """n images decoded from z = temperature * eps, eps ~ N(0, I) drawn with `seed`: (n, C, H, W)."""
+    return model.sample(n, temperature=temperature, generator=torch.Generator().manual_seed(seed))
+
+
+def main(argv=None) -> Path:
+    args = parse_args(GenerateArgs, argv, usage=GenerateArgs.__doc__)
+    check(args.n >= 1, "n", "an integer >= 1", args.n)
+    check(args.temperature > 0, "temperature", "a number > 0", args.temperature)
+    check(args.checkpoint in ("best", "last"), "checkpoint", "best or last", args.checkpoint)
+    try:
+        loaded = load_run(args.run, checkpoint=args.checkpoint)
+    except CheckpointError as error:
+        raise SystemExit(f"error: {error}") from None
+    images = generate(loaded.model, n=args.n, seed=args.seed, temperature=args.temperature)
+    out = Path(args.out) if args.out else Path(args.run) / "images" / f"samples_n{args.n}_t{args.temperature:g}.png"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    title = f"{args.n} samples from the prior, temperature {args.temperature:g} (epoch {loaded.checkpoint['epoch']})"
+    save(sample_sheet_figure(images, title=title, per_row=args.per_row), out)
+    save_image(images, out.with_name(out.stem + "_raw.png"), nrow=args.per_row)
+    print(f"wrote {out}")
+    return out
+
+
+if __name__ == "__main__":
+    main()
