@@ -1,0 +1,85 @@
+"""Evaluation: the importance-weighted bound, active units, and eval.json."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import torch
+import torch.nn.functional as F
+from torch.distributions import Normal
+
+from vae.data import make_synthetic, to_model_input
+from vae.evaluate import active_units, iwae_log_likelihood
+from vae.model import build_vae
+
+from conftest import run_cli
+
+EVAL_KEYS = {
+    "neg_elbo_nats",
+    "neg_elbo_bits_per_dim",
+    "gen_nats",
+    "kl_nats",
+    "iwae_nll_nats",
+    "iwae_k",
+    "active_units",
+    "kl_per_dim",
+    "mean_sigma",
+    "binarize",
+    "split",
+}
+
+
+def _model_and_data(latent_dim: int = 3, num_images: int = 6):
+    torch.manual_seed(0)
+    model = build_vae(name="mlp", image_shape=(1, 28, 28), latent_dim=latent_dim, hidden_dims=(32,)).eval()
+    return model, to_model_input(make_synthetic(num_images, seed=0).images)
+
+
+def test_bound_with_one_sample_is_a_monte_carlo_elbo_with_the_same_noise():
+    model, x = _model_and_data()
+    bound = iwae_log_likelihood(model, x, num_samples=1, generator=torch.Generator().manual_seed(7))
+    eps = torch.randn(1, x.shape[0], 3, generator=torch.Generator().manual_seed(7))[0]
+    with torch.no_grad():
+        mu, log_var = model.encode(x)
+        sigma = torch.exp(0.5 * log_var)
+        z = mu + sigma * eps
+        log_px_z = -F.binary_cross_entropy_with_logits(model.decode(z), x, reduction="none").flatten(1).sum(1)
+        # Monte Carlo KL from the same z, not the closed form.
+        monte_carlo_kl = (Normal(mu, sigma).log_prob(z) - Normal(0.0, 1.0).log_prob(z)).sum(1)
+    assert torch.allclose(bound, log_px_z - monte_carlo_kl, atol=1e-3)
+
+
+def test_bound_rises_with_k_on_average():
+    model, x = _model_and_data(num_images=4)
+    generator = torch.Generator().manual_seed(0)
+    means = [
+        torch.stack(
+            [iwae_log_likelihood(model, x, num_samples=k, chunk=50, generator=generator) for _ in range(20)]
+        ).mean()
+        for k in (1, 10, 100)
+    ]
+    assert means[0] < means[1] < means[2]
+
+
+def test_active_units_count_a_models_live_dims():
+    model, _ = _model_and_data(latent_dim=5, num_images=0)
+    with torch.no_grad():  # dims 1 and 3 ignore the input: their mean is the same for every image
+        model.encoder.mu.weight[[1, 3]] = 0.0
+        model.encoder.mu.weight[[0, 2, 4]] *= 20.0
+    x = to_model_input(make_synthetic(200, seed=1).images)
+    mu, _ = model.encode(x)
+    assert active_units(mu) == 3
+    assert active_units(torch.zeros(10, 4)) == 0
+
+
+def test_evaluate_writes_eval_json_with_the_contract_keys(tiny_run):
+    result = run_cli("vae.evaluate", f"run={tiny_run}", "iwae_k=20", "max_images=32", "batch_size=16")
+    assert result.returncode == 0, result.stderr[-2000:]
+    results = json.loads((tiny_run / "eval.json").read_text())
+    assert EVAL_KEYS <= set(results)
+    assert results["split"] == "test" and results["binarize"] == "none" and results["iwae_k"] == 20
+    assert math.isclose(results["neg_elbo_nats"], results["gen_nats"] + results["kl_nats"], rel_tol=1e-6)
+    assert results["iwae_nll_nats"] <= results["neg_elbo_nats"] + 1.0
+    assert math.isclose(results["neg_elbo_bits_per_dim"], results["neg_elbo_nats"] / (784 * math.log(2)), rel_tol=1e-9)
+    assert len(results["kl_per_dim"]) == 2 and 0 <= results["active_units"] <= 2
