@@ -7,7 +7,7 @@ RUN ?=
 SWEEP ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install train sweep test lint tensorboard clean
+.PHONY: help install train sweep report test lint tensorboard clean
 
 help: ## show this help
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-12s %s\n", $$1, $$2}'
@@ -26,6 +26,9 @@ train: install ## train the lecture model on MNIST (python -m vae.train $(ARGS))
 
 sweep: install ## the kl_weight x latent_dim sweep of the README (Hydra multirun)
 	$(PY) -m vae.train -m kl_weight=0,1e-4,1e-3 latent_dim=2,16 $(ARGS)
+
+report: install ## the sweep report: make report SWEEP=outputs/multirun/<timestamp> (default: the newest)
+	$(PY) -m vae.report sweep=$(or $(SWEEP),$(lastword $(sort $(wildcard outputs/multirun/*))))
 
 test: install ## run the test suite
 	$(PY) -m pytest -q $(ARGS)

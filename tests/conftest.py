@@ -50,3 +50,21 @@ def tiny_run(tmp_path_factory) -> Path:
     run_dir = tmp_path_factory.mktemp("tiny_run")
     train(compose_config([*TINY, "epochs=2", "latent_dim=2"]), run_dir)
     return run_dir
+
+
+@pytest.fixture(scope="session")
+def tiny_sweep(tmp_path_factory) -> Path:
+    """A two-by-two multirun (kl_weight 0, 1e-3 x latent_dim 2, 3) on synthetic data, through the CLI."""
+    sweep_dir = tmp_path_factory.mktemp("tiny_sweep") / "sweep"
+    result = run_cli(
+        "vae.train",
+        "-m",
+        *TINY,
+        "data.num_train=64",
+        "epochs=1",
+        "kl_weight=0,1e-3",
+        "latent_dim=2,3",
+        f"hydra.sweep.dir={sweep_dir}",
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    return sweep_dir

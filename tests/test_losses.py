@@ -127,3 +127,22 @@ def test_unknown_gen_loss_and_reduction_are_refused_by_name():
         vae_loss(logits, x, z, z, kl_weight=1.0, gen_loss="huber")
     with pytest.raises(ValueError, match="avg"):
         vae_loss(logits, x, z, z, kl_weight=1.0, reduction="avg")
+
+
+def test_kl_warmup_rises_linearly_to_one_over_its_steps():
+    from vae.losses import kl_warmup_factor
+
+    assert [kl_warmup_factor(step, warmup_steps=4) for step in (0, 1, 2, 4, 10)] == [0.0, 0.25, 0.5, 1.0, 1.0]
+    assert kl_warmup_factor(0, warmup_steps=0) == 1.0
+
+
+def test_free_bits_floor_the_kl_in_the_objective_only():
+    logits, x = torch.zeros(2, 1, 2, 2), torch.full((2, 1, 2, 2), 0.5)
+    mu = torch.tensor([[0.1, 3.0], [0.1, 3.0]], requires_grad=True)  # dim 0: KL 0.005, dim 1: KL 4.5
+    log_var = torch.zeros(2, 2)
+    terms = vae_loss(logits, x, mu, log_var, kl_weight=1.0, reduction="sum", kl_floor=0.5)
+    assert math.isclose(terms.kl.item(), 0.005 + 4.5, rel_tol=1e-5)  # reported: the true KL
+    assert math.isclose(terms.loss.item() - terms.gen_loss.item(), 0.5 + 4.5, rel_tol=1e-5)  # objective: floored
+    terms.loss.backward()
+    assert mu.grad[:, 0].abs().max() == 0  # under the floor: no pull towards the prior
+    assert (mu.grad[:, 1] > 0).all()

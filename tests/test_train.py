@@ -7,6 +7,7 @@ import math
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from vae.data import make_synthetic, to_model_input
@@ -127,16 +128,14 @@ def test_one_epoch_through_the_cli_writes_a_hydra_run_directory(tmp_path):
     assert json.loads((run_dir / "metrics.json").read_text())["epoch"] == 1
 
 
-def test_multirun_writes_one_directory_per_job(tmp_path):
-    sweep_dir = tmp_path / "sweep"
-    result = run_cli(
-        "vae.train", "-m", *TINY, "data.num_train=64", "epochs=1", "kl_weight=0,1e-3", f"hydra.sweep.dir={sweep_dir}"
+def test_multirun_writes_one_directory_per_job(tiny_sweep):
+    settings = sorted(
+        (config["kl_weight"], config["latent_dim"])
+        for config in (OmegaConf.load(tiny_sweep / job / ".hydra" / "config.yaml") for job in "0123")
     )
-    assert result.returncode == 0, result.stderr[-2000:]
-    kl_weights = sorted(
-        json.loads((sweep_dir / job / "metrics.json").read_text())["val"]["beta_effective"] for job in ("0", "1")
-    )
-    assert kl_weights == [0.0, pytest.approx(1e-3 * 784 / 2)]
+    assert settings == [(0, 2), (0, 3), (1e-3, 2), (1e-3, 3)]
+    for job in "0123":
+        assert json.loads((tiny_sweep / job / "metrics.json").read_text())["epoch"] == 1
 
 
 def test_missing_data_stops_with_a_short_message(tmp_path):
@@ -187,3 +186,10 @@ def test_nan_loss_stops_training_naming_the_term():
     )
     with pytest.raises(TrainingDiverged, match=r"epoch 3, step 7 \(bad term: kl\)"):
         check_finite(terms, epoch=3, step=7)
+
+
+def test_kl_warmup_is_logged_rising_to_the_configured_weight(tmp_path):
+    train(compose_config([*TINY, "data.num_train=64", "epochs=3", "kl_warmup_epochs=2", "kl_weight=0.5"]), tmp_path)
+    logged = [event.value for event in events(tmp_path).Scalars("train/kl_weight")]
+    # 2 steps per epoch, 4 warm-up steps: the last step of epoch 1 is step 1 (0.25), of epoch 2 step 3 (0.75).
+    assert logged == pytest.approx([0.5 * 0.25, 0.5 * 0.75, 0.5])

@@ -39,6 +39,18 @@ def validate(cfg: DictConfig) -> None:
     get = resolved.get
     _check(_is_int(get("latent_dim")) and get("latent_dim") >= 1, "latent_dim", "an integer >= 1", get("latent_dim"))
     _check(_is_number(get("kl_weight")) and get("kl_weight") >= 0, "kl_weight", "a number >= 0", get("kl_weight"))
+    _check(
+        _is_number(get("kl_warmup_epochs")) and get("kl_warmup_epochs") >= 0,
+        "kl_warmup_epochs",
+        "a number >= 0",
+        get("kl_warmup_epochs"),
+    )
+    _check(
+        _is_number(get("free_bits")) and get("free_bits") >= 0,
+        "free_bits",
+        "a number >= 0 (nats per latent dim)",
+        get("free_bits"),
+    )
     _check(get("gen_loss") in ("bce", "l2"), "gen_loss", "one of bce, l2", get("gen_loss"))
     _check(get("reduction") in ("mean", "sum"), "reduction", "one of mean, sum", get("reduction"))
     _check(_is_int(get("epochs")) and get("epochs") >= 1, "epochs", "an integer >= 1", get("epochs"))

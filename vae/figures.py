@@ -16,7 +16,7 @@ from torchvision.utils import make_grid  # noqa: E402
 def _to_hwc(image: torch.Tensor) -> torch.Tensor:
     """(C, H, W) in [0, 1] to what imshow takes."""
     image = image.detach().float().clamp(0, 1).cpu()
-    return image[0] if image.shape[0] == 1 else image.permute(1, 2, 0)
+    return (image[0] if image.shape[0] == 1 else image.permute(1, 2, 0)).numpy()
 
 
 def _show(ax, image: torch.Tensor, **kwargs) -> None:
@@ -47,7 +47,9 @@ def scatter_figure(
     for index, label in enumerate(classes):
         chosen = labels == label
         name = class_names[label] if class_names else str(label)
-        ax.scatter(points[chosen, 0], points[chosen, 1], s=3, alpha=0.6, color=cmap(index % cmap.N), label=name)
+        ax.scatter(
+            points[chosen, 0].numpy(), points[chosen, 1].numpy(), s=3, alpha=0.6, color=cmap(index % cmap.N), label=name
+        )
     x_name, _, y_name = axis_names.partition(", ")
     ax.set_xlabel(x_name)
     ax.set_ylabel(y_name or x_name)

@@ -100,6 +100,13 @@ def vae_loss(
     )
 
 
+def kl_warmup_factor(step: int, *, warmup_steps: int) -> float:
+    """The share of kl_weight applied at a training step: rises linearly from 0 to 1 over `warmup_steps`."""
+    if warmup_steps <= 0:
+        return 1.0
+    return min(1.0, step / warmup_steps)
+
+
 def beta_effective(*, kl_weight: float, reduction: str, num_pixels: int, latent_dim: int) -> float:
     """The KL weight that the objective amounts to when both terms are summed per image."""
     if reduction == "mean":

@@ -49,6 +49,8 @@ def flat_hparams(cfg: Mapping) -> dict[str, float | int | str | bool]:
         "model": cfg["model"]["name"],
         "optim": cfg["optim"]["name"],
         "lr": float(cfg["optim"]["lr"]),
+        "kl_warmup_epochs": float(cfg.get("kl_warmup_epochs", 0)),
+        "free_bits": float(cfg.get("free_bits", 0.0)),
     }
     return {key: value for key, value in values.items() if value is not None}
 

@@ -24,7 +24,7 @@ from vae.config import ConfigError, validate
 from vae.data import DataNotFoundError, epoch_batches, to_model_input
 from vae.evaluate import autocast_context, dataset_loss_terms, mean_sigma
 from vae.latent import decoded_grid
-from vae.losses import beta_effective, vae_loss
+from vae.losses import beta_effective, kl_warmup_factor, vae_loss
 from vae.runs import config_dir, write_run_json
 from vae.runtime import apply_runtime, resolve_runtime
 from vae.summaries import flat_hparams, image_sheet, reconstruction_sheet, write_hparams_entry
@@ -102,6 +102,8 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
         latent_dim=config["latent_dim"],
     )
     loss_options = dict(kl_weight=config["kl_weight"], gen_loss=config["gen_loss"], reduction=config["reduction"])
+    steps_per_epoch = math.ceil(len(splits.train) / config["batch_size"])
+    warmup_steps = round(config["kl_warmup_epochs"] * steps_per_epoch)
     train_images = splits.train.images.to(device)  # the whole split lives on the device
     dynamic_binarize = config["data"]["binarize"] == "dynamic"
     writer = SummaryWriter(log_dir=str(run_dir))
@@ -124,7 +126,15 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
                 x = x.contiguous(memory_format=torch.channels_last)
             with autocast_context(runtime.device, runtime.autocast_dtype):
                 output = forward(x)
-            terms = vae_loss(output.logits, x, output.mu, output.log_var, **loss_options)
+            kl_weight_now = config["kl_weight"] * kl_warmup_factor(step, warmup_steps=warmup_steps)
+            terms = vae_loss(
+                output.logits,
+                x,
+                output.mu,
+                output.log_var,
+                **{**loss_options, "kl_weight": kl_weight_now},
+                kl_floor=config["free_bits"],
+            )
             optimizer.zero_grad(set_to_none=True)
             terms.loss.backward()
             optimizer.step()
@@ -154,6 +164,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
         for name in ("loss", "gen_loss", "kl", "neg_elbo_nats", "kl_nats", "rec_nats", "mean_sigma"):
             writer.add_scalar(f"val/{name}", val_metrics[name], epoch)
         writer.add_scalar("train/images_per_second", seen / train_seconds, epoch)
+        writer.add_scalar("train/kl_weight", kl_weight_now, epoch)
         write_images(
             writer, model, splits, step=epoch, cfg=config, run_dir=run_dir, channels_last=runtime.channels_last
         )

@@ -1,0 +1,33 @@
+"""The sweep report: a table, a CSV and plots from a sweep's run directories, failed jobs listed."""
+
+from __future__ import annotations
+
+import csv
+import shutil
+
+from PIL import Image
+
+from vae.report import report
+
+
+def test_report_on_a_two_by_two_sweep_writes_table_csv_and_plots(tiny_sweep, tmp_path):
+    sweep = tmp_path / "sweep"
+    shutil.copytree(tiny_sweep, sweep)
+    # A fifth job that died: its directory says why, and the report must list it, not drop it.
+    shutil.copytree(sweep / "0" / ".hydra", sweep / "4" / ".hydra")
+    (sweep / "4" / "error.txt").write_text("TrainingDiverged: loss became nan at epoch 1, step 3\n")
+
+    rows = report(sweep, num_samples=4)
+
+    assert [row["status"] for row in rows] == ["ok", "ok", "ok", "ok", "failed"]
+    assert "TrainingDiverged" in rows[4]["error"]
+    with open(sweep / "report.csv") as f:
+        table = list(csv.DictReader(f))
+    assert len(table) == 5 and {row["latent_dim"] for row in table} == {"2", "3"}
+    assert all(float(row["val_neg_elbo_nats"]) > 0 for row in table[:4])
+    markdown = (sweep / "report.md").read_text()
+    assert markdown.count("\n| ") == 6 and "failed" in markdown  # header + 5 jobs
+    for name in ("rate_distortion.png", "samples.png"):
+        image = Image.open(sweep / name).convert("L")
+        low, high = image.getextrema()
+        assert image.size[0] > 300 and low < high
