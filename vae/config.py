@@ -67,6 +67,13 @@ def validate(cfg: DictConfig) -> None:
     _check(_is_bool_or_auto(get("compile")), "compile", "auto, true or false", get("compile"))
     _check(_is_bool_or_auto(get("channels_last")), "channels_last", "auto, true or false", get("channels_last"))
     _check(_is_int(get("threads")) and get("threads") >= 0, "threads", "an integer >= 0 (0 = auto)", get("threads"))
+    _check(get("on_nan") in ("stop", "skip"), "on_nan", "one of stop, skip", get("on_nan"))
+    _check(
+        _is_int(get("checkpoint_every_steps")) and get("checkpoint_every_steps") >= 0,
+        "checkpoint_every_steps",
+        "an integer >= 0",
+        get("checkpoint_every_steps"),
+    )
     for key in ("log_every", "eval_batch_size", "num_image_samples", "grid_size"):
         _check(_is_int(get(key)) and get(key) >= 1, key, "an integer >= 1", get(key))
 

@@ -25,16 +25,24 @@ def config_dir() -> Path:
     return Path(__file__).resolve().parent.parent / "conf"
 
 
-def write_run_json(run_dir: Path, *, runtime: dict) -> dict:
-    """Record the commit, the package versions and every setting resolved from `auto`."""
-    info = {
-        "git": git_commit(),
-        "versions": package_versions(),
-        "runtime": runtime,
-        "command": sys.argv,
-        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-    }
-    (Path(run_dir) / "run.json").write_text(json.dumps(info, indent=2))
+def write_run_json(run_dir: Path, *, runtime: dict, resumed_from_step: int | None = None) -> dict:
+    """Record the commit, the package versions and every setting resolved from `auto`; a resume is appended."""
+    path = Path(run_dir) / "run.json"
+    now = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    if resumed_from_step is not None and path.is_file():
+        info = json.loads(path.read_text())
+        info.setdefault("resumes", []).append(
+            {"step": resumed_from_step, "started": now, "git": git_commit(), "command": sys.argv}
+        )
+    else:
+        info = {
+            "git": git_commit(),
+            "versions": package_versions(),
+            "runtime": runtime,
+            "command": sys.argv,
+            "started": now,
+        }
+    path.write_text(json.dumps(info, indent=2))
     return info
 
 
