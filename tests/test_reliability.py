@@ -1,0 +1,189 @@
+"""Reliability: exact resume, signals and kills survived, bad checkpoints and bad input refused."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from vae.checkpoint import CheckpointError, load_checkpoint, load_model_state, save_checkpoint
+from vae.model import build_vae
+from vae.train import resume_config, train
+
+from conftest import REPO, TINY, compose_config, run_cli
+
+DETERMINISTIC = [*TINY, "data.num_train=128", "deterministic=true", "latent_dim=2"]
+
+
+def _weights(run_dir):
+    return torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)["model"]
+
+
+def _assert_same_weights(a, b):
+    assert a.keys() == b.keys()
+    different = [key for key in a if not torch.equal(a[key], b[key])]
+    assert different == [], f"weights differ in {different}"
+
+
+def test_two_epochs_equal_one_epoch_then_resume_bit_for_bit(tmp_path):
+    train(compose_config([*DETERMINISTIC, "epochs=2"]), tmp_path / "straight")
+    train(compose_config([*DETERMINISTIC, "epochs=1"]), tmp_path / "resumed")
+    composed = compose_config([*DETERMINISTIC, "epochs=2"])
+    config, checkpoint = resume_config(tmp_path / "resumed", composed, ["epochs=2"])
+    metrics = train(config, tmp_path / "resumed", resume_from=checkpoint)
+    assert metrics["epoch"] == 2 and [h["epoch"] for h in metrics["history"]] == [1, 2]
+    _assert_same_weights(_weights(tmp_path / "straight"), _weights(tmp_path / "resumed"))
+
+
+def _start_cli(*args, cwd=REPO):
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen(
+        [sys.executable, "-m", "vae.train", *args],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def _wait_for(path, process, timeout=120):
+    deadline = time.time() + timeout
+    while not path.exists():
+        assert process.poll() is None, process.stdout.read()[-2000:]
+        assert time.time() < deadline, f"{path} never appeared"
+        time.sleep(0.05)
+
+
+def test_sigterm_mid_epoch_saves_and_resume_finishes_the_same_run(tmp_path):
+    args = [*DETERMINISTIC, "data.num_train=256", "epochs=2", "checkpoint_every_steps=3"]
+    straight = run_cli("vae.train", *args, f"hydra.run.dir={tmp_path / 'straight'}")
+    assert straight.returncode == 0, straight.stderr[-2000:]
+
+    run_dir = tmp_path / "interrupted"
+    process = _start_cli(*args, f"hydra.run.dir={run_dir}")
+    _wait_for(run_dir / "checkpoints" / "last.pt", process)
+    process.send_signal(signal.SIGTERM)
+    output, _ = process.communicate(timeout=120)
+    assert process.returncode == 130, output[-2000:]
+    assert f"resume={run_dir}" in output
+    assert load_checkpoint(run_dir / "checkpoints" / "last.pt")["step"] < 2 * 8
+
+    resumed = run_cli("vae.train", f"resume={run_dir}")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    _assert_same_weights(_weights(tmp_path / "straight"), _weights(run_dir))
+    assert json.loads((run_dir / "metrics.json").read_text())["epoch"] == 2
+    assert (run_dir / ".hydra" / "overrides.yaml").read_text().count("resume") == 0  # the original config is kept
+
+
+def test_kill_9_at_random_moments_always_leaves_a_loadable_last_checkpoint(tmp_path):
+    rng = random.Random(0)
+    run_dir = tmp_path / "run"
+    args = [*TINY, "data.num_train=512", "epochs=50", "checkpoint_every_steps=1", f"hydra.run.dir={run_dir}"]
+    process = _start_cli(*args)
+    _wait_for(run_dir / "checkpoints" / "last.pt", process)
+    process.kill()
+    process.wait()
+    steps = [load_checkpoint(run_dir / "checkpoints" / "last.pt")["step"]]
+    for _ in range(3):
+        before = (run_dir / "checkpoints" / "last.pt").stat().st_mtime_ns
+        process = _start_cli(f"resume={run_dir}", "checkpoint_every_steps=1")
+        deadline = time.time() + 120
+        while (run_dir / "checkpoints" / "last.pt").stat().st_mtime_ns == before and time.time() < deadline:
+            time.sleep(0.02)  # wait until the resumed run is writing a checkpoint every step
+        time.sleep(rng.uniform(0.0, 0.5))  # then kill it at a random moment, mid-write or not
+        process.kill()
+        process.wait()
+        steps.append(load_checkpoint(run_dir / "checkpoints" / "last.pt")["step"])
+    assert steps == sorted(steps) and steps[-1] > steps[0]
+
+
+def test_resume_refuses_an_override_that_changes_the_model(tiny_run):
+    result = run_cli("vae.train", f"resume={tiny_run}", "latent_dim=8", "epochs=3")
+    assert result.returncode != 0
+    assert "latent_dim" in result.stdout + result.stderr and "Traceback" not in result.stdout + result.stderr
+    assert load_checkpoint(tiny_run / "checkpoints" / "last.pt")["epoch"] == 2  # nothing was trained
+
+
+def test_resuming_a_finished_run_exits_zero_saying_so(tiny_run):
+    before = (tiny_run / "checkpoints" / "last.pt").stat().st_mtime_ns
+    result = run_cli("vae.train", f"resume={tiny_run}")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "finished its 2 epochs" in result.stdout + result.stderr
+    assert (tiny_run / "checkpoints" / "last.pt").stat().st_mtime_ns == before
+
+
+def test_resume_without_a_checkpoint_is_one_clear_line(tmp_path):
+    result = run_cli("vae.train", f"resume={tmp_path}")
+    assert result.returncode != 0 and "no checkpoints/last.pt" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_truncated_checkpoint_is_refused_in_one_line(tmp_path, tiny_run):
+    broken = tmp_path / "last.pt"
+    broken.write_bytes((tiny_run / "checkpoints" / "last.pt").read_bytes()[:5000])
+    with pytest.raises(CheckpointError, match="is not a readable checkpoint") as error:
+        load_checkpoint(broken)
+    assert "\n" not in str(error.value)
+
+
+def test_checkpoint_of_another_latent_dim_is_refused_naming_the_mismatch(tiny_run):
+    state = load_checkpoint(tiny_run / "checkpoints" / "last.pt")["model"]
+    other = build_vae(name="conv", image_shape=(1, 28, 28), latent_dim=8)
+    with pytest.raises(
+        CheckpointError, match=r"encoder\.mu\.weight has shape \(2, 32\) in the checkpoint but \(8, 32\)"
+    ):
+        load_model_state(other, state, source="last.pt")
+    with pytest.raises(CheckpointError, match="does not fit the model"):
+        load_model_state(build_vae(name="mlp", image_shape=(1, 28, 28), latent_dim=2), state, source="last.pt")
+
+
+def test_checkpoints_are_written_atomically(tmp_path, monkeypatch):
+    path = tmp_path / "last.pt"
+    save_checkpoint(path, {"model": {}, "config": {}, "epoch": 1})
+
+    def dies_mid_write(obj, f, *args, **kwargs):
+        f.write(b"half a checkpoint")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(torch, "save", dies_mid_write)
+    with pytest.raises(KeyboardInterrupt):
+        save_checkpoint(path, {"model": {}, "config": {}, "epoch": 2})
+    assert load_checkpoint(path)["epoch"] == 1  # the old file, whole
+    assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]  # no temporary left behind
+
+
+def test_a_failed_sweep_job_leaves_the_others_intact_and_says_why(tmp_path):
+    sweep = tmp_path / "sweep"
+    result = run_cli(
+        "vae.train", "-m", *TINY, "data.num_train=64", "epochs=1", "kl_weight=1e-3,-1", f"hydra.sweep.dir={sweep}"
+    )
+    assert result.returncode != 0
+    assert json.loads((sweep / "0" / "metrics.json").read_text())["epoch"] == 1
+    assert "kl_weight must be a number >= 0" in (sweep / "1" / "error.txt").read_text()
+    assert not (sweep / "1" / "checkpoints" / "last.pt").exists()
+
+
+def test_nan_skip_counts_skipped_batches(tmp_path, monkeypatch):
+    import vae.train as train_module
+
+    real_loss = train_module.vae_loss
+    calls = {"n": 0}
+
+    def sometimes_nan(*args, **kwargs):
+        terms = real_loss(*args, **kwargs)
+        calls["n"] += 1
+        if calls["n"] in (2, 4):  # 2 of the 4 batches
+            return terms._replace(loss=terms.loss * float("nan"))
+        return terms
+
+    monkeypatch.setattr(train_module, "vae_loss", sometimes_nan)
+    metrics = train(compose_config([*TINY, "data.num_train=128", "epochs=1", "on_nan=skip"]), tmp_path)
+    assert metrics["skipped_steps"] == 2
+    assert load_checkpoint(tmp_path / "checkpoints" / "last.pt")["step"] == 4 - 2
