@@ -7,7 +7,7 @@ RUN ?=
 SWEEP ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install train sweep report test lint tensorboard clean
+.PHONY: help install train sweep report bench test lint tensorboard clean
 
 help: ## show this help
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-12s %s\n", $$1, $$2}'
@@ -29,6 +29,9 @@ sweep: install ## the kl_weight x latent_dim sweep of the README (Hydra multirun
 
 report: install ## the sweep report: make report SWEEP=outputs/multirun/<timestamp> (default: the newest)
 	$(PY) -m vae.report sweep=$(or $(SWEEP),$(lastword $(sort $(wildcard outputs/multirun/*))))
+
+bench: install ## training throughput, project vs naive baseline, in one run (experiments/bench)
+	$(PY) experiments/bench/bench.py --data-root $${VAE_DATA_DIR:-./data} $(ARGS)
 
 test: install ## run the test suite
 	$(PY) -m pytest -q $(ARGS)

@@ -122,6 +122,37 @@ def check_finite(terms, *, epoch: int, step: int, grad_norm: torch.Tensor | None
     )
 
 
+def batch_input(
+    images: torch.Tensor, index: torch.Tensor, *, runtime: Runtime, binarize_dynamic: bool = False
+) -> torch.Tensor:
+    """The model's input for one batch: uint8 rows picked by index on the device, as floats in [0, 1]."""
+    x = to_model_input(images[index.to(images.device, non_blocking=True)], binarize_dynamic=binarize_dynamic)
+    return x.contiguous(memory_format=torch.channels_last) if runtime.channels_last else x  # (B, C, H, W)
+
+
+def forward_backward(
+    forward, optimizer: torch.optim.Optimizer, x: torch.Tensor, *, runtime: Runtime, kl_weight: float, gen_loss: str,
+    reduction: str, kl_floor: float = 0.0,
+):  # fmt: skip
+    """One step's forward and backward (autocast as the runtime says); returns the loss terms and the gradient norm."""
+    with autocast_context(runtime.device, runtime.autocast_dtype):
+        output = forward(x)
+    terms = vae_loss(
+        output.logits,
+        x,
+        output.mu,
+        output.log_var,
+        kl_weight=kl_weight,
+        gen_loss=gen_loss,
+        reduction=reduction,
+        kl_floor=kl_floor,
+    )
+    optimizer.zero_grad(set_to_none=True)
+    terms.loss.backward()
+    parameters = [p for group in optimizer.param_groups for p in group["params"]]
+    return terms, torch.nn.utils.clip_grad_norm_(parameters, float("inf"))
+
+
 def train(cfg: DictConfig, run_dir: Path, *, resume_from: dict | None = None) -> dict:
     """Train as `cfg` says, writing the run directory of DESIGN.md section 3; returns the final metrics.
 
@@ -215,23 +246,16 @@ def train(cfg: DictConfig, run_dir: Path, *, resume_from: dict | None = None) ->
                 disable=None,
             )
             for batch_number, index in enumerate(progress, start=first_batch + 1):
-                x = to_model_input(train_images[index.to(device)], binarize_dynamic=dynamic_binarize)  # (B, C, H, W)
-                if runtime.channels_last:
-                    x = x.contiguous(memory_format=torch.channels_last)
-                with autocast_context(runtime.device, runtime.autocast_dtype):
-                    output = forward(x)
+                x = batch_input(train_images, index, runtime=runtime, binarize_dynamic=dynamic_binarize)  # (B, C, H, W)
                 kl_weight_now = config["kl_weight"] * kl_warmup_factor(step, warmup_steps=warmup_steps)
-                terms = vae_loss(
-                    output.logits,
+                terms, grad_norm = forward_backward(
+                    forward,
+                    optimizer,
                     x,
-                    output.mu,
-                    output.log_var,
+                    runtime=runtime,
                     **{**loss_options, "kl_weight": kl_weight_now},
                     kl_floor=config["free_bits"],
                 )
-                optimizer.zero_grad(set_to_none=True)
-                terms.loss.backward()
-                grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), float("inf"))
                 # On CPU the check is free; on GPU it waits for the device, so only every log_every steps.
                 if config["on_nan"] == "skip" and not bool(torch.isfinite(terms.loss) & torch.isfinite(grad_norm)):
                     skipped += 1

@@ -80,10 +80,16 @@ def main() -> None:
                     probe = model(x_probe)
                     probe_terms = vae_loss(probe.logits, x_probe, probe.mu, probe.log_var, kl_weight=1e-3)
                 curve.append(
-                    {"step": step, "loss": probe_terms.loss.item(), "mu_std": probe.mu.std(0).mean().item(),
-                     "mean_sigma": torch.exp(0.5 * probe.log_var).mean().item()}
+                    {
+                        "step": step,
+                        "loss": probe_terms.loss.item(),
+                        "mu_std": probe.mu.std(0).mean().item(),
+                        "mean_sigma": torch.exp(0.5 * probe.log_var).mean().item(),
+                    }
                 )
-                print(f"  step {step:4d}  loss {curve[-1]['loss']:.4f}  std of mu over images {curve[-1]['mu_std']:.3f}  mean sigma {curve[-1]['mean_sigma']:.3f}")
+                print(
+                    f"  step {step:4d}  loss {curve[-1]['loss']:.4f}  std of mu over images {curve[-1]['mu_std']:.3f}  mean sigma {curve[-1]['mean_sigma']:.3f}"
+                )
         report["inits"][init] = {"layers": rows, "curve": curve}
     print(json.dumps(report))
 
