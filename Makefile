@@ -7,7 +7,7 @@ RUN ?=
 SWEEP ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install train sweep report bench test lint tensorboard clean
+.PHONY: help install train sweep report serve bench test lint tensorboard clean
 
 help: ## show this help
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-12s %s\n", $$1, $$2}'
@@ -29,6 +29,9 @@ sweep: install ## the kl_weight x latent_dim sweep of the README (Hydra multirun
 
 report: install ## the sweep report: make report SWEEP=outputs/multirun/<timestamp> (default: the newest)
 	$(PY) -m vae.report sweep=$(or $(SWEEP),$(lastword $(sort $(wildcard outputs/multirun/*))))
+
+serve: install ## the latent explorer in the browser: make serve RUN=outputs/runs/<timestamp> [ARGS="port=8000"]
+	$(PY) -m vae.serve run=$(RUN) $(ARGS)
 
 bench: install ## training throughput, project vs naive baseline, in one run (experiments/bench)
 	$(PY) experiments/bench/bench.py --data-root $${VAE_DATA_DIR:-./data} $(ARGS)

@@ -1,0 +1,161 @@
+// The explorer page: every control turns into a latent z, which the server decodes.
+"use strict";
+const COLOURS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"];
+let info = null;
+let pending = null;   // the latest z waiting to be decoded
+let inFlight = false; // one request at a time; the newest z wins
+
+const $ = (id) => document.getElementById(id);
+
+async function decodeNow() {
+  if (inFlight || pending === null) return;
+  const z = pending;
+  pending = null;
+  inFlight = true;
+  const started = performance.now();
+  try {
+    const response = await fetch("/api/decode", {method: "POST", headers: {"Content-Type": "application/json"}, body: JSON.stringify({z: [z]})});
+    const body = await response.json();
+    if (!response.ok) throw new Error(body.error);
+    $("decoded").src = body.images[0];
+    $("z").textContent = "z = [" + z.map((v) => v.toFixed(2)).join(", ") + "]";
+    $("status").textContent = `decoded in ${(performance.now() - started).toFixed(0)} ms`;
+  } catch (error) {
+    $("status").textContent = "error: " + error.message;
+  } finally {
+    inFlight = false;
+    decodeNow();
+  }
+}
+
+function show(z) {
+  pending = z;
+  decodeNow();
+}
+
+// The plane: canvas pixels <-> (u, v) <-> z = origin + u * axes[0] + v * axes[1].
+let bounds = null;
+function computeBounds() {
+  const us = info.points.u, vs = info.points.v;
+  const pad = (lo, hi) => [lo - 0.1 * (hi - lo || 1), hi + 0.1 * (hi - lo || 1)];
+  const [u0, u1] = pad(Math.min(...us, -2), Math.max(...us, 2));
+  const [v0, v1] = pad(Math.min(...vs, -2), Math.max(...vs, 2));
+  bounds = {u0, u1, v0, v1};
+}
+function toCanvas(u, v, canvas) {
+  return [(u - bounds.u0) / (bounds.u1 - bounds.u0) * canvas.width, (1 - (v - bounds.v0) / (bounds.v1 - bounds.v0)) * canvas.height];
+}
+function fromCanvas(x, y, canvas) {
+  return [bounds.u0 + x / canvas.width * (bounds.u1 - bounds.u0), bounds.v0 + (1 - y / canvas.height) * (bounds.v1 - bounds.v0)];
+}
+function planeZ(u, v) {
+  const {origin, axes} = info.plane;
+  return origin.map((o, i) => o + u * axes[0][i] + v * axes[1][i]);
+}
+
+function drawPlane(marker) {
+  const canvas = $("plane"), ctx = canvas.getContext("2d");
+  ctx.clearRect(0, 0, canvas.width, canvas.height);
+  const {u, v, label} = info.points;
+  for (let i = 0; i < u.length; i++) {
+    const [x, y] = toCanvas(u[i], v[i], canvas);
+    ctx.fillStyle = COLOURS[label[i] % COLOURS.length];
+    ctx.fillRect(x - 1.5, y - 1.5, 3, 3);
+  }
+  ctx.fillStyle = "#333";
+  ctx.font = "12px sans-serif";
+  ctx.fillText(info.plane.names[0] + " →", canvas.width - 70, canvas.height - 6);
+  ctx.fillText("↑ " + info.plane.names[1], 4, 14);
+  if (marker) {
+    ctx.strokeStyle = "#000";
+    ctx.beginPath();
+    ctx.arc(marker[0], marker[1], 6, 0, 2 * Math.PI);
+    ctx.stroke();
+  }
+}
+
+function onPointer(event) {
+  const canvas = $("plane"), rect = canvas.getBoundingClientRect();
+  const x = (event.clientX - rect.left) * canvas.width / rect.width, y = (event.clientY - rect.top) * canvas.height / rect.height;
+  const [u, v] = fromCanvas(x, y, canvas);
+  const z = planeZ(u, v);
+  drawPlane([x, y]);
+  setSliders(z);
+  show(z);
+}
+
+function buildSliders() {
+  const box = $("sliders");
+  for (const dim of info.dims_by_kl) {
+    const label = document.createElement("label");
+    label.innerHTML = `z[${dim}] <input type="range" min="-3" max="3" step="0.01" value="0" data-dim="${dim}"> <output>0.00</output> <small>KL ${info.kl_per_dim[dim].toFixed(2)}</small>`;
+    box.appendChild(label);
+  }
+  box.addEventListener("input", () => {
+    const z = currentSliders();
+    box.querySelectorAll("input").forEach((input) => { input.nextElementSibling.textContent = Number(input.value).toFixed(2); });
+    show(z);
+  });
+}
+function currentSliders() {
+  const z = new Array(info.latent_dim).fill(0);
+  $("sliders").querySelectorAll("input").forEach((input) => { z[Number(input.dataset.dim)] = Number(input.value); });
+  return z;
+}
+function setSliders(z) {
+  $("sliders").querySelectorAll("input").forEach((input) => {
+    input.value = z[Number(input.dataset.dim)];
+    input.nextElementSibling.textContent = Number(input.value).toFixed(2);
+  });
+}
+
+function fillImageSelect(select, count, selected) {
+  for (let i = 0; i < count; i++) {
+    const option = document.createElement("option");
+    option.value = i;
+    option.textContent = `test #${i} (${info.class_names[info.points.label[i]]})`;
+    select.appendChild(option);
+  }
+  select.value = selected;
+}
+
+function interpolationZ() {
+  const a = info.test_mu[$("interp-a").value], b = info.test_mu[$("interp-b").value], t = Number($("interp-t").value);
+  $("interp-t-value").textContent = t.toFixed(2);
+  return a.map((value, i) => (1 - t) * value + t * b[i]);
+}
+function editZ() {
+  const mu = info.test_mu[$("edit-image").value], s = info.attributes[$("edit-vector").value], k = Number($("edit-k").value);
+  $("edit-k-value").textContent = k.toFixed(2);
+  return mu.map((value, i) => value + k * s[i]);
+}
+
+async function start() {
+  const response = await fetch("/api/info");
+  info = await response.json();
+  computeBounds();
+  drawPlane(null);
+  $("legend").innerHTML = info.class_names.map((name, i) => `<span><i style="background:${COLOURS[i % COLOURS.length]}"></i>${name}</span>`).join("");
+  const canvas = $("plane");
+  canvas.addEventListener("pointermove", onPointer);
+  canvas.addEventListener("pointerdown", onPointer);
+  buildSliders();
+  const count = Math.min(50, info.test_mu.length);
+  fillImageSelect($("interp-a"), count, 0);
+  fillImageSelect($("interp-b"), count, Math.min(1, count - 1));
+  fillImageSelect($("edit-image"), count, 0);
+  for (const name of Object.keys(info.attributes)) {
+    const option = document.createElement("option");
+    option.value = name;
+    option.textContent = name;
+    $("edit-vector").appendChild(option);
+  }
+  const thumbs = () => { $("thumb-a").src = `/api/test_image/${$("interp-a").value}.png`; $("thumb-b").src = `/api/test_image/${$("interp-b").value}.png`; };
+  for (const id of ["interp-a", "interp-b", "interp-t"]) $(id).addEventListener("input", () => { thumbs(); show(interpolationZ()); });
+  for (const id of ["edit-image", "edit-vector", "edit-k"]) $(id).addEventListener("input", () => show(editZ()));
+  thumbs();
+  show(planeZ(0, 0));
+  $("status").textContent = `latent_dim ${info.latent_dim}, ${info.points.u.length} test images`;
+}
+
+start().catch((error) => { $("status").textContent = "error: " + error.message; });
