@@ -28,7 +28,7 @@ from vae.evaluate import autocast_context, dataset_loss_terms, mean_sigma
 from vae.latent import decoded_grid
 from vae.losses import beta_effective, kl_warmup_factor, vae_loss
 from vae.runs import config_dir, write_run_json
-from vae.runtime import Runtime, apply_runtime, resolve_runtime
+from vae.runtime import Runtime, apply_runtime, physical_cores, resolve_runtime
 from vae.summaries import flat_hparams, image_sheet, reconstruction_sheet, write_hparams_entry
 
 log = logging.getLogger("vae.train")
@@ -369,6 +369,13 @@ def resume_config(run_dir: Path, composed: DictConfig, overrides: list[str]) -> 
 USER_ERRORS = (ConfigError, DataNotFoundError, CheckpointError, TrainingDiverged, Interrupted)
 
 
+def threads_per_parallel_job(n_jobs: int | None) -> int:
+    """CPU threads for each of `n_jobs` jobs run at once (joblib's -1 or None: one job per core)."""
+    cores = physical_cores()
+    jobs = cores if n_jobs is None or n_jobs < 1 else n_jobs
+    return max(1, cores // jobs)
+
+
 def _resume_dir_from_argv(argv: list[str]) -> Path | None:
     for word in argv:
         if word.startswith("resume=") and word.split("=", 1)[1] not in ("", "null"):
@@ -392,6 +399,10 @@ def _hydra_main() -> None:
     def main(cfg: DictConfig) -> float | None:
         hydra_cfg = HydraConfig.get()
         run_dir = Path(hydra_cfg.runtime.output_dir)
+        launcher = hydra_cfg.launcher
+        if cfg.threads == 0 and "joblib" in str(launcher.get("_target_", "")):
+            # Jobs running side by side share the cores instead of each taking all of them.
+            cfg.threads = threads_per_parallel_job(launcher.get("n_jobs"))
         try:
             if cfg.resume:
                 overrides = [o for o in hydra_cfg.overrides.task if not o.startswith("hydra.")]

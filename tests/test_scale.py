@@ -1,0 +1,52 @@
+"""Scaling out: launcher and sweeper configs compose, and a joblib sweep runs its jobs in parallel."""
+
+from __future__ import annotations
+
+import json
+
+from hydra import compose, initialize_config_dir
+
+from vae.runs import config_dir
+from vae.train import threads_per_parallel_job
+
+from conftest import TINY, run_cli
+
+
+def compose_with_hydra(overrides):
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+        return compose(config_name="config", overrides=overrides, return_hydra_config=True)
+
+
+def test_slurm_launcher_config_composes():
+    cfg = compose_with_hydra(["hydra/launcher=slurm"])
+    assert cfg.hydra.launcher._target_.endswith("SlurmLauncher")
+    assert cfg.hydra.launcher.gpus_per_node == 1 and cfg.hydra.launcher.timeout_min == 240
+
+
+def test_optuna_search_config_composes_and_searches_both_knobs():
+    cfg = compose_with_hydra(["experiment=optuna_search"])
+    assert cfg.hydra.sweeper._target_.endswith("OptunaSweeper")
+    assert cfg.hydra.sweeper.direction == "minimize"
+    assert set(cfg.hydra.sweeper.params) == {"kl_weight", "latent_dim"}
+
+
+def test_joblib_launcher_config_composes():
+    assert compose_with_hydra(["hydra/launcher=joblib"]).hydra.launcher._target_.endswith("JoblibLauncher")
+
+
+def test_parallel_jobs_share_the_cores():
+    assert threads_per_parallel_job(1) >= 1
+    assert threads_per_parallel_job(10_000) == 1
+    assert threads_per_parallel_job(None) == 1
+
+
+def test_joblib_sweep_runs_two_jobs(tmp_path):
+    sweep = tmp_path / "sweep"
+    result = run_cli(
+        "vae.train", "-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", *TINY, "data.num_train=64", "epochs=1",
+        "latent_dim=2,3", f"hydra.sweep.dir={sweep}",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    for job in ("0", "1"):
+        assert json.loads((sweep / job / "metrics.json").read_text())["epoch"] == 1
+        assert json.loads((sweep / job / "run.json").read_text())["runtime"]["threads"] == threads_per_parallel_job(2)
