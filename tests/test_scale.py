@@ -50,3 +50,25 @@ def test_joblib_sweep_runs_two_jobs(tmp_path):
     for job in ("0", "1"):
         assert json.loads((sweep / job / "metrics.json").read_text())["epoch"] == 1
         assert json.loads((sweep / job / "run.json").read_text())["runtime"]["threads"] == threads_per_parallel_job(2)
+
+
+def test_two_ddp_processes_reach_the_weights_of_one_process_with_the_same_global_batch(tmp_path):
+    import torch
+
+    # 66 images at batch 33: two steps, and shards of 17 and 16 rows on the two ranks.
+    args = [*TINY, "data.num_train=66", "batch_size=33", "epochs=1", "precision=fp32", "deterministic=true"]
+    single = run_cli("vae.train", *args, f"hydra.run.dir={tmp_path / 'one'}")
+    assert single.returncode == 0, single.stderr[-2000:]
+    result = run_cli(
+        "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "vae.train", *args,
+        f"hydra.run.dir={tmp_path / 'two'}",
+    )  # fmt: skip
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    one = torch.load(tmp_path / "one" / "checkpoints" / "last.pt", weights_only=True)
+    two = torch.load(tmp_path / "two" / "checkpoints" / "last.pt", weights_only=True)
+    assert one["step"] == two["step"] == 2
+    for key, value in one["model"].items():
+        assert torch.allclose(value, two["model"][key], atol=1e-6, rtol=1e-5), key
+    # Only rank 0 wrote into the run directory: one event file, one .hydra.
+    assert len(list((tmp_path / "two").glob("events.out.tfevents.*"))) == 1
+    assert (tmp_path / "two" / ".hydra" / "config.yaml").is_file()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import signal
 import sys
 import time
@@ -16,10 +17,12 @@ from pathlib import Path
 
 import torch
 from omegaconf import DictConfig, OmegaConf
+from torch.nn.parallel import DistributedDataParallel
 from torch.utils.tensorboard import SummaryWriter
 from torchvision.utils import save_image
 from tqdm import tqdm
 
+from vae import distributed
 from vae.build import build_data, build_model, build_optimizer
 from vae.checkpoint import CheckpointError, load_checkpoint, load_model_state, rng_state, save_checkpoint, set_rng_state
 from vae.config import ConfigError, validate
@@ -45,6 +48,13 @@ RESUMABLE_OVERRIDES = {
     "data.root",
     "on_nan",
 }
+
+
+class NoWriter:
+    """Stands in for SummaryWriter on ranks other than 0, which write nothing."""
+
+    def __getattr__(self, _name):
+        return lambda *args, **kwargs: None
 
 
 class TrainingDiverged(RuntimeError):
@@ -132,11 +142,15 @@ def batch_input(
 
 def forward_backward(
     forward, optimizer: torch.optim.Optimizer, x: torch.Tensor, *, runtime: Runtime, kl_weight: float, gen_loss: str,
-    reduction: str, kl_floor: float = 0.0,
+    reduction: str, kl_floor: float = 0.0, eps: torch.Tensor | None = None, loss_scale: float = 1.0,
 ):  # fmt: skip
-    """One step's forward and backward (autocast as the runtime says); returns the loss terms and the gradient norm."""
+    """One step's forward and backward (autocast as the runtime says); returns the loss terms and the gradient norm.
+
+    `eps` is the reparameterization noise (drawn inside when None); `loss_scale` multiplies the
+    loss before backward (DDP shards of unequal size).
+    """
     with autocast_context(runtime.device, runtime.autocast_dtype):
-        output = forward(x)
+        output = forward(x, eps)
     terms = vae_loss(
         output.logits,
         x,
@@ -148,9 +162,9 @@ def forward_backward(
         kl_floor=kl_floor,
     )
     optimizer.zero_grad(set_to_none=True)
-    terms.loss.backward()
-    parameters = [p for group in optimizer.param_groups for p in group["params"]]
-    return terms, torch.nn.utils.clip_grad_norm_(parameters, float("inf"))
+    (terms.loss * loss_scale if loss_scale != 1.0 else terms.loss).backward()
+    grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+    return terms, torch.nn.utils.get_total_norm(grads)
 
 
 def train(cfg: DictConfig, run_dir: Path, *, resume_from: dict | None = None) -> dict:
@@ -161,7 +175,9 @@ def train(cfg: DictConfig, run_dir: Path, *, resume_from: dict | None = None) ->
     validate(cfg)
     config = OmegaConf.to_container(cfg, resolve=True)
     run_dir = Path(run_dir)
-    (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+    ddp = distributed.from_environment()  # torchrun's rank and world size; one process otherwise
+    if ddp.is_main:
+        (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
     if resume_from is not None:  # the settings resolved when the run started, unless the command line moved it
         saved = resume_from["runtime"]
         runtime = Runtime(**{**saved, "device": saved["device"] if config["device"] == "auto" else config["device"]})
@@ -172,7 +188,13 @@ def train(cfg: DictConfig, run_dir: Path, *, resume_from: dict | None = None) ->
             device=config["device"], threads=config["threads"], precision=config["precision"],
             compile=config["compile"], channels_last=config["channels_last"], deterministic=config["deterministic"],
         )  # fmt: skip
-    apply_runtime(runtime, seed=config["seed"])
+    if ddp.enabled and config["threads"] == 0 and runtime.device == "cpu":  # ranks on one machine share its cores
+        runtime.threads = max(1, runtime.threads // int(os.environ.get("LOCAL_WORLD_SIZE", ddp.world_size)))
+    if ddp.enabled and runtime.device == "cuda":
+        runtime.device = f"cuda:{ddp.local_rank}"
+        torch.cuda.set_device(runtime.device)
+    apply_runtime(runtime, seed=config["seed"])  # the same seed on every rank: the same noise for the global batch
+    distributed.init_process_group(ddp, runtime.device)
     device = torch.device(runtime.device)
     splits = build_data(config)
     expected_shape = tuple(config["data"]["image_shape"])
@@ -192,8 +214,12 @@ def train(cfg: DictConfig, run_dir: Path, *, resume_from: dict | None = None) ->
         set_rng_state(resume_from["rng"])
     if runtime.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    forward = torch.compile(model) if runtime.compile else model
-    write_run_json(run_dir, runtime=runtime.as_dict(), resumed_from_step=step if resume_from else None)
+    forward = model
+    if ddp.enabled:
+        forward = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    forward = torch.compile(forward) if runtime.compile else forward
+    if ddp.is_main:
+        write_run_json(run_dir, runtime=runtime.as_dict(), resumed_from_step=step if resume_from else None)
     log.info("run directory %s | %s", run_dir, runtime.as_dict())
 
     beta = beta_effective(
@@ -207,8 +233,10 @@ def train(cfg: DictConfig, run_dir: Path, *, resume_from: dict | None = None) ->
     train_images = splits.train.images.to(device)  # the whole split lives on the device
     dynamic_binarize = config["data"]["binarize"] == "dynamic"
     # purge_step: TensorBoard drops what an interrupted attempt logged after the checkpoint, so curves never double.
-    writer = SummaryWriter(log_dir=str(run_dir), purge_step=step + 1 if resume_from else None)
-    if resume_from is None:
+    writer = (
+        SummaryWriter(log_dir=str(run_dir), purge_step=step + 1 if resume_from else None) if ddp.is_main else NoWriter()
+    )
+    if resume_from is None and ddp.is_main:
         write_hparams_entry(writer, {**flat_hparams(config), "beta_effective": beta})
 
     def checkpoint_state(
@@ -247,15 +275,14 @@ def train(cfg: DictConfig, run_dir: Path, *, resume_from: dict | None = None) ->
             )
             for batch_number, index in enumerate(progress, start=first_batch + 1):
                 x = batch_input(train_images, index, runtime=runtime, binarize_dynamic=dynamic_binarize)  # (B, C, H, W)
+                # The noise is drawn for the whole global batch, the same on every rank, then sliced.
+                eps = torch.randn(x.shape[0], config["latent_dim"]).to(device)  # (B, L)
+                global_size, x, eps = x.shape[0], ddp.shard(x), ddp.shard(eps)
                 kl_weight_now = config["kl_weight"] * kl_warmup_factor(step, warmup_steps=warmup_steps)
                 terms, grad_norm = forward_backward(
-                    forward,
-                    optimizer,
-                    x,
-                    runtime=runtime,
-                    **{**loss_options, "kl_weight": kl_weight_now},
-                    kl_floor=config["free_bits"],
-                )
+                    forward, optimizer, x, runtime=runtime, **{**loss_options, "kl_weight": kl_weight_now},
+                    kl_floor=config["free_bits"], eps=eps, loss_scale=ddp.loss_scale(global_size, x.shape[0]),
+                )  # fmt: skip
                 # On CPU the check is free; on GPU it waits for the device, so only every log_every steps.
                 if config["on_nan"] == "skip" and not bool(torch.isfinite(terms.loss) & torch.isfinite(grad_norm)):
                     skipped += 1
@@ -274,22 +301,28 @@ def train(cfg: DictConfig, run_dir: Path, *, resume_from: dict | None = None) ->
                     writer.add_scalar("train_step/grad_norm", grad_norm.item(), step)
                     progress.set_postfix(loss=f"{float(sums[0]) / seen:.4f}")
                 at_save_point = config["checkpoint_every_steps"] and step % config["checkpoint_every_steps"] == 0
-                if (at_save_point or stop.received) and batch_number < len(batches):
+                stopping = ddp.any(stop.received is not None, device)  # every rank stops at the same step
+                if (at_save_point or stopping) and batch_number < len(batches) and ddp.is_main:
                     save_checkpoint(
                         run_dir / "checkpoints" / "last.pt", checkpoint_state(epoch - 1, batch_number, sums, seen)
                     )
-                if stop.received:
+                if stopping:
                     progress.close()
                     writer.close()
                     raise Interrupted(
-                        f"stopped by {signal.Signals(stop.received).name} at epoch {epoch}, step {step}; "
+                        f"stopped by {signal.Signals(stop.received or signal.SIGTERM).name} at epoch {epoch}, step {step}; "
                         f"checkpoints/last.pt is saved. Resume with: python -m vae.train resume={run_dir}"
                     )
             train_seconds = time.perf_counter() - epoch_start
+            ddp.sum(sums)
+            seen = int(ddp.sum(torch.tensor([seen], device=device)).item())
             if seen == 0:
                 raise TrainingDiverged(f"every batch of epoch {epoch} was skipped as non-finite")
 
             train_metrics = {name: float(value) / seen for name, value in zip(TRAIN_TERMS, sums.tolist(), strict=True)}
+            if not ddp.is_main:  # rank 0 validates and writes; the others wait for it
+                ddp.barrier()
+                continue
             val_metrics = dataset_loss_terms(
                 model,
                 splits.val.images,
@@ -337,7 +370,9 @@ def train(cfg: DictConfig, run_dir: Path, *, resume_from: dict | None = None) ->
                 train_metrics["loss"], val_metrics["loss"], val_metrics["neg_elbo_nats"], seen / train_seconds,
                 time.perf_counter() - epoch_start,
             )  # fmt: skip
+            ddp.barrier()
     writer.close()
+    distributed.destroy_process_group(ddp)
     return metrics
 
 
@@ -389,9 +424,15 @@ def _hydra_main() -> None:
     from hydra.types import RunMode
 
     resume_dir = _resume_dir_from_argv(sys.argv[1:])
-    if resume_dir is not None:
-        if not (resume_dir / "checkpoints" / "last.pt").is_file():
-            sys.exit(f"error: resume={resume_dir}: no checkpoints/last.pt there to resume from")
+    if resume_dir is not None and not (resume_dir / "checkpoints" / "last.pt").is_file():
+        sys.exit(f"error: resume={resume_dir}: no checkpoints/last.pt there to resume from")
+    if distributed.from_environment().rank != 0:
+        # Under torchrun only rank 0 writes into the run directory; the others log to a scratch folder.
+        import tempfile
+
+        sys.argv = [word for word in sys.argv if not word.startswith("hydra.run.dir=")]
+        sys.argv += [f"hydra.run.dir={tempfile.mkdtemp(prefix='vae-rank-')}", "hydra.output_subdir=null"]
+    elif resume_dir is not None:
         # Continue in the run's own directory and keep its original .hydra/ config.
         sys.argv += [f"hydra.run.dir={resume_dir}", "hydra.output_subdir=null"]
 
