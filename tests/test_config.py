@@ -22,17 +22,25 @@ def group_options(group: str) -> list[str]:
 
 
 @pytest.mark.parametrize("group,option", [(g, o) for g in GROUPS for o in group_options(g)])
-def test_every_config_file_composes_and_validates(group, option):
-    cfg = compose_config([f"{group}={option}"])
+def test_every_config_file_composes_and_validates(group, option, tmp_path):
+    extra = [f"data.path={tmp_path}"] if (group, option) == ("data", "folder") else []  # the one required value
+    cfg = compose_config([f"{group}={option}", *extra])
     validate(cfg)
     assert OmegaConf.is_struct(cfg)
 
 
 def test_every_group_has_options():
-    assert group_options("data") == ["fashion_mnist", "mnist", "synthetic"]
+    assert group_options("data") == ["cifar10", "fashion_mnist", "folder", "mnist", "synthetic"]
     assert group_options("model") == ["conv", "mlp"]
     assert group_options("optim") == ["adam", "rmsprop"]
-    assert {"lecture", "book"} <= set(group_options("experiment"))
+    assert {"lecture", "book", "sweep_kl_latent", "optuna_search"} <= set(group_options("experiment"))
+
+
+def test_folder_data_needs_its_path_and_derives_the_image_shape():
+    with pytest.raises(ConfigError, match="data.path"):
+        validate(compose_config(["data=folder"]))
+    cfg = compose_config(["data=folder", "data.path=/images", "data.image_size=48"])
+    assert list(cfg.data.image_shape) == [3, 48, 48]
 
 
 def test_defaults_are_the_lecture_model():

@@ -35,6 +35,9 @@ def build_data(cfg: Mapping[str, Any]) -> DataSplits:
         num_train=_get(data, "num_train", 0),
         num_val=_get(data, "num_val", 0),
         num_test=_get(data, "num_test", 0),
+        path=_get(data, "path"),
+        val_fraction=_get(data, "val_fraction", 0.1),
+        skip_bad=_get(data, "skip_bad", False),
     )
 
 

@@ -79,9 +79,9 @@ def validate(cfg: DictConfig) -> None:
 
     data = resolved["data"]
     _check(
-        data.get("name") in ("mnist", "fashion_mnist", "synthetic"),
+        data.get("name") in ("mnist", "fashion_mnist", "cifar10", "folder", "synthetic"),
         "data.name",
-        "mnist, fashion_mnist or synthetic",
+        "mnist, fashion_mnist, cifar10, folder or synthetic",
         data.get("name"),
     )
     _check(
@@ -103,6 +103,20 @@ def validate(cfg: DictConfig) -> None:
     if data["name"] == "synthetic":
         for key in ("num_train", "num_val", "num_test"):
             _check(_is_int(data.get(key)) and data.get(key) >= 1, f"data.{key}", "an integer >= 1", data.get(key))
+    elif data["name"] == "folder":
+        _check(data.get("path") not in (None, ""), "data.path", "a folder of images", data.get("path"))
+        _check(
+            _is_number(data.get("val_fraction")) and 0 < data.get("val_fraction") < 1,
+            "data.val_fraction",
+            "a number between 0 and 1",
+            data.get("val_fraction"),
+        )
+        _check(
+            shape[1] == shape[2] == data.get("image_size"),
+            "data.image_size",
+            f"the side of data.image_shape {shape}",
+            data.get("image_size"),
+        )
     else:
         _check(
             _is_int(data.get("val_split")) and data.get("val_split") >= 1,

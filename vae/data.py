@@ -43,7 +43,10 @@ CLASS_NAMES = {
         "Ankle boot",
     ],
     "synthetic": [f"{'ring' if label % 2 else 'stroke'} {label}" for label in range(10)],
+    "cifar10": ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"],
 }
+CIFAR_FOLDER = "cifar-10-batches-py"
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 
 
 class DataNotFoundError(RuntimeError):
@@ -64,6 +67,7 @@ class DataSplits:
     train: Split
     val: Split
     test: Split
+    class_names: list[str] | None = None
 
 
 def read_idx(path: Path) -> torch.Tensor:
@@ -163,6 +167,95 @@ def load_idx_dataset(name: str, root: Path, *, allow_download: bool) -> tuple[Sp
     return splits[0], splits[1]
 
 
+def read_cifar_batches(folder: Path, names: list[str]) -> Split:
+    """CIFAR-10's python pickles (dicts with `data` (N, 3072) uint8 and `labels`) as one (N, 3, 32, 32) split."""
+    import pickle
+
+    images, labels = [], []
+    for name in names:
+        with open(folder / name, "rb") as f:
+            batch = pickle.load(f, encoding="latin1")  # the format CIFAR-10 is published in
+        images.append(torch.as_tensor(batch["data"], dtype=torch.uint8).reshape(-1, 3, 32, 32))
+        labels.append(torch.as_tensor(batch["labels"], dtype=torch.long))
+    return Split(torch.cat(images).contiguous(), torch.cat(labels))
+
+
+def load_cifar10(root: Path, *, allow_download: bool) -> tuple[Split, Split]:
+    """CIFAR-10's train (50,000) and test (10,000) splits from root/cifar-10-batches-py, downloaded when missing."""
+    root = Path(root).expanduser()
+    folder = root / CIFAR_FOLDER
+    train_names = [f"data_batch_{i}" for i in range(1, 6)]
+    needed = [*train_names, "test_batch"]
+    if not all((folder / name).is_file() for name in needed):
+        message = (
+            f"cifar10: {', '.join(needed)} are not all in {folder.resolve()}.\n"
+            "Point to the folder that holds cifar-10-batches-py with `data.root=...` or VAE_DATA_DIR, "
+            "or train offline at once with `data=synthetic`."
+        )
+        if not allow_download:
+            raise DataNotFoundError(message)
+        from torchvision import datasets
+
+        previous_timeout = socket.getdefaulttimeout()
+        socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)
+        try:
+            datasets.CIFAR10(str(root), train=True, download=True)
+        except Exception as error:  # noqa: BLE001
+            raise DataNotFoundError(
+                f"{message}\nDownload failed: {str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__}"
+            ) from None
+        finally:
+            socket.setdefaulttimeout(previous_timeout)
+    return read_cifar_batches(folder, train_names), read_cifar_batches(folder, ["test_batch"])
+
+
+def load_image_folder(
+    path: Path, *, image_size: int, channels: int = 3, skip_bad: bool = False
+) -> tuple[Split, list[str], list[str]]:
+    """Every image under `path` (recursively), resized to image_size x image_size, as one uint8 split.
+
+    Labels are the first-level subfolder names (ImageFolder's layout), or 0 when the images
+    lie flat. An unreadable file stops loading, naming it, unless `skip_bad` (then it is counted).
+    Returns the split, the class names and the skipped files.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    path = Path(path).expanduser()
+    if not path.is_dir():
+        raise DataNotFoundError(f"folder: data.path {path.resolve()} is not a folder")
+    files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise DataNotFoundError(f"folder: no images ({', '.join(sorted(IMAGE_SUFFIXES))}) under {path.resolve()}")
+    class_names = sorted({p.relative_to(path).parts[0] for p in files if len(p.relative_to(path).parts) > 1})
+    mode = "L" if channels == 1 else "RGB"
+    images, labels, skipped = [], [], []
+    for file in files:
+        try:
+            with Image.open(file) as image:
+                image = image.convert(mode)
+                side = min(image.size)  # centre crop to a square, then resize
+                left, top = (image.width - side) // 2, (image.height - side) // 2
+                image = image.crop((left, top, left + side, top + side)).resize(
+                    (image_size, image_size), Image.BILINEAR
+                )
+                pixels = torch.frombuffer(bytearray(image.tobytes()), dtype=torch.uint8).view(
+                    image_size, image_size, channels
+                )
+        except (UnidentifiedImageError, OSError, ValueError) as error:
+            if not skip_bad:
+                raise DataNotFoundError(
+                    f"folder: cannot read {file} ({type(error).__name__}); remove it or set data.skip_bad=true"
+                ) from None
+            skipped.append(str(file))
+            continue
+        images.append(pixels.permute(2, 0, 1))
+        parts = file.relative_to(path).parts
+        labels.append(class_names.index(parts[0]) if len(parts) > 1 else 0)
+    if not images:
+        raise DataNotFoundError(f"folder: none of the {len(files)} files under {path.resolve()} could be read")
+    return Split(torch.stack(images).contiguous(), torch.tensor(labels)), class_names or ["all"], skipped
+
+
 def make_synthetic(
     num_images: int, *, image_shape: tuple[int, int, int] = (1, 28, 28), num_classes: int = 10, seed: int = 0
 ) -> Split:
@@ -243,6 +336,9 @@ def load_splits(
     num_train: int = 2048,
     num_val: int = 512,
     num_test: int = 512,
+    path: str | os.PathLike | None = None,
+    val_fraction: float = 0.1,
+    skip_bad: bool = False,
 ) -> DataSplits:
     """Train, validation and test splits as uint8 tensors.
 
@@ -251,19 +347,33 @@ def load_splits(
     binarized once with a fixed seed (`dynamic` re-draws the training split every batch,
     see `to_model_input`; `static` binarizes it once too).
     """
+    folder_classes: list[str] = []
     if name == "synthetic":
         train = make_synthetic(
             num_train + num_val, image_shape=tuple(image_shape), num_classes=num_classes, seed=split_seed
         )
         test = make_synthetic(num_test, image_shape=tuple(image_shape), num_classes=num_classes, seed=split_seed + 1)
         holdout_size = num_val
-    elif name in TORCHVISION_FOLDERS:
+    elif name in TORCHVISION_FOLDERS or name == "cifar10":
         if root is None:
             raise DataNotFoundError(f"{name}: data.root is not set")
-        train, test = load_idx_dataset(name, Path(root), allow_download=download)
+        if name == "cifar10":
+            train, test = load_cifar10(Path(root), allow_download=download)
+        else:
+            train, test = load_idx_dataset(name, Path(root), allow_download=download)
         holdout_size = val_split
+    elif name == "folder":
+        if path is None:
+            raise DataNotFoundError("folder: set data.path to the folder of images")
+        channels, height, _ = image_shape
+        everything, folder_classes, _ = load_image_folder(
+            Path(path), image_size=height, channels=channels, skip_bad=skip_bad
+        )
+        holdout_size = max(1, round(val_fraction * len(everything)))
+        train, test = hold_out(everything, holdout_size, seed=split_seed)  # a folder has no test split
+        val_source = "test"  # the held-out part serves as validation and test
     else:
-        raise ValueError(f"data.name must be mnist, fashion_mnist or synthetic (got {name!r})")
+        raise ValueError(f"data.name must be mnist, fashion_mnist, cifar10, folder or synthetic (got {name!r})")
 
     if val_source == "holdout":
         train, val = hold_out(train, holdout_size, seed=split_seed)
@@ -278,7 +388,8 @@ def load_splits(
             train = binarize_once(train, seed=split_seed + 100)
     elif binarize != "none":
         raise ValueError(f"data.binarize must be none, dynamic or static (got {binarize!r})")
-    return DataSplits(train=train, val=val, test=test)
+    names = folder_classes if name == "folder" else CLASS_NAMES.get(name)
+    return DataSplits(train=train, val=val, test=test, class_names=names or [str(c) for c in range(num_classes)])
 
 
 def to_model_input(

@@ -19,7 +19,7 @@ from torchvision.utils import make_grid
 from vae.build import build_data
 from vae.checkpoint import CheckpointError
 from vae.cli import MISSING, check, parse_args
-from vae.data import CLASS_NAMES, DataNotFoundError
+from vae.data import DataNotFoundError
 from vae.figures import image_rows_figure, latent_grid_figure, scatter_figure
 from vae.latent import (
     attribute_vector,
@@ -126,6 +126,8 @@ def explore(
     chosen = torch.arange(min(args.edit_images, len(mu)))
     attribute_norms = {}
     for name, has_attribute in groups.items():
+        if has_attribute.all() or not has_attribute.any():  # e.g. a folder with one class: nothing to contrast
+            continue
         direction = attribute_vector(mu, has_attribute)
         attribute_norms[name] = float(direction.norm())
         edited = edit_latents(mu[chosen], direction, ks)  # (n, 9, L)
@@ -158,17 +160,17 @@ def main(argv=None) -> Path:
     config = loaded.checkpoint["config"]
     if args.data_root:
         config["data"]["root"] = args.data_root
-    class_names = CLASS_NAMES.get(config["data"]["name"], [str(c) for c in range(config["data"]["num_classes"])])
+    try:
+        splits = build_data(config)
+    except DataNotFoundError as error:
+        raise SystemExit(f"error: {error}\n(the run's data; point to it with data_root=...)") from None
+    test, class_names = splits.test, splits.class_names
     check(
         0 <= args.attribute_class < len(class_names),
         "attribute_class",
         f"a class from 0 to {len(class_names) - 1}",
         args.attribute_class,
     )
-    try:
-        test = build_data(config).test
-    except DataNotFoundError as error:
-        raise SystemExit(f"error: {error}\n(the run's data; point to it with data_root=...)") from None
 
     result = explore(loaded.model, test.images, test.labels, args=args, class_names=class_names)
     run_dir = Path(args.run)

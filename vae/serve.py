@@ -209,7 +209,7 @@ def make_handler(explorer: Explorer):
 
 def build_explorer(args: ServeArgs) -> Explorer:
     from vae.build import build_data
-    from vae.data import CLASS_NAMES, DataNotFoundError
+    from vae.data import DataNotFoundError
     from vae.runs import load_run
 
     loaded = load_run(args.run, checkpoint=args.checkpoint)
@@ -217,13 +217,13 @@ def build_explorer(args: ServeArgs) -> Explorer:
     if args.data_root:
         config["data"]["root"] = args.data_root
     try:
-        test = build_data(config).test
+        splits = build_data(config)
     except DataNotFoundError as error:
         raise SystemExit(
             f"error: {error.args[0].splitlines()[0]} (point to the run's data with data_root=...)"
         ) from None
-    class_names = CLASS_NAMES.get(config["data"]["name"], [str(c) for c in range(config["data"]["num_classes"])])
-    return Explorer(loaded.model, test.images, test.labels, class_names=class_names, points=args.points)
+    test = splits.test
+    return Explorer(loaded.model, test.images, test.labels, class_names=splits.class_names, points=args.points)
 
 
 def main(argv=None) -> None:
