@@ -157,18 +157,23 @@ def test_training_variants_run_and_report_finite_nats(tmp_path, overrides):
 
 def test_glorot_init_leaves_the_mean_image_within_a_few_hundred_steps():
     # The trap: with PyTorch's default init the lecture's network sits at the mean image.
+    # Trained with the trainer's own step and default runtime (bf16 + channels_last where the CPU has bf16).
+    from vae.runtime import resolve_runtime
+    from vae.train import batch_input, forward_backward
+
+    runtime = resolve_runtime(device="cpu", threads=0, precision="auto", compile=False, channels_last="auto", deterministic=False)
     torch.manual_seed(0)
-    x = to_model_input(make_synthetic(1024, seed=0).images)
+    images = make_synthetic(1024, seed=0).images
+    x = to_model_input(images)
     mean_image = x.mean(0, keepdim=True).clamp(1e-4, 1 - 1e-4)
     mean_image_bce = torch.nn.functional.binary_cross_entropy(mean_image.expand_as(x), x).item()
     model = build_vae(name="conv", image_shape=(1, 28, 28), latent_dim=2, init="glorot")
+    if runtime.channels_last:
+        model = model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, eps=1e-7)
     for _ in range(300):
-        batch = x[torch.randint(0, len(x), (64,))]
-        output = model(batch)
-        terms = vae_loss(output.logits, batch, output.mu, output.log_var, kl_weight=1e-3)
-        optimizer.zero_grad()
-        terms.loss.backward()
+        batch = batch_input(images, torch.randint(0, len(images), (64,)), runtime=runtime)
+        forward_backward(model, optimizer, batch, runtime=runtime, kl_weight=1e-3, gen_loss="bce", reduction="mean")
         optimizer.step()
     with torch.no_grad():
         output = model(x[:256])
