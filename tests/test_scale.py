@@ -72,3 +72,17 @@ def test_two_ddp_processes_reach_the_weights_of_one_process_with_the_same_global
     # Only rank 0 wrote into the run directory: one event file, one .hydra.
     assert len(list((tmp_path / "two").glob("events.out.tfevents.*"))) == 1
     assert (tmp_path / "two" / ".hydra" / "config.yaml").is_file()
+
+
+def test_optuna_search_runs_and_reports_the_best_trial(tmp_path):
+    from omegaconf import OmegaConf
+
+    sweep = tmp_path / "optuna"
+    result = run_cli(
+        "vae.train", "-m", "experiment=optuna_search", "hydra.sweeper.n_trials=2", *TINY, "data.num_train=64", "epochs=1",
+        f"hydra.sweep.dir={sweep}",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    values = [json.loads((sweep / job / "metrics.json").read_text())["val"]["neg_elbo_nats"] for job in ("0", "1")]
+    best = OmegaConf.load(sweep / "optimization_results.yaml")
+    assert best.best_value == min(values) and set(best.best_params) == {"kl_weight", "latent_dim"}

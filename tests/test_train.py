@@ -161,7 +161,9 @@ def test_glorot_init_leaves_the_mean_image_within_a_few_hundred_steps():
     from vae.runtime import resolve_runtime
     from vae.train import batch_input, forward_backward
 
-    runtime = resolve_runtime(device="cpu", threads=0, precision="auto", compile=False, channels_last="auto", deterministic=False)
+    runtime = resolve_runtime(
+        device="cpu", threads=0, precision="auto", compile=False, channels_last="auto", deterministic=False
+    )
     torch.manual_seed(0)
     images = make_synthetic(1024, seed=0).images
     x = to_model_input(images)

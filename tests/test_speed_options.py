@@ -1,0 +1,79 @@
+"""Speed options keep the loss curve of fp32 eager: same data, same noise, same steps, losses within noise.
+
+The noise is measured: fp32 eager run again with other batches and other eps (80 steps, the
+mean of the last 10 losses). torch.compile is left out: on CPU it takes half a minute to
+compile and `compile=auto` turns it off there.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from vae.data import make_synthetic
+from vae.model import build_vae
+from vae.runtime import Runtime, cpu_supports_bf16
+from vae.train import batch_input, forward_backward
+
+
+def losses_after_training(runtime: Runtime, *, steps: int = 80, noise_seed: int = 1) -> list[float]:
+    torch.manual_seed(0)
+    images = make_synthetic(512, seed=0).images
+    model = build_vae(name="conv", image_shape=(1, 28, 28), latent_dim=2)
+    if runtime.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, eps=1e-7)
+    generator = torch.Generator().manual_seed(noise_seed)
+    losses = []
+    for _ in range(steps):
+        index = torch.randint(0, len(images), (64,), generator=generator)
+        eps = torch.randn(64, 2, generator=generator)
+        x = batch_input(images, index, runtime=runtime)
+        terms, _ = forward_backward(
+            model, optimizer, x, runtime=runtime, kl_weight=1e-3, gen_loss="bce", reduction="mean", eps=eps
+        )
+        optimizer.step()
+        losses.append(terms.loss.item())
+    return losses
+
+
+def _runtime(**overrides) -> Runtime:
+    settings = dict(
+        device="cpu",
+        threads=2,
+        precision="fp32",
+        compile=False,
+        channels_last=False,
+        allocator="glibc",
+        deterministic=False,
+    )
+    return Runtime(**{**settings, **overrides})
+
+
+def tail(losses: list[float]) -> float:
+    return sum(losses[-10:]) / 10
+
+
+@pytest.fixture(scope="module")
+def fp32_reference() -> tuple[float, float]:
+    """fp32 eager's final loss, and the noise: how far it moves with other batches and other eps."""
+    reference = tail(losses_after_training(_runtime()))
+    noise = max(abs(tail(losses_after_training(_runtime(), noise_seed=seed)) - reference) for seed in (2, 3))
+    return reference, noise
+
+
+@pytest.mark.parametrize(
+    "option",
+    [
+        pytest.param({"channels_last": True}, id="channels_last"),
+        pytest.param(
+            {"precision": "bf16", "channels_last": True}, id="bf16+channels_last",
+            marks=pytest.mark.skipif(not cpu_supports_bf16(), reason="bf16 autocast is slow emulation on this CPU; auto keeps fp32"),
+        ),
+    ],
+)  # fmt: skip
+def test_speed_option_keeps_the_fp32_eager_loss_curve(option, fp32_reference):
+    reference, noise = fp32_reference
+    fast_losses = losses_after_training(_runtime(**option))
+    assert abs(tail(fast_losses) - reference) <= max(3 * noise, 0.005 * reference)
+    assert tail(fast_losses) < 0.95 * fast_losses[0]  # and it learned
