@@ -38,3 +38,20 @@ def check(condition: bool, key: str, expectation: str, value: Any) -> None:
     """Exit 2 with `key must be ... (got ...)` when a value cannot work."""
     if not condition:
         sys.exit(f"error: {key} must be {expectation} (got {value!r})")
+
+
+def load_run_or_exit(run: str, *, checkpoint: str = "best", device: str = "cpu", data_root: str | None = None):
+    """A run's model and data for a tool; one clear line and exit 2 when either is missing."""
+    from vae.checkpoint import CheckpointError
+    from vae.data import DataNotFoundError
+    from vae.runs import load_run, run_data
+
+    try:
+        loaded = load_run(run, checkpoint=checkpoint, device=device)
+    except CheckpointError as error:
+        sys.exit(f"error: {run} has no usable checkpoint: {error}")
+    try:
+        splits = run_data(loaded, data_root=data_root)
+    except DataNotFoundError as error:
+        sys.exit(f"error: {str(error).splitlines()[0]} (the run's data; point to it with data_root=...)")
+    return loaded, splits

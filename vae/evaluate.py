@@ -193,11 +193,7 @@ def main(argv=None) -> dict:
 
     from torch.utils.tensorboard import SummaryWriter
 
-    from vae.build import build_data
-    from vae.checkpoint import CheckpointError
-    from vae.cli import check, parse_args
-    from vae.data import DataNotFoundError
-    from vae.runs import load_run
+    from vae.cli import check, load_run_or_exit, parse_args
     from vae.runtime import tune_glibc_malloc
 
     tune_glibc_malloc()
@@ -208,10 +204,8 @@ def main(argv=None) -> dict:
     check(args.chunk >= 0, "chunk", "an integer >= 0 (0 = auto)", args.chunk)
     check(args.precision in ("auto", "fp32", "bf16"), "precision", "auto, fp32 or bf16", args.precision)
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
-    try:
-        loaded = load_run(args.run, checkpoint=args.checkpoint, device=device)
-    except CheckpointError as error:
-        raise SystemExit(f"error: {error}") from None
+    loaded, splits = load_run_or_exit(args.run, checkpoint=args.checkpoint, device=device, data_root=args.data_root)
+    config = loaded.checkpoint["config"]
     precision = args.precision
     if precision == "auto":
         from vae.runtime import cpu_supports_bf16
@@ -219,15 +213,7 @@ def main(argv=None) -> dict:
         precision = (
             "bf16" if (torch.cuda.is_bf16_supported() if device.startswith("cuda") else cpu_supports_bf16()) else "fp32"
         )
-    # channels_last makes the decoder's convs faster on CPU and GPU alike
-    loaded.model.to(memory_format=torch.channels_last)
-    config = loaded.checkpoint["config"]
-    if args.data_root:
-        config["data"]["root"] = args.data_root
-    try:
-        splits = build_data(config)
-    except DataNotFoundError as error:
-        raise SystemExit(f"error: {error}\n(the run's data; point to it with data_root=...)") from None
+    loaded.model.to(memory_format=torch.channels_last)  # faster decoder convs on CPU and GPU alike
     images = getattr(splits, args.split).images
     if args.max_images:
         images = images[: args.max_images]

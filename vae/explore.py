@@ -16,10 +16,7 @@ import torch
 from torch.utils.tensorboard import SummaryWriter
 from torchvision.utils import make_grid
 
-from vae.build import build_data
-from vae.checkpoint import CheckpointError
-from vae.cli import MISSING, check, parse_args
-from vae.data import DataNotFoundError
+from vae.cli import MISSING, check, load_run_or_exit, parse_args
 from vae.figures import image_rows_figure, latent_grid_figure, scatter_figure
 from vae.latent import (
     attribute_vector,
@@ -34,7 +31,6 @@ from vae.latent import (
     thick_strokes,
     top_kl_dims,
 )
-from vae.runs import load_run
 
 
 @dataclass
@@ -153,17 +149,7 @@ def main(argv=None) -> Path:
     check(args.grid_size >= 2, "grid_size", "an integer >= 2", args.grid_size)
     check(args.interpolation in ("linear", "slerp"), "interpolation", "linear or slerp", args.interpolation)
     check(args.steps >= 2, "steps", "an integer >= 2", args.steps)
-    try:
-        loaded = load_run(args.run, checkpoint=args.checkpoint)
-    except CheckpointError as error:
-        raise SystemExit(f"error: {error}") from None
-    config = loaded.checkpoint["config"]
-    if args.data_root:
-        config["data"]["root"] = args.data_root
-    try:
-        splits = build_data(config)
-    except DataNotFoundError as error:
-        raise SystemExit(f"error: {error}\n(the run's data; point to it with data_root=...)") from None
+    loaded, splits = load_run_or_exit(args.run, checkpoint=args.checkpoint, data_root=args.data_root)
     test, class_names = splits.test, splits.class_names
     check(
         0 <= args.attribute_class < len(class_names),

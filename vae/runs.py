@@ -52,6 +52,16 @@ class LoadedRun(NamedTuple):
     checkpoint: dict
 
 
+def run_data(loaded: LoadedRun, *, data_root: str | None = None):
+    """The train / val / test splits a run was trained on; `data_root` if the data set has moved."""
+    from vae.build import build_data
+
+    config = dict(loaded.checkpoint["config"])
+    if data_root:
+        config["data"] = {**config["data"], "root": data_root}
+    return build_data(config)
+
+
 def load_run(run_dir: str | Path, *, checkpoint: str = "best", device: str = "cpu") -> LoadedRun:
     """The trained model (in eval mode) and the config of a run directory, for notebooks and tools.
 

@@ -27,8 +27,7 @@ from threading import Lock
 import torch
 from PIL import Image
 
-from vae.checkpoint import CheckpointError
-from vae.cli import MISSING, check, parse_args
+from vae.cli import MISSING, check, load_run_or_exit, parse_args
 
 MAX_BATCH = 64  # z per decode request
 MAX_BODY_BYTES = 1 << 20
@@ -208,20 +207,8 @@ def make_handler(explorer: Explorer):
 
 
 def build_explorer(args: ServeArgs) -> Explorer:
-    from vae.build import build_data
-    from vae.data import DataNotFoundError
-    from vae.runs import load_run
-
-    loaded = load_run(args.run, checkpoint=args.checkpoint)
-    config = loaded.checkpoint["config"]
-    if args.data_root:
-        config["data"]["root"] = args.data_root
-    try:
-        splits = build_data(config)
-    except DataNotFoundError as error:
-        raise SystemExit(
-            f"error: {error.args[0].splitlines()[0]} (point to the run's data with data_root=...)"
-        ) from None
+    """The explorer for a run: its model, and its test images for the plane."""
+    loaded, splits = load_run_or_exit(args.run, checkpoint=args.checkpoint, data_root=args.data_root)
     test = splits.test
     return Explorer(loaded.model, test.images, test.labels, class_names=splits.class_names, points=args.points)
 
@@ -233,10 +220,7 @@ def main(argv=None) -> None:
     run = Path(args.run)
     if not run.is_dir():
         sys.exit(f"error: run directory {run} does not exist")
-    try:
-        explorer = build_explorer(args)
-    except CheckpointError as error:
-        sys.exit(f"error: {run} has no usable checkpoint: {error}")
+    explorer = build_explorer(args)
     server = ThreadingHTTPServer((args.host, args.port), make_handler(explorer))
     print(f"serving {run} at http://{args.host}:{server.server_address[1]}/  (Ctrl-C to stop)", flush=True)
     try:
