@@ -198,55 +198,35 @@ def main() -> None:
     )
     root = torchvision_layout(Path(args.data_root))
     results = {"device": device, "threads": torch.get_num_threads(), "rows": []}
-    for batch_size in args.batch_sizes:
-        steps = max(2, args.images_per_window // batch_size)
-        reset_peak_rss()
-        if device.startswith("cuda"):
-            torch.cuda.reset_peak_memory_stats()
-        rate = timed_windows(
-            baseline_step_factory(root, batch_size, device),
-            images_per_step=batch_size,
-            warmup=3,
-            windows=args.windows,
-            steps_per_window=steps,
-            device=device,
-        )
-        results["rows"].append(
-            {
-                "who": "baseline",
+
+    def measure(who: str, make_step, *, warmup: int) -> None:
+        """Time `make_step(batch_size)` at every batch size; one row each, with its own peak memory."""
+        for batch_size in args.batch_sizes:
+            reset_peak_rss()
+            if device.startswith("cuda"):
+                torch.cuda.reset_peak_memory_stats()
+            rate = timed_windows(
+                make_step(batch_size), images_per_step=batch_size, warmup=warmup, windows=args.windows,
+                steps_per_window=max(2, args.images_per_window // batch_size), device=device,
+            )  # fmt: skip
+            row = {
+                "who": who,
                 "batch_size": batch_size,
                 "images_per_second": rate,
                 "peak_memory_mib": peak_memory_mib(device),
             }
-        )
-        print(f"baseline batch {batch_size}: {rate:.0f} images/s", flush=True)
+            results["rows"].append(row)
+            print(f"{who:8s} batch {batch_size}: {rate:.0f} images/s", flush=True)
 
+    measure("baseline", lambda batch_size: baseline_step_factory(root, batch_size, device), warmup=3)
     runtime = resolve_runtime(device=args.device, **default_runtime)
     apply_runtime(runtime, seed=0)
     results["project_runtime"] = runtime.as_dict()
     train_images, _ = load_idx_dataset("mnist", Path(args.data_root), allow_download=False)
-    for batch_size in args.batch_sizes:
-        steps = max(2, args.images_per_window // batch_size)
-        reset_peak_rss()
-        if device.startswith("cuda"):
-            torch.cuda.reset_peak_memory_stats()
-        rate = timed_windows(
-            project_step_factory(train_images.images, batch_size, runtime),
-            images_per_step=batch_size,
-            warmup=5 if not runtime.compile else 20,
-            windows=args.windows,
-            steps_per_window=steps,
-            device=device,
-        )
-        results["rows"].append(
-            {
-                "who": "project",
-                "batch_size": batch_size,
-                "images_per_second": rate,
-                "peak_memory_mib": peak_memory_mib(device),
-            }
-        )
-        print(f"project  batch {batch_size}: {rate:.0f} images/s", flush=True)
+    measure(
+        "project", lambda batch_size: project_step_factory(train_images.images, batch_size, runtime),
+        warmup=20 if runtime.compile else 5,
+    )  # fmt: skip
 
     flops = flops_per_training_image()
     peak = measured_peak_flops(runtime)
