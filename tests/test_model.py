@@ -7,7 +7,7 @@ import torch
 
 from vae.data import make_synthetic, to_model_input
 from vae.losses import vae_loss
-from vae.model import Reparameterize, build_vae
+from vae.model import ConvTranspose2d, FewChannelsConv2d, Reparameterize, build_vae
 
 
 @pytest.mark.parametrize("latent_dim", [1, 2, 16])
@@ -114,3 +114,80 @@ def test_log_var_is_clamped_so_sigma_stays_finite():
 def test_unknown_model_name_is_refused_by_name():
     with pytest.raises(ValueError, match="resnet"):
         build_vae(name="resnet", image_shape=(1, 28, 28), latent_dim=2)
+
+
+def _forward_and_grads(module, x):
+    x = x.clone().requires_grad_()
+    y = module(x)
+    y.backward(torch.linspace(-1, 1, y.numel()).view_as(y))
+    return y, x.grad, [p.grad for p in module.parameters()]
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize(
+    ("fast", "reference"),
+    [
+        (
+            lambda: ConvTranspose2d(6, 4, 3, stride=2, padding=1, output_padding=1),
+            lambda: torch.nn.ConvTranspose2d(6, 4, 3, stride=2, padding=1, output_padding=1),
+        ),
+        (lambda: FewChannelsConv2d(5, 1, 3, padding=1), lambda: torch.nn.Conv2d(5, 1, 3, padding=1)),
+        (lambda: FewChannelsConv2d(5, 3, 3, padding=1), lambda: torch.nn.Conv2d(5, 3, 3, padding=1)),
+    ],
+)
+def test_fast_conv_layers_match_torch_in_value_and_gradient(fast, reference, channels_last):
+    torch.manual_seed(0)
+    fast, reference = fast(), reference()
+    torch.nn.init.normal_(fast.bias)  # a non-zero bias, so a misplaced bias shows
+    reference.load_state_dict(fast.state_dict())
+    x = torch.randn(3, fast.in_channels, 7, 7)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    y, x_grad, grads = _forward_and_grads(fast, x)
+    y_ref, x_grad_ref, grads_ref = _forward_and_grads(reference, x)
+    torch.testing.assert_close(y, y_ref, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(x_grad, x_grad_ref, rtol=1e-5, atol=1e-5)
+    for grad, grad_ref in zip(grads, grads_ref):
+        torch.testing.assert_close(grad, grad_ref, rtol=1e-5, atol=1e-4)
+
+
+def test_fast_conv_layers_keep_bf16_under_autocast():
+    x = torch.randn(2, 6, 5, 5)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        up = ConvTranspose2d(6, 4, 3, stride=2, padding=1, output_padding=1)(x)
+        out = FewChannelsConv2d(4, 1, 3, padding=1)(up)
+    assert up.dtype == out.dtype == torch.bfloat16  # an fp32 bias must not promote the activations
+
+
+def test_conv_model_flattens_channels_last_features_without_a_copy():
+    model = build_vae(name="conv", image_shape=(1, 28, 28), latent_dim=2).to(memory_format=torch.channels_last)
+    features = model.encoder.convs(torch.rand(2, 1, 28, 28).contiguous(memory_format=torch.channels_last))
+    flat = model.encoder.dense[0](features)
+    assert flat.data_ptr() == features.data_ptr()  # a view in (H, W, C) order
+    decoded = model.decoder.dense(torch.randn(2, 2)).view(2, 14, 14, 64).permute(0, 3, 1, 2)
+    assert decoded.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_conv_checkpoint_in_the_old_chw_order_loads_to_the_same_function():
+    """State dicts written before the (H, W, C) flatten (module version 1) are converted on load."""
+    torch.manual_seed(0)
+    model = build_vae(name="conv", image_shape=(1, 12, 10), latent_dim=3)
+    state = model.state_dict()
+    channels, height, width = model.encoder.feature_shape
+    old = type(state)((key, value.clone()) for key, value in state.items())
+    old._metadata = {key: dict(value) for key, value in state._metadata.items()}
+    old._metadata["encoder"]["version"] = old._metadata["decoder"]["version"] = 1
+    # Rewrite the dense weights as the CHW-order model held them.
+    encoder_weight = state["encoder.dense.1.weight"]
+    old["encoder.dense.1.weight"] = encoder_weight.view(-1, height, width, channels).permute(0, 3, 1, 2).flatten(1)
+    decoder_weight, decoder_bias = state["decoder.dense.2.weight"], state["decoder.dense.2.bias"]
+    old["decoder.dense.2.weight"] = decoder_weight.view(height, width, channels, -1).permute(2, 0, 1, 3).flatten(0, 2)
+    old["decoder.dense.2.bias"] = decoder_bias.view(height, width, channels).permute(2, 0, 1).flatten()
+    assert not torch.equal(old["encoder.dense.1.weight"], encoder_weight)
+
+    loaded = build_vae(name="conv", image_shape=(1, 12, 10), latent_dim=3)
+    loaded.load_state_dict(old)
+    x, z = torch.rand(4, 1, 12, 10), torch.randn(4, 3)
+    torch.testing.assert_close(loaded.encode(x), model.encode(x))
+    torch.testing.assert_close(loaded.decode(z), model.decode(z))
+    assert loaded.state_dict()._metadata["encoder"]["version"] == 2

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -187,3 +188,16 @@ def test_nan_skip_counts_skipped_batches(tmp_path, monkeypatch):
     metrics = train(compose_config([*TINY, "data.num_train=128", "epochs=1", "on_nan=skip"]), tmp_path)
     assert metrics["skipped_steps"] == 2
     assert load_checkpoint(tmp_path / "checkpoints" / "last.pt")["step"] == 4 - 2
+
+
+def test_resume_of_a_checkpoint_in_the_old_flatten_order_is_refused_in_one_line(tmp_path, tiny_run):
+    run_dir = tmp_path / "old"
+    shutil.copytree(tiny_run, run_dir)
+    path = run_dir / "checkpoints" / "last.pt"
+    checkpoint = torch.load(path, weights_only=True)
+    checkpoint["model"]._metadata["encoder"]["version"] = 1
+    torch.save(checkpoint, path)
+    result = run_cli("vae.train", f"resume={run_dir}", "epochs=3")
+    assert result.returncode != 0
+    output = result.stdout + result.stderr
+    assert "(H, W, C) order" in output and "Traceback" not in output

@@ -36,6 +36,53 @@ class Reparameterize(nn.Module):
         return mu + sigma * eps
 
 
+class ConvTranspose2d(nn.ConvTranspose2d):
+    """`nn.ConvTranspose2d` with its bias added after the convolution instead of inside it.
+
+    Same parameters and result; on CPU, oneDNN's deconvolution computes the bias gradient
+    about 80x slower than a sum over (B, H, W) (11 ms against 0.14 ms at batch 128 for the
+    lecture decoder's layer, most of its backward); experiments/bench/README.md measures it.
+    """
+
+    def forward(self, x: torch.Tensor, output_size: list[int] | None = None) -> torch.Tensor:
+        output_padding = self._output_padding(
+            x, output_size, self.stride, self.padding, self.kernel_size, 2, self.dilation
+        )
+        y = nn.functional.conv_transpose2d(
+            x, self.weight, None, self.stride, self.padding, output_padding, self.groups, self.dilation
+        )
+        return y if self.bias is None else y + self.bias.to(y.dtype).view(1, -1, 1, 1)  # y is bf16 under autocast
+
+
+class FewChannelsConv2d(nn.Conv2d):
+    """`nn.Conv2d` for few output channels (the decoder's last layer), computed as a grouped conv and a sum.
+
+    Same parameters and result: out[o] = sum_c conv(x[c], w[o, c]) + b[o], done as a depthwise
+    conv with `out_channels` filters per input channel, then a sum over the input channels.
+    oneDNN's kernels are built for many output channels; with one they run this layer (32 -> 1,
+    3x3) at a few percent of the machine's rate, and this form is about twice as fast forward and
+    backward on CPU (experiments/bench/README.md).
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.groups != 1 or self.padding_mode != "zeros":
+            return super().forward(x)
+        out_channels, in_channels = self.out_channels, self.in_channels
+        # (O, C, kh, kw) -> (C * O, 1, kh, kw): filter c * O + o is w[o, c].
+        weight = self.weight.transpose(0, 1).reshape(in_channels * out_channels, 1, *self.kernel_size)
+        per_channel = nn.functional.conv2d(x, weight, None, self.stride, self.padding, self.dilation, in_channels)
+        batch, _, height, width = per_channel.shape
+        y = per_channel.view(batch, in_channels, out_channels, height, width).sum(1)  # (B, O, H, W)
+        return y if self.bias is None else y + self.bias.to(y.dtype).view(1, -1, 1, 1)
+
+
+class FlattenHWC(nn.Module):
+    """Flatten (B, C, H, W) in (H, W, C) order, as Keras' Flatten does: a view for channels_last input."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.permute(0, 2, 3, 1).flatten(1)  # (B, H * W * C)
+
+
 def _downsampled(size: int) -> int:
     """Spatial size after a 3x3 conv with stride 2 and padding 1 ("same" in Keras)."""
     return (size + 1) // 2
@@ -43,6 +90,8 @@ def _downsampled(size: int) -> int:
 
 class ConvEncoder(nn.Module):
     """Convs in sequence (the second with stride 2), a dense layer, then mu and log_var."""
+
+    _version = 2  # 2: the dense layer reads the feature map in (H, W, C) order (1: (C, H, W))
 
     def __init__(
         self,
@@ -63,9 +112,16 @@ class ConvEncoder(nn.Module):
             in_channels = out_channels
         self.convs = nn.Sequential(*layers)
         self.feature_shape = (channels[-1], _downsampled(height), _downsampled(width))
-        self.dense = nn.Sequential(nn.Flatten(), nn.Linear(math.prod(self.feature_shape), hidden_dim), nn.ReLU())
+        self.dense = nn.Sequential(FlattenHWC(), nn.Linear(math.prod(self.feature_shape), hidden_dim), nn.ReLU())
         self.mu = nn.Linear(hidden_dim, latent_dim)
         self.log_var = nn.Linear(hidden_dim, latent_dim)
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, *args, **kwargs):
+        key = prefix + "dense.1.weight"
+        if local_metadata.get("version") == 1 and key in state_dict:  # written before the (H, W, C) order
+            weight = state_dict[key]  # (hidden, C * H * W)
+            state_dict[key] = weight.view(weight.shape[0], *self.feature_shape).permute(0, 2, 3, 1).flatten(1)
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, *args, **kwargs)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         hidden = self.dense(self.convs(x))  # (B, hidden_dim)
@@ -74,6 +130,8 @@ class ConvEncoder(nn.Module):
 
 class ConvDecoder(nn.Module):
     """Dense layers up to the encoder's feature map, a stride-2 transposed conv, a conv to logits."""
+
+    _version = 2  # 2: the last dense layer writes the feature map in (H, W, C) order (1: (C, H, W))
 
     def __init__(
         self,
@@ -97,13 +155,25 @@ class ConvDecoder(nn.Module):
         # even sizes, so every input size comes back exactly.
         output_padding = (height - (2 * feature_h - 1), width - (2 * feature_w - 1))
         self.upsample = nn.Sequential(
-            nn.ConvTranspose2d(channels[-1], channels[0], 3, stride=2, padding=1, output_padding=output_padding),
+            ConvTranspose2d(channels[-1], channels[0], 3, stride=2, padding=1, output_padding=output_padding),
             nn.ReLU(),
         )
-        self.to_logits = nn.Conv2d(channels[0], out_channels, 3, padding=1)
+        self.to_logits = FewChannelsConv2d(channels[0], out_channels, 3, padding=1)
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, *args, **kwargs):
+        if local_metadata.get("version") == 1:  # written before the (H, W, C) order
+            weight, bias = prefix + "dense.2.weight", prefix + "dense.2.bias"
+            if weight in state_dict:  # (C * H * W, hidden)
+                rows = state_dict[weight]
+                state_dict[weight] = rows.view(*self.feature_shape, -1).permute(1, 2, 0, 3).reshape(rows.shape)
+            if bias in state_dict:
+                state_dict[bias] = state_dict[bias].view(self.feature_shape).permute(1, 2, 0).flatten()
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, *args, **kwargs)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        features = self.dense(z).view(-1, *self.feature_shape)  # (B, C_f, H/2, W/2)
+        channels, height, width = self.feature_shape
+        # The dense output is in (H, W, C) order: the permuted view is channels_last, no copy.
+        features = self.dense(z).view(-1, height, width, channels).permute(0, 3, 1, 2)  # (B, C_f, H/2, W/2)
         return self.to_logits(self.upsample(features))  # (B, C, H, W)
 
 

@@ -207,6 +207,16 @@ def train(cfg: DictConfig, run_dir: Path, *, resume_from: dict | None = None) ->
     optimizer = build_optimizer(model.parameters(), config)
     step, completed_epochs, best_val_loss, history = 0, 0, math.inf, []
     if resume_from is not None:
+        versions = getattr(resume_from["model"], "_metadata", {})
+        if (
+            any(versions.get(part, {}).get("version") == 1 for part in ("encoder", "decoder"))
+            and config["model"]["name"] == "conv"
+        ):
+            raise CheckpointError(
+                "checkpoints/last.pt was written by vae before the conv model's dense layers took the (H, W, C) order; "
+                "its optimizer state cannot be carried over: evaluate/explore/serve still read it, but resuming needs "
+                "a new run"
+            )
         load_model_state(model, resume_from["model"], source="checkpoints/last.pt")
         optimizer.load_state_dict(resume_from["optimizer"])
         step, completed_epochs = resume_from["step"], resume_from["epoch"]
