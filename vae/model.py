@@ -51,7 +51,8 @@ class ConvTranspose2d(nn.ConvTranspose2d):
         y = nn.functional.conv_transpose2d(
             x, self.weight, None, self.stride, self.padding, output_padding, self.groups, self.dilation
         )
-        return y if self.bias is None else y + self.bias.to(y.dtype).view(1, -1, 1, 1)  # y is bf16 under autocast
+        # In place: y is this layer's own output, which autograd does not keep; bf16 stays bf16 under autocast.
+        return y if self.bias is None else y.add_(self.bias.to(y.dtype).view(1, -1, 1, 1))
 
 
 class FewChannelsConv2d(nn.Conv2d):
@@ -73,7 +74,7 @@ class FewChannelsConv2d(nn.Conv2d):
         per_channel = nn.functional.conv2d(x, weight, None, self.stride, self.padding, self.dilation, in_channels)
         batch, _, height, width = per_channel.shape
         y = per_channel.view(batch, in_channels, out_channels, height, width).sum(1)  # (B, O, H, W)
-        return y if self.bias is None else y + self.bias.to(y.dtype).view(1, -1, 1, 1)
+        return y if self.bias is None else y.add_(self.bias.to(y.dtype).view(1, -1, 1, 1))
 
 
 class FlattenHWC(nn.Module):
@@ -108,11 +109,13 @@ class ConvEncoder(nn.Module):
         layers: list[nn.Module] = []
         for index, out_channels in enumerate(channels):
             stride = 2 if index == 1 else 1
-            layers += [nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1), nn.ReLU()]
+            layers += [nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1), nn.ReLU(inplace=True)]
             in_channels = out_channels
         self.convs = nn.Sequential(*layers)
         self.feature_shape = (channels[-1], _downsampled(height), _downsampled(width))
-        self.dense = nn.Sequential(FlattenHWC(), nn.Linear(math.prod(self.feature_shape), hidden_dim), nn.ReLU())
+        self.dense = nn.Sequential(
+            FlattenHWC(), nn.Linear(math.prod(self.feature_shape), hidden_dim), nn.ReLU(inplace=True)
+        )
         self.mu = nn.Linear(hidden_dim, latent_dim)
         self.log_var = nn.Linear(hidden_dim, latent_dim)
 
@@ -146,9 +149,9 @@ class ConvDecoder(nn.Module):
         self.feature_shape = (channels[-1], _downsampled(height), _downsampled(width))
         self.dense = nn.Sequential(
             nn.Linear(latent_dim, hidden_dim),
-            nn.ReLU(),
+            nn.ReLU(inplace=True),
             nn.Linear(hidden_dim, math.prod(self.feature_shape)),
-            nn.ReLU(),
+            nn.ReLU(inplace=True),
         )
         _, feature_h, feature_w = self.feature_shape
         # A stride-2 transposed conv gives 2h - 1 rows; output_padding adds the last one for
@@ -156,7 +159,7 @@ class ConvDecoder(nn.Module):
         output_padding = (height - (2 * feature_h - 1), width - (2 * feature_w - 1))
         self.upsample = nn.Sequential(
             ConvTranspose2d(channels[-1], channels[0], 3, stride=2, padding=1, output_padding=output_padding),
-            nn.ReLU(),
+            nn.ReLU(inplace=True),
         )
         self.to_logits = FewChannelsConv2d(channels[0], out_channels, 3, padding=1)
 
