@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch.distributions import Normal
 
 from vae.data import make_synthetic, to_model_input
-from vae.evaluate import active_units, iwae_log_likelihood
+from vae.evaluate import active_units, dataset_loss_terms, iwae_log_likelihood
 from vae.model import build_vae
 
 from conftest import run_cli
@@ -83,3 +83,15 @@ def test_evaluate_writes_eval_json_with_the_contract_keys(tiny_run):
     assert results["iwae_nll_nats"] <= results["neg_elbo_nats"] + 1.0
     assert math.isclose(results["neg_elbo_bits_per_dim"], results["neg_elbo_nats"] / (784 * math.log(2)), rel_tol=1e-9)
     assert len(results["kl_per_dim"]) == 2 and 0 <= results["active_units"] <= 2
+
+
+def test_dataset_loss_terms_report_the_encoders_mean_sigma_over_uneven_batches():
+    model, x = _model_and_data(latent_dim=3, num_images=7)
+    images = make_synthetic(7, seed=0).images  # uint8, as the data sets hold them
+    with torch.no_grad():
+        for layer in model.encoder.log_var.modules():
+            if isinstance(layer, torch.nn.Linear):
+                torch.nn.init.normal_(layer.bias, mean=-1.0)  # sigmas well away from 1
+        _, log_var = model.encode(x)
+    terms = dataset_loss_terms(model, images, kl_weight=1.0, gen_loss="bce", reduction="sum", batch_size=3)
+    assert math.isclose(terms["mean_sigma"], float(torch.exp(0.5 * log_var).mean()), rel_tol=1e-5)

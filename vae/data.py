@@ -55,7 +55,7 @@ class DataNotFoundError(RuntimeError):
 
 @dataclass
 class Split:
-    images: torch.Tensor  # (N, C, H, W) uint8, or float in [0, 1] once binarized
+    images: torch.Tensor  # (N, C, H, W) uint8; binarized splits hold 0 or 255
     labels: torch.Tensor  # (N,) int64
 
     def __len__(self) -> int:

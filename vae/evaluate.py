@@ -38,12 +38,16 @@ def dataset_loss_terms(
     autocast_dtype: torch.dtype | None = None,
     seed: int = 0,
 ) -> dict[str, float]:
-    """Per-image averages of every loss term over `images` (uint8 or [0, 1] floats), z drawn with a fixed seed."""
+    """Per-image averages of every loss term over `images` (uint8, as the data sets hold them), z drawn with a fixed seed.
+
+    Also `mean_sigma`: the encoder's sigma = exp(0.5 log_var) averaged over images and latent dims.
+    """
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
     generator = torch.Generator(device="cpu").manual_seed(seed)
     totals = torch.zeros(len(TERM_NAMES), dtype=torch.float64)
+    sigma_total = 0.0
     for batch in images.split(batch_size):
         x = to_model_input(batch).to(device)  # (B, C, H, W)
         if channels_last:
@@ -55,20 +59,11 @@ def dataset_loss_terms(
             output.logits, x, output.mu, output.log_var, kl_weight=kl_weight, gen_loss=gen_loss, reduction=reduction
         )
         totals += torch.stack([t.detach().double().cpu() for t in terms]) * x.shape[0]
+        sigma_total += float(torch.exp(0.5 * output.log_var.float()).sum())
     model.train(was_training)
-    return {name: float(value) for name, value in zip(TERM_NAMES, totals / images.shape[0])}
-
-
-@torch.no_grad()
-def mean_sigma(model: VAE, images: torch.Tensor, *, batch_size: int = 1000) -> float:
-    """The encoder's sigma = exp(0.5 log_var), averaged over images and latent dims."""
-    device = next(model.parameters()).device
-    total, count = 0.0, 0
-    for batch in images.split(batch_size):
-        _, log_var = model.encode(to_model_input(batch).to(device))
-        total += float(torch.exp(0.5 * log_var.float()).sum())
-        count += log_var.numel()
-    return total / count
+    results = {name: float(value) for name, value in zip(TERM_NAMES, totals / images.shape[0])}
+    results["mean_sigma"] = sigma_total / (images.shape[0] * model.latent_dim)
+    return results
 
 
 # Decodes per call in the IWAE loop: on CPU, 512 keep the decoder's activations in the cache and

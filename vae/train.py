@@ -27,7 +27,7 @@ from vae.build import build_data, build_model, build_optimizer
 from vae.checkpoint import CheckpointError, load_checkpoint, load_model_state, rng_state, save_checkpoint, set_rng_state
 from vae.config import ConfigError, validate
 from vae.data import DataNotFoundError, epoch_batches, to_model_input
-from vae.evaluate import autocast_context, dataset_loss_terms, mean_sigma
+from vae.evaluate import autocast_context, dataset_loss_terms
 from vae.latent import decoded_grid
 from vae.losses import beta_effective, kl_warmup_factor, vae_loss
 from vae.runs import config_dir, write_run_json
@@ -341,7 +341,6 @@ def train(cfg: DictConfig, run_dir: Path, *, resume_from: dict | None = None) ->
                 **loss_options,
             )
             val_metrics["beta_effective"] = beta
-            val_metrics["mean_sigma"] = mean_sigma(model, splits.val.images, batch_size=config["eval_batch_size"])
             improved = val_metrics["loss"] < best_val_loss
             best_val_loss = min(best_val_loss, val_metrics["loss"])
             history.append({

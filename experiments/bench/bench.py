@@ -56,10 +56,10 @@ class PlainLectureVAE(torch.nn.Module):
             nn.Conv2d(32, 1, 3, padding=1),
         )  # fmt: skip
 
-    def forward(self, x: torch.Tensor) -> VAEOutput:
+    def forward(self, x: torch.Tensor, eps: torch.Tensor | None = None) -> VAEOutput:
         hidden = self.encoder(x)
         mu, log_var = self.mu(hidden), self.log_var(hidden)
-        z = mu + torch.exp(0.5 * log_var) * torch.randn_like(mu)
+        z = mu + torch.exp(0.5 * log_var) * (torch.randn_like(mu) if eps is None else eps)
         return VAEOutput(self.decoder(z), mu, log_var, z)
 
 
