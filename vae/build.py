@@ -58,13 +58,18 @@ def build_model(cfg: Mapping[str, Any]) -> VAE:
 def build_optimizer(parameters: Iterable[torch.nn.Parameter], cfg: Mapping[str, Any]) -> torch.optim.Optimizer:
     """Adam or RMSprop with the config's settings."""
     optim = cfg["optim"]
+    parameters = list(parameters)
     if optim["name"] == "adam":
+        # The fused kernel updates every tensor in one pass: 4x faster than the per-tensor loop on CPU
+        # for the lecture model (experiments/bench/README.md), same update.
+        fused = all(p.device.type in ("cpu", "cuda") and p.is_floating_point() for p in parameters)
         return torch.optim.Adam(
             parameters,
             lr=optim["lr"],
             betas=tuple(optim["betas"]),
             eps=optim["eps"],
             weight_decay=optim["weight_decay"],
+            fused=fused or None,
         )
     if optim["name"] == "rmsprop":
         return torch.optim.RMSprop(

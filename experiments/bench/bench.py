@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from vae.build import build_optimizer
 from vae.data import find_idx_files, load_idx_dataset
 from vae.losses import vae_loss
 from vae.model import VAEOutput, build_vae
@@ -30,6 +31,7 @@ from vae.runtime import apply_runtime, resolve_runtime
 from vae.train import batch_input, forward_backward
 
 MODEL = dict(name="conv", image_shape=(1, 28, 28), latent_dim=2)
+ADAM = dict(name="adam", lr=1e-3, betas=[0.9, 0.999], eps=1e-7, weight_decay=0.0)  # conf/optim/adam.yaml
 
 
 class PlainLectureVAE(torch.nn.Module):
@@ -151,7 +153,7 @@ def project_step_factory(images: torch.Tensor, batch_size: int, runtime):
     model = build_vae(**MODEL).to(device)
     if runtime.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, eps=1e-7)
+    optimizer = build_optimizer(model.parameters(), {"optim": ADAM})
     forward = torch.compile(model) if runtime.compile else model
     images = images.to(device)
     generator = torch.Generator().manual_seed(0)

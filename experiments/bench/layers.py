@@ -11,6 +11,7 @@ noisy machine moves both sides alike:
 - the last conv (32 -> 1 channel) as oneDNN's conv or as a depthwise conv and a channel sum;
 - the ReLU backward behind a (C, H, W) flatten (gradient in NCHW, activation channels_last)
   against the (H, W, C) flatten (both channels_last);
+- Adam's default per-tensor loop on CPU against its fused kernel;
 - the importance-weighted bound: 4096 against 512 decodes per call.
 """
 
@@ -101,6 +102,14 @@ def main() -> None:
         "training step (whole model)", "PlainLectureVAE", "vae.model",
         training_step(PlainLectureVAE(), runtime, batch), training_step(model, runtime, batch), per="step",
     )  # fmt: skip
+
+    def adam_step(**options):
+        parameters = list(build_vae(name="conv", image_shape=(1, 28, 28), latent_dim=2).parameters())
+        for parameter in parameters:
+            parameter.grad = torch.randn_like(parameter)
+        return torch.optim.Adam(parameters, lr=1e-3, **options).step
+
+    row("Adam step (927k parameters)", "per-tensor loop", "fused", adam_step(), adam_step(fused=True), per="step")
 
     x = torch.randn(batch, 64, 14, 14).contiguous(memory_format=CL)
     stock = torch.nn.ConvTranspose2d(64, 32, 3, stride=2, padding=1, output_padding=1).to(memory_format=CL)
