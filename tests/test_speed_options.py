@@ -77,3 +77,28 @@ def test_speed_option_keeps_the_fp32_eager_loss_curve(option, fp32_reference):
     fast_losses = losses_after_training(_runtime(**option))
     assert abs(tail(fast_losses) - reference) <= max(3 * noise, 0.005 * reference)
     assert tail(fast_losses) < 0.95 * fast_losses[0]  # and it learned
+
+
+def test_the_trainers_adam_is_fused_and_makes_the_per_tensor_update():
+    from vae.build import build_optimizer
+
+    adam = dict(name="adam", lr=1e-2, betas=[0.9, 0.999], eps=1e-7, weight_decay=0.0)
+    torch.manual_seed(0)
+    fused_model = build_vae(name="conv", image_shape=(1, 12, 12), latent_dim=2)
+    loop_model = build_vae(name="conv", image_shape=(1, 12, 12), latent_dim=2)
+    loop_model.load_state_dict(fused_model.state_dict())
+    fused = build_optimizer(fused_model.parameters(), {"optim": adam})
+    loop = torch.optim.Adam(loop_model.parameters(), lr=1e-2, eps=1e-7, foreach=False)
+    assert fused.defaults["fused"]
+    x = torch.rand(8, 1, 12, 12)
+    for _ in range(5):
+        for model, optimizer in ((fused_model, fused), (loop_model, loop)):
+            optimizer.zero_grad()
+            output = model(x, torch.zeros(8, 2))
+            torch.nn.functional.binary_cross_entropy_with_logits(output.logits, x).backward()
+            optimizer.step()
+    for (name, a), b in zip(fused_model.state_dict().items(), loop_model.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5, msg=name)  # steps move weights by ~1e-2
+    assert not torch.equal(
+        fused_model.encoder.mu.weight, build_vae(name="conv", image_shape=(1, 12, 12), latent_dim=2).encoder.mu.weight
+    )
