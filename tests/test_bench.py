@@ -1,0 +1,46 @@
+"""`make bench` keeps working: the benchmark runs end to end on a tiny fake MNIST and writes its table."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from test_data import write_fake_mnist
+
+from conftest import REPO
+
+
+def lecture_forward_flops() -> int:
+    """Multiply-adds x 2 of the lecture network's forward pass for one 28 x 28 image, by hand."""
+    conv = lambda c_in, c_out, size: 2 * c_in * c_out * 9 * size * size  # noqa: E731 - 3x3, output size
+    return (
+        conv(1, 32, 28) + conv(32, 64, 14) + 2 * conv(64, 64, 14)  # encoder convs
+        + 2 * 12544 * 32 + 2 * 2 * 32 * 2  # dense, mu and log_var
+        + 2 * 2 * 32 + 2 * 32 * 12544  # decoder dense layers
+        + conv(64, 32, 14) + conv(32, 1, 28)  # transposed conv (counted over its input), last conv
+    )  # fmt: skip
+
+
+def test_bench_runs_and_reports_ratios_against_the_baseline(tmp_path):
+    write_fake_mnist(tmp_path / "MNIST" / "raw", gz=True, num_train=96, num_test=8)
+    out = tmp_path / "bench.json"
+    result = subprocess.run(
+        [sys.executable, "experiments/bench/bench.py", "--data-root", str(tmp_path), "--batch-sizes", "16",
+         "--windows", "1", "--images-per-window", "32", "--out", str(out)],
+        cwd=REPO, capture_output=True, text=True, timeout=240,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(out.read_text())
+    rows = {row["who"]: row for row in report["rows"]}
+    assert set(rows) == {"baseline", "project"} and all(row["batch_size"] == 16 for row in rows.values())
+    assert rows["baseline"]["ratio_to_baseline"] == 1.0
+    assert (
+        rows["project"]["ratio_to_baseline"]
+        == rows["project"]["images_per_second"] / rows["baseline"]["images_per_second"]
+    )
+    assert all(row["images_per_second"] > 0 and row["peak_memory_mib"] > 0 for row in rows.values())
+    # Forward + backward is about 3x the forward (the first conv needs no input gradient).
+    assert 2.8 * lecture_forward_flops() < report["flops_per_image"] < 3.05 * lecture_forward_flops()
+    assert report["limit_images_per_second"] == report["peak_flops_per_second"] / report["flops_per_image"]
+    assert "| project | 16 |" in result.stdout
