@@ -8,9 +8,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
 
-from vae.runs import config_dir
+from vae.build import build_model
+from vae.config import compose, compose_dict
+from vae.model import VAE
 
 REPO = Path(__file__).resolve().parent.parent
 # A run small enough for a test: synthetic data, a handful of steps.
@@ -27,10 +28,24 @@ TINY = [
 ]
 
 
+# make_synthetic's shape and classes for MNIST-sized test images.
+MNIST_LIKE = {"image_shape": (1, 28, 28), "num_classes": 10}
+
+
 def compose_config(overrides: list[str] | None = None):
     """The config `python -m vae.train <overrides>` would get, composed in-process."""
-    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
-        return compose(config_name="config", overrides=list(overrides or []))
+    return compose(overrides or [])
+
+
+def make_vae(
+    name: str = "conv", *, latent_dim: int = 2, image_shape: tuple[int, int, int] = (1, 28, 28), **model: object
+) -> VAE:
+    """The VAE that `model=<name>` builds (its defaults from conf/), with `model.<key>` overrides and another image shape."""
+    overrides = [f"model={name}", f"latent_dim={latent_dim}"]
+    overrides += [f"model.{key}={list(value) if isinstance(value, tuple) else value}" for key, value in model.items()]
+    config = compose_dict(overrides)
+    config["data"]["image_shape"] = list(image_shape)
+    return build_model(config)
 
 
 def run_cli(*args: str, cwd: Path = REPO, timeout: int = 180) -> subprocess.CompletedProcess:

@@ -8,7 +8,9 @@ import pytest
 import torch
 from PIL import Image
 
-from vae.data import DataNotFoundError, load_image_folder, load_splits
+from vae.build import build_data
+from vae.config import compose_dict
+from vae.data import DataNotFoundError, load_image_folder
 from vae.train import train
 
 from conftest import TINY, compose_config
@@ -30,7 +32,9 @@ def write_fake_cifar(root, per_batch: int = 4):
 
 def test_cifar10_reads_its_python_batches(tmp_path):
     written = write_fake_cifar(tmp_path)
-    splits = load_splits(name="cifar10", root=tmp_path, val_split=5, download=False, image_shape=(3, 32, 32))
+    splits = build_data(
+        compose_dict(["data=cifar10", f"data.root={tmp_path}", "data.val_split=5", "data.download=false"])
+    )
     assert (len(splits.train), len(splits.val), len(splits.test)) == (15, 5, 4)
     data, labels = written["test_batch"]
     assert torch.equal(splits.test.images, data.view(-1, 3, 32, 32)) and splits.test.labels.tolist() == labels
@@ -39,7 +43,7 @@ def test_cifar10_reads_its_python_batches(tmp_path):
 
 def test_cifar10_missing_offline_says_where(tmp_path):
     with pytest.raises(DataNotFoundError, match="cifar-10-batches-py"):
-        load_splits(name="cifar10", root=tmp_path, download=False, image_shape=(3, 32, 32))
+        build_data(compose_dict(["data=cifar10", f"data.root={tmp_path}", "data.download=false"]))
 
 
 def make_image_folder(root, *, bad_file: bool = True):
@@ -58,8 +62,8 @@ def make_image_folder(root, *, bad_file: bool = True):
 def test_an_unreadable_image_is_named_or_skipped_and_counted(tmp_path):
     make_image_folder(tmp_path)
     with pytest.raises(DataNotFoundError, match="broken.png"):
-        load_image_folder(tmp_path, image_size=16)
-    split, class_names, skipped = load_image_folder(tmp_path, image_size=16, skip_bad=True)
+        load_image_folder(tmp_path, image_size=16, channels=3, skip_bad=False)
+    split, class_names, skipped = load_image_folder(tmp_path, image_size=16, channels=3, skip_bad=True)
     assert split.images.shape == (16, 3, 16, 16) and class_names == ["blues", "reds"]
     assert [name.endswith("broken.png") for name in skipped] == [True]
     red = split.images[split.labels == 1].float().mean((0, 2, 3))

@@ -9,8 +9,7 @@ import pytest
 from hydra.errors import HydraException
 from omegaconf import OmegaConf
 
-from vae.config import ConfigError, validate
-from vae.runs import config_dir
+from vae.config import ConfigError, config_dir, validate
 
 from conftest import compose_config, run_cli
 
@@ -88,7 +87,6 @@ def test_unknown_group_option_is_refused_naming_it():
     "override,key",
     [
         ("latent_dim=0", "latent_dim"),
-        ("latent_dim=2.5", "latent_dim"),
         ("kl_weight=-1", "kl_weight"),
         ("gen_loss=foo", "gen_loss"),
         ("reduction=avg", "reduction"),
@@ -105,6 +103,16 @@ def test_unknown_group_option_is_refused_naming_it():
 def test_invalid_value_is_refused_naming_the_key(override, key):
     with pytest.raises(ConfigError, match=rf"^{key} must be"):
         validate(compose_config([override]))
+
+
+@pytest.mark.parametrize(
+    "override,key",
+    [("latent_dim=2.5", "latent_dim"), ("epochs=ten", "epochs"), ("data.val_split=half", "data.val_split")],
+)
+def test_a_value_of_the_wrong_type_is_refused_by_the_schema_naming_the_key(override, key):
+    with pytest.raises(HydraException, match=rf"override {key}=") as error:
+        compose_config([override])
+    assert f"full_key: {key}" in str(error.value.__cause__)
 
 
 def test_cli_refuses_a_bad_value_before_loading_data_and_writes_no_checkpoint(tmp_path):

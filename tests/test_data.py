@@ -10,17 +10,20 @@ import pytest
 import torch
 
 from vae import data as data_module
+from vae.build import build_data
+from vae.config import compose_dict
 from vae.data import (
     DataNotFoundError,
     binarize_once,
     epoch_batches,
     hold_out,
-    load_idx_dataset,
-    load_splits,
+    load_idx,
     make_synthetic,
     read_idx,
     to_model_input,
 )
+
+from conftest import MNIST_LIKE
 
 
 def write_idx(path: Path, tensor: torch.Tensor) -> None:
@@ -48,7 +51,7 @@ def write_fake_mnist(folder: Path, *, gz: bool, num_train: int = 12, num_test: i
 @pytest.mark.parametrize("gz", [True, False])
 def test_idx_files_read_back_exactly(tmp_path, gz):
     tensors = write_fake_mnist(tmp_path, gz=gz)
-    train, test = load_idx_dataset("mnist", tmp_path, allow_download=False)
+    train, test = load_idx("mnist", tmp_path, download=False)
     assert torch.equal(train.images[:, 0], tensors["train-images-idx3-ubyte"])
     assert torch.equal(train.labels, tensors["train-labels-idx1-ubyte"].long())
     assert torch.equal(test.images[:, 0], tensors["t10k-images-idx3-ubyte"])
@@ -57,7 +60,7 @@ def test_idx_files_read_back_exactly(tmp_path, gz):
 
 def test_idx_files_are_found_in_torchvision_layout(tmp_path):
     write_fake_mnist(tmp_path / "FashionMNIST" / "raw", gz=True)
-    train, _ = load_idx_dataset("fashion_mnist", tmp_path, allow_download=False)
+    train, _ = load_idx("fashion_mnist", tmp_path, download=False)
     assert len(train) == 12
 
 
@@ -71,7 +74,7 @@ def test_truncated_idx_file_is_refused_naming_it(tmp_path):
 
 def test_missing_files_without_download_explain_where_and_what_to_do(tmp_path):
     with pytest.raises(DataNotFoundError) as error:
-        load_idx_dataset("mnist", tmp_path / "empty", allow_download=False)
+        load_idx("mnist", tmp_path / "empty", download=False)
     message = str(error.value)
     for stem in (
         "train-images-idx3-ubyte",
@@ -94,18 +97,18 @@ def test_a_failed_download_says_why_and_writes_nothing_into_a_root_with_files(tm
     def offline(name, root):
         raise OSError("[Errno -3] Temporary failure in name resolution")
 
-    monkeypatch.setattr(data_module, "download", offline)
+    monkeypatch.setattr(data_module, "download_idx", offline)
     with pytest.raises(DataNotFoundError, match="name resolution"):
-        load_idx_dataset("mnist", tmp_path, allow_download=True)
+        load_idx("mnist", tmp_path, download=True)
 
     write_fake_mnist(tmp_path / "full", gz=True)
     before = sorted(p.name for p in (tmp_path / "full").iterdir())
-    load_idx_dataset("mnist", tmp_path / "full", allow_download=True)  # found: download is never called
+    load_idx("mnist", tmp_path / "full", download=True)  # found: download is never called
     assert sorted(p.name for p in (tmp_path / "full").iterdir()) == before
 
 
 def test_synthetic_images_are_structured_not_noise():
-    split = make_synthetic(1000, seed=0)
+    split = make_synthetic(1000, **MNIST_LIKE, seed=0)
     x = to_model_input(split.images).flatten(1)
     means = torch.stack([x[split.labels == c].mean(0) for c in range(10)])
     # A nearest-class-mean classifier is right far more often than chance (10%).
@@ -115,14 +118,16 @@ def test_synthetic_images_are_structured_not_noise():
 
 
 def test_synthetic_data_is_fixed_by_its_seed_and_supports_colour():
-    assert torch.equal(make_synthetic(50, seed=3).images, make_synthetic(50, seed=3).images)
-    assert not torch.equal(make_synthetic(50, seed=3).images, make_synthetic(50, seed=4).images)
-    colour = make_synthetic(20, image_shape=(3, 32, 32), seed=0)
+    assert torch.equal(make_synthetic(50, **MNIST_LIKE, seed=3).images, make_synthetic(50, **MNIST_LIKE, seed=3).images)
+    assert not torch.equal(
+        make_synthetic(50, **MNIST_LIKE, seed=3).images, make_synthetic(50, **MNIST_LIKE, seed=4).images
+    )
+    colour = make_synthetic(20, image_shape=(3, 32, 32), num_classes=10, seed=0)
     assert colour.images.shape == (20, 3, 32, 32)
 
 
 def test_hold_out_splits_disjoint_parts_of_the_training_split():
-    split = make_synthetic(100, seed=0)
+    split = make_synthetic(100, **MNIST_LIKE, seed=0)
     split.images[:, 0, 0, 0] = torch.arange(100, dtype=torch.uint8)  # tag each image
     train, val = hold_out(split, 30, seed=0)
     assert len(train) == 70 and len(val) == 30
@@ -133,9 +138,10 @@ def test_hold_out_splits_disjoint_parts_of_the_training_split():
 
 def test_validation_comes_from_the_test_split_when_asked(tmp_path):
     write_fake_mnist(tmp_path, gz=True)
-    holdout = load_splits(name="mnist", root=tmp_path, val_source="holdout", val_split=4, download=False)
+    mnist = [f"data.root={tmp_path}", "data.download=false"]
+    holdout = build_data(compose_dict([*mnist, "data.val_source=holdout", "data.val_split=4"]))
     assert (len(holdout.train), len(holdout.val), len(holdout.test)) == (8, 4, 6)
-    test = load_splits(name="mnist", root=tmp_path, val_source="test", download=False)
+    test = build_data(compose_dict([*mnist, "data.val_source=test"]))
     assert len(test.train) == 12 and torch.equal(test.val.images, test.test.images)
 
 
@@ -148,7 +154,7 @@ def test_epoch_batches_cover_every_index_once_in_a_seeded_order():
 
 
 def test_static_binarization_is_fixed_and_binary():
-    split = make_synthetic(20, seed=0)
+    split = make_synthetic(20, **MNIST_LIKE, seed=0)
     once, again = binarize_once(split, seed=5), binarize_once(split, seed=5)
     assert torch.equal(once.images, again.images)
     assert set(once.images.unique().tolist()) <= {0, 255}

@@ -82,9 +82,9 @@ def test_mean_reduction_is_a_beta_vae_in_per_image_sums():
     num_pixels, latent_dim, kl_weight = 784, 2, 1e-3
     logits, x = torch.randn(5, 1, 28, 28), torch.rand(5, 1, 28, 28)
     mu, log_var = torch.randn(5, latent_dim), torch.randn(5, latent_dim)
-    mean = vae_loss(logits, x, mu, log_var, kl_weight=kl_weight, reduction="mean")
+    mean = vae_loss(logits, x, mu, log_var, kl_weight=kl_weight, gen_loss="bce", reduction="mean")
     beta = beta_effective(kl_weight=kl_weight, reduction="mean", num_pixels=num_pixels, latent_dim=latent_dim)
-    total = vae_loss(logits, x, mu, log_var, kl_weight=beta, reduction="sum")
+    total = vae_loss(logits, x, mu, log_var, kl_weight=beta, gen_loss="bce", reduction="sum")
     assert math.isclose(beta, 0.392, rel_tol=1e-12)  # DESIGN.md: MNIST at latent_dim 2
     assert math.isclose(mean.gen_loss.item() * num_pixels, total.gen_loss.item(), rel_tol=1e-5)
     assert math.isclose(mean.kl.item() * latent_dim, total.kl.item(), rel_tol=1e-5)
@@ -108,7 +108,7 @@ def test_neg_elbo_is_bce_plus_kl_summed_per_image_whatever_the_objective():
 
 def test_kl_weight_zero_leaves_only_the_generation_loss():
     logits, x = torch.randn(2, 1, 4, 4), torch.rand(2, 1, 4, 4)
-    terms = vae_loss(logits, x, torch.ones(2, 2), torch.ones(2, 2), kl_weight=0.0)
+    terms = vae_loss(logits, x, torch.ones(2, 2), torch.ones(2, 2), kl_weight=0.0, gen_loss="bce", reduction="mean")
     assert terms.loss.item() == terms.gen_loss.item()
     assert terms.kl.item() > 0
 
@@ -124,9 +124,9 @@ def test_bits_per_dim_converts_nats():
 def test_unknown_gen_loss_and_reduction_are_refused_by_name():
     logits, x, z = torch.zeros(1, 1, 2, 2), torch.zeros(1, 1, 2, 2), torch.zeros(1, 2)
     with pytest.raises(ValueError, match="huber"):
-        vae_loss(logits, x, z, z, kl_weight=1.0, gen_loss="huber")
+        vae_loss(logits, x, z, z, kl_weight=1.0, gen_loss="huber", reduction="mean")
     with pytest.raises(ValueError, match="avg"):
-        vae_loss(logits, x, z, z, kl_weight=1.0, reduction="avg")
+        vae_loss(logits, x, z, z, kl_weight=1.0, gen_loss="bce", reduction="avg")
 
 
 def test_kl_warmup_rises_linearly_to_one_over_its_steps():
@@ -140,7 +140,7 @@ def test_free_bits_floor_the_kl_in_the_objective_only():
     logits, x = torch.zeros(2, 1, 2, 2), torch.full((2, 1, 2, 2), 0.5)
     mu = torch.tensor([[0.1, 3.0], [0.1, 3.0]], requires_grad=True)  # dim 0: KL 0.005, dim 1: KL 4.5
     log_var = torch.zeros(2, 2)
-    terms = vae_loss(logits, x, mu, log_var, kl_weight=1.0, reduction="sum", kl_floor=0.5)
+    terms = vae_loss(logits, x, mu, log_var, kl_weight=1.0, gen_loss="bce", reduction="sum", kl_floor=0.5)
     assert math.isclose(terms.kl.item(), 0.005 + 4.5, rel_tol=1e-5)  # reported: the true KL
     assert math.isclose(terms.loss.item() - terms.gen_loss.item(), 0.5 + 4.5, rel_tol=1e-5)  # objective: floored
     terms.loss.backward()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import shutil
 import signal
 import subprocess
 import sys
@@ -15,10 +14,9 @@ import pytest
 import torch
 
 from vae.checkpoint import CheckpointError, load_checkpoint, load_model_state, save_checkpoint
-from vae.model import build_vae
 from vae.train import resume_config, train
 
-from conftest import REPO, TINY, compose_config, run_cli
+from conftest import REPO, TINY, compose_config, make_vae, run_cli
 
 DETERMINISTIC = [*TINY, "data.num_train=128", "deterministic=true", "latent_dim=2"]
 
@@ -136,13 +134,13 @@ def test_truncated_checkpoint_is_refused_in_one_line(tmp_path, tiny_run):
 
 def test_checkpoint_of_another_latent_dim_is_refused_naming_the_mismatch(tiny_run):
     state = load_checkpoint(tiny_run / "checkpoints" / "last.pt")["model"]
-    other = build_vae(name="conv", image_shape=(1, 28, 28), latent_dim=8)
+    other = make_vae("conv", image_shape=(1, 28, 28), latent_dim=8)
     with pytest.raises(
         CheckpointError, match=r"encoder\.mu\.weight has shape \(2, 32\) in the checkpoint but \(8, 32\)"
     ):
         load_model_state(other, state, source="last.pt")
     with pytest.raises(CheckpointError, match="does not fit the model"):
-        load_model_state(build_vae(name="mlp", image_shape=(1, 28, 28), latent_dim=2), state, source="last.pt")
+        load_model_state(make_vae("mlp", image_shape=(1, 28, 28), latent_dim=2), state, source="last.pt")
 
 
 def test_checkpoints_are_written_atomically(tmp_path, monkeypatch):
@@ -172,9 +170,9 @@ def test_a_failed_sweep_job_leaves_the_others_intact_and_says_why(tmp_path):
 
 
 def test_nan_skip_counts_skipped_batches(tmp_path, monkeypatch):
-    import vae.train as train_module
+    import vae.step as step_module
 
-    real_loss = train_module.vae_loss
+    real_loss = step_module.vae_loss
     calls = {"n": 0}
 
     def sometimes_nan(*args, **kwargs):
@@ -184,20 +182,7 @@ def test_nan_skip_counts_skipped_batches(tmp_path, monkeypatch):
             return terms._replace(loss=terms.loss * float("nan"))
         return terms
 
-    monkeypatch.setattr(train_module, "vae_loss", sometimes_nan)
+    monkeypatch.setattr(step_module, "vae_loss", sometimes_nan)
     metrics = train(compose_config([*TINY, "data.num_train=128", "epochs=1", "on_nan=skip"]), tmp_path)
     assert metrics["skipped_steps"] == 2
     assert load_checkpoint(tmp_path / "checkpoints" / "last.pt")["step"] == 4 - 2
-
-
-def test_resume_of_a_checkpoint_in_the_old_flatten_order_is_refused_in_one_line(tmp_path, tiny_run):
-    run_dir = tmp_path / "old"
-    shutil.copytree(tiny_run, run_dir)
-    path = run_dir / "checkpoints" / "last.pt"
-    checkpoint = torch.load(path, weights_only=True)
-    checkpoint["model"]._metadata["encoder"]["version"] = 1
-    torch.save(checkpoint, path)
-    result = run_cli("vae.train", f"resume={run_dir}", "epochs=3")
-    assert result.returncode != 0
-    output = result.stdout + result.stderr
-    assert "(H, W, C) order" in output and "Traceback" not in output

@@ -6,13 +6,14 @@ import json
 
 from hydra import compose, initialize_config_dir
 
-from vae.runs import config_dir
-from vae.train import threads_per_parallel_job
+from vae.config import config_dir, register_configs
+from vae.runtime import threads_per_parallel_job
 
 from conftest import TINY, run_cli
 
 
 def compose_with_hydra(overrides):
+    register_configs()
     with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
         return compose(config_name="config", overrides=overrides, return_hydra_config=True)
 
@@ -35,9 +36,13 @@ def test_joblib_launcher_config_composes():
 
 
 def test_parallel_jobs_share_the_cores():
-    assert threads_per_parallel_job(1) >= 1
-    assert threads_per_parallel_job(10_000) == 1
-    assert threads_per_parallel_job(None) == 1
+    assert threads_per_parallel_job(2, cores=8) == 4
+    assert threads_per_parallel_job(3, cores=8) == 2  # what is left over stays idle, never oversubscribed
+    assert threads_per_parallel_job(1, cores=6) == 6
+    assert threads_per_parallel_job(10_000, cores=8) == 1  # more jobs than cores: one thread each
+    assert (
+        threads_per_parallel_job(None, cores=8) == threads_per_parallel_job(-1, cores=8) == 1
+    )  # joblib: a job per core
 
 
 def test_joblib_sweep_runs_two_jobs(tmp_path):

@@ -11,15 +11,16 @@ import pytest
 import torch
 
 from vae.data import make_synthetic
-from vae.model import build_vae
 from vae.runtime import Runtime, cpu_supports_bf16
-from vae.train import batch_input, forward_backward
+from vae.step import batch_input, forward_backward
+
+from conftest import MNIST_LIKE, make_vae
 
 
 def losses_after_training(runtime: Runtime, *, steps: int = 80, noise_seed: int = 1) -> list[float]:
     torch.manual_seed(0)
-    images = make_synthetic(512, seed=0).images
-    model = build_vae(name="conv", image_shape=(1, 28, 28), latent_dim=2)
+    images = make_synthetic(512, **MNIST_LIKE, seed=0).images
+    model = make_vae("conv", image_shape=(1, 28, 28), latent_dim=2)
     if runtime.channels_last:
         model = model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, eps=1e-7)
@@ -84,8 +85,8 @@ def test_the_trainers_adam_is_fused_and_makes_the_per_tensor_update():
 
     adam = dict(name="adam", lr=1e-2, betas=[0.9, 0.999], eps=1e-7, weight_decay=0.0)
     torch.manual_seed(0)
-    fused_model = build_vae(name="conv", image_shape=(1, 12, 12), latent_dim=2)
-    loop_model = build_vae(name="conv", image_shape=(1, 12, 12), latent_dim=2)
+    fused_model = make_vae("conv", image_shape=(1, 12, 12), latent_dim=2)
+    loop_model = make_vae("conv", image_shape=(1, 12, 12), latent_dim=2)
     loop_model.load_state_dict(fused_model.state_dict())
     fused = build_optimizer(fused_model.parameters(), {"optim": adam})
     loop = torch.optim.Adam(loop_model.parameters(), lr=1e-2, eps=1e-7, foreach=False)
@@ -100,5 +101,5 @@ def test_the_trainers_adam_is_fused_and_makes_the_per_tensor_update():
     for (name, a), b in zip(fused_model.state_dict().items(), loop_model.state_dict().values()):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5, msg=name)  # steps move weights by ~1e-2
     assert not torch.equal(
-        fused_model.encoder.mu.weight, build_vae(name="conv", image_shape=(1, 12, 12), latent_dim=2).encoder.mu.weight
+        fused_model.encoder.mu.weight, make_vae("conv", image_shape=(1, 12, 12), latent_dim=2).encoder.mu.weight
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
 
 import pytest
 import torch
@@ -12,11 +13,11 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from vae.data import make_synthetic, to_model_input
 from vae.losses import vae_loss
-from vae.model import build_vae
 from vae.runs import load_run
-from vae.train import TrainingDiverged, check_finite, train
+from vae.step import TrainingDiverged, check_finite
+from vae.train import train
 
-from conftest import TINY, compose_config, run_cli
+from conftest import MNIST_LIKE, REPO, TINY, compose_config, make_vae, run_cli
 
 CONTRACT_SCALARS = {
     "train/loss",
@@ -101,7 +102,11 @@ def test_run_json_records_versions_and_resolved_settings(tiny_run):
     )
     assert info["runtime"]["device"] == "cpu"
     assert info["runtime"]["precision"] in ("fp32", "bf16") and info["runtime"]["threads"] >= 1
-    assert "commit" in info["git"]
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True)
+    if head.returncode == 0:  # a git checkout: run.json names its commit and whether it had local changes
+        assert info["git"]["commit"] == head.stdout.strip() and isinstance(info["git"]["dirty"], bool)
+    else:
+        assert info["git"] == {"commit": None, "dirty": None}
 
 
 def test_load_run_gives_the_trained_model_and_config(tiny_run):
@@ -159,17 +164,17 @@ def test_glorot_init_leaves_the_mean_image_within_a_few_hundred_steps():
     # The trap: with PyTorch's default init the lecture's network sits at the mean image.
     # Trained with the trainer's own step and default runtime (bf16 + channels_last where the CPU has bf16).
     from vae.runtime import resolve_runtime
-    from vae.train import batch_input, forward_backward
+    from vae.step import batch_input, forward_backward
 
     runtime = resolve_runtime(
         device="cpu", threads=0, precision="auto", compile=False, channels_last="auto", deterministic=False
     )
     torch.manual_seed(0)
-    images = make_synthetic(1024, seed=0).images
+    images = make_synthetic(1024, **MNIST_LIKE, seed=0).images
     x = to_model_input(images)
     mean_image = x.mean(0, keepdim=True).clamp(1e-4, 1 - 1e-4)
     mean_image_bce = torch.nn.functional.binary_cross_entropy(mean_image.expand_as(x), x).item()
-    model = build_vae(name="conv", image_shape=(1, 28, 28), latent_dim=2, init="glorot")
+    model = make_vae("conv", image_shape=(1, 28, 28), latent_dim=2, init="glorot")
     if runtime.channels_last:
         model = model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, eps=1e-7)
@@ -179,7 +184,9 @@ def test_glorot_init_leaves_the_mean_image_within_a_few_hundred_steps():
         optimizer.step()
     with torch.no_grad():
         output = model(x[:256])
-        final = vae_loss(output.logits, x[:256], output.mu, output.log_var, kl_weight=1e-3).gen_loss.item()
+        final = vae_loss(
+            output.logits, x[:256], output.mu, output.log_var, kl_weight=1e-3, gen_loss="bce", reduction="mean"
+        ).gen_loss.item()
     assert final < 0.85 * mean_image_bce
 
 
@@ -190,6 +197,8 @@ def test_nan_loss_stops_training_naming_the_term():
         torch.tensor([[float("nan"), 0.0]]),
         torch.zeros(1, 2),
         kl_weight=1.0,
+        gen_loss="bce",
+        reduction="sum",
     )
     with pytest.raises(TrainingDiverged, match=r"epoch 3, step 7 \(bad term: kl\)"):
         check_finite(terms, epoch=3, step=7)

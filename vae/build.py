@@ -1,7 +1,7 @@
 """Builders: the one place that turns a config into objects (data, model, optimizer).
 
-Library code never looks at the config; these functions read it and call the library
-with explicit keyword arguments.
+Library code never looks at the config; these functions read it and call the library with
+every value spelled out, so no default is repeated outside the config.
 """
 
 from __future__ import annotations
@@ -11,48 +11,78 @@ from typing import Any
 
 import torch
 
-from vae.data import DataSplits, load_splits
-from vae.model import VAE, build_vae
-
-
-def _get(cfg: Mapping[str, Any], key: str, default: Any = None) -> Any:
-    return cfg[key] if key in cfg and cfg[key] is not None else default
+from vae.data import (
+    CLASS_NAMES,
+    TORCHVISION_FOLDERS,
+    DataNotFoundError,
+    DataSplits,
+    hold_out,
+    load_cifar10,
+    load_idx,
+    load_image_folder,
+    make_splits,
+    make_synthetic,
+)
+from vae.model import VAE, conv_vae, init_glorot, mlp_vae
 
 
 def build_data(cfg: Mapping[str, Any]) -> DataSplits:
-    """The train / val / test splits the config names."""
+    """The train / val / test splits the config's data group names."""
     data = cfg["data"]
-    return load_splits(
-        name=data["name"],
-        root=_get(data, "root"),
-        val_source=data["val_source"],
-        val_split=_get(data, "val_split", 5000),
-        split_seed=data["split_seed"],
-        download=_get(data, "download", False),
+    name, split_seed = data["name"], data["split_seed"]
+    image_shape, num_classes = tuple(data["image_shape"]), data["num_classes"]
+    val_source = data["val_source"]
+    if name == "synthetic":
+        train = make_synthetic(
+            data["num_train"] + data["num_val"], image_shape=image_shape, num_classes=num_classes, seed=split_seed
+        )
+        test = make_synthetic(data["num_test"], image_shape=image_shape, num_classes=num_classes, seed=split_seed + 1)
+        num_val, class_names = data["num_val"], CLASS_NAMES["synthetic"]
+    elif name in TORCHVISION_FOLDERS or name == "cifar10":
+        if data["root"] is None:
+            raise DataNotFoundError(f"{name}: data.root is not set")
+        load = load_cifar10 if name == "cifar10" else lambda root, download: load_idx(name, root, download=download)
+        train, test = load(data["root"], download=data["download"])
+        num_val, class_names = data["val_split"], CLASS_NAMES[name]
+    elif name == "folder":
+        everything, class_names, _ = load_image_folder(
+            data["path"], image_size=data["image_size"], channels=data["channels"], skip_bad=data["skip_bad"]
+        )
+        num_val = max(1, round(data["val_fraction"] * len(everything)))
+        train, test = hold_out(everything, num_val, seed=split_seed)  # a folder has no test split
+        val_source = "test"  # the held-out part serves as validation and test
+    else:
+        raise ValueError(f"data.name must be mnist, fashion_mnist, cifar10, folder or synthetic (got {name!r})")
+    return make_splits(
+        train,
+        test,
+        val_source=val_source,
+        num_val=num_val,
+        split_seed=split_seed,
         binarize=data["binarize"],
-        image_shape=tuple(data["image_shape"]),
-        num_classes=data["num_classes"],
-        num_train=_get(data, "num_train", 0),
-        num_val=_get(data, "num_val", 0),
-        num_test=_get(data, "num_test", 0),
-        path=_get(data, "path"),
-        val_fraction=_get(data, "val_fraction", 0.1),
-        skip_bad=_get(data, "skip_bad", False),
+        class_names=class_names,
     )
 
 
 def build_model(cfg: Mapping[str, Any]) -> VAE:
-    """The VAE the config names, for the data's image shape."""
-    model = cfg["model"]
-    return build_vae(
-        name=model["name"],
-        image_shape=tuple(cfg["data"]["image_shape"]),
-        latent_dim=cfg["latent_dim"],
-        init=model["init"],
-        channels=tuple(_get(model, "channels", (32, 64, 64, 64))),
-        hidden_dim=_get(model, "hidden_dim", 32),
-        hidden_dims=tuple(_get(model, "hidden_dims", (400,))),
-    )
+    """The VAE the config's model group names, for the data's image shape, initialised as it says."""
+    model_cfg, image_shape, latent_dim = cfg["model"], tuple(cfg["data"]["image_shape"]), cfg["latent_dim"]
+    if model_cfg["name"] == "conv":
+        model = conv_vae(
+            image_shape=image_shape,
+            latent_dim=latent_dim,
+            channels=tuple(model_cfg["channels"]),
+            hidden_dim=model_cfg["hidden_dim"],
+        )
+    elif model_cfg["name"] == "mlp":
+        model = mlp_vae(image_shape=image_shape, latent_dim=latent_dim, hidden_dims=tuple(model_cfg["hidden_dims"]))
+    else:
+        raise ValueError(f"model.name must be conv or mlp (got {model_cfg['name']!r})")
+    if model_cfg["init"] == "glorot":
+        init_glorot(model)
+    elif model_cfg["init"] != "torch":
+        raise ValueError(f"model.init must be glorot or torch (got {model_cfg['init']!r})")
+    return model
 
 
 def build_optimizer(parameters: Iterable[torch.nn.Parameter], cfg: Mapping[str, Any]) -> torch.optim.Optimizer:

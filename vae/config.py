@@ -1,16 +1,219 @@
-"""Checks of a composed config that Hydra cannot make by type, done once at start-up.
+"""The config's schema (typed dataclasses in Hydra's ConfigStore) and the range checks types cannot express.
 
-Hydra (struct mode) already refuses unknown keys and unknown group options; this module
-refuses bad values, naming the key, before any data is loaded.
+Where each default lives: a value that every option of a group shares is written here, in the
+schema; everything an option chooses (and every top-level default) is written in its YAML file
+under conf/. No default is written in both. `python -m vae.train --cfg job` prints them all.
+
+The schema makes Hydra refuse, naming the key, an unknown key, an unknown group option and a
+value of the wrong type; `validate` refuses a value of the right type that cannot work, also by
+name, before any data is loaded.
 """
 
 from __future__ import annotations
 
-from omegaconf import DictConfig, OmegaConf
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from omegaconf import MISSING, DictConfig, OmegaConf
+
+# The top-level keys and the groups. Values: conf/config.yaml and conf/<group>/<option>.yaml.
+
+
+@dataclass
+class DataConfig:
+    """Keys of every data set."""
+
+    name: str = MISSING
+    image_shape: list[int] = MISSING  # [channels, height, width]
+    num_classes: int = MISSING
+    root: str | None = None  # where the files are looked for (data sets read from disk)
+    download: bool = False  # download the files when they are missing
+    val_source: str = "holdout"  # holdout (part of train) | test (the test split, as the lecture did)
+    split_seed: int = 0  # fixes which training images are held out, whatever the run's seed
+    binarize: str = "none"  # none (gray levels) | dynamic | static
+
+
+@dataclass
+class DownloadableDataConfig(DataConfig):
+    """A published data set (MNIST, Fashion-MNIST, CIFAR-10): files under `root`, downloaded when missing."""
+
+    root: str | None = "${oc.env:VAE_DATA_DIR,./data}"
+    download: bool = True
+    val_split: int = 5000  # images of the training split held out for validation
+
+
+@dataclass
+class FolderDataConfig(DataConfig):
+    """Any folder of images; a share of it is held out for validation and evaluation."""
+
+    path: str = MISSING
+    image_size: int = MISSING
+    channels: int = MISSING
+    val_fraction: float = MISSING
+    skip_bad: bool = False  # skip unreadable files (counted) instead of stopping
+
+
+@dataclass
+class SyntheticDataConfig(DataConfig):
+    """Images drawn in memory, for tests and for trying the code offline."""
+
+    num_train: int = MISSING
+    num_val: int = MISSING
+    num_test: int = MISSING
+
+
+@dataclass
+class ModelConfig:
+    name: str = MISSING
+    init: str = "glorot"  # glorot (Keras' default, trains) | torch (PyTorch's default)
+
+
+@dataclass
+class ConvModelConfig(ModelConfig):
+    channels: list[int] = MISSING  # encoder convs; the second one has stride 2
+    hidden_dim: int = MISSING  # the dense layer before the mu / log_var heads, and after z
+
+
+@dataclass
+class MLPModelConfig(ModelConfig):
+    hidden_dims: list[int] = MISSING
+
+
+@dataclass
+class OptimConfig:
+    name: str = MISSING
+    lr: float = MISSING
+    eps: float = MISSING
+    weight_decay: float = 0.0
+
+
+@dataclass
+class AdamConfig(OptimConfig):
+    betas: list[float] = MISSING
+
+
+@dataclass
+class RMSpropConfig(OptimConfig):
+    alpha: float = MISSING
+
+
+@dataclass
+class Config:
+    """The top-level keys; their values (and comments) are in conf/config.yaml."""
+
+    data: DataConfig = MISSING
+    model: ModelConfig = MISSING
+    optim: OptimConfig = MISSING
+    latent_dim: int = MISSING
+    kl_weight: float = MISSING
+    gen_loss: str = MISSING
+    reduction: str = MISSING
+    kl_warmup_epochs: float = MISSING
+    free_bits: float = MISSING
+    epochs: int = MISSING
+    batch_size: int = MISSING
+    seed: int = MISSING
+    device: str = MISSING
+    deterministic: bool = MISSING
+    precision: str = MISSING
+    compile: Any = MISSING  # auto | true | false
+    channels_last: Any = MISSING  # auto | true | false
+    threads: int = MISSING
+    log_every: int = MISSING
+    eval_batch_size: int = MISSING
+    num_image_samples: int = MISSING
+    grid_size: int = MISSING
+    checkpoint_every_steps: int = MISSING
+    on_nan: str = MISSING
+    resume: str | None = MISSING
+
+
+SCHEMAS = {
+    ("schema", "config"): Config,
+    ("schema/data", "downloadable"): DownloadableDataConfig,
+    ("schema/data", "folder"): FolderDataConfig,
+    ("schema/data", "synthetic"): SyntheticDataConfig,
+    ("schema/model", "conv"): ConvModelConfig,
+    ("schema/model", "mlp"): MLPModelConfig,
+    ("schema/optim", "adam"): AdamConfig,
+    ("schema/optim", "rmsprop"): RMSpropConfig,
+}
+
+
+def register_configs() -> None:
+    """Put the schema into Hydra's ConfigStore, where conf/*.yaml finds it in its defaults lists."""
+    from hydra.core.config_store import ConfigStore
+
+    store = ConfigStore.instance()
+    for (group, name), node in SCHEMAS.items():
+        store.store(group=group, name=name, node=node)
+
+
+def config_dir() -> Path:
+    """conf/ shipped inside the installed package, else the repository's own (editable installs)."""
+    packaged = Path(__file__).resolve().parent / "conf"
+    if (packaged / "config.yaml").is_file():
+        return packaged
+    return Path(__file__).resolve().parent.parent / "conf"
+
+
+def compose(overrides: Sequence[str] = ()) -> DictConfig:
+    """The config `python -m vae.train <overrides>` would train with, composed in-process (notebooks, tests, experiments)."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    register_configs()
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+        return hydra_compose(config_name="config", overrides=list(overrides))
+
+
+def compose_dict(overrides: Sequence[str] = ()) -> dict:
+    """`compose`, resolved into the plain dict the builders take."""
+    return OmegaConf.to_container(compose(overrides), resolve=True)
 
 
 class ConfigError(ValueError):
     """A config value that cannot work; the message names the key."""
+
+
+# Values of the right type that cannot work: (key, test, what it must be).
+CHOICES = {
+    "gen_loss": ("bce", "l2"),
+    "reduction": ("mean", "sum"),
+    "precision": ("auto", "fp32", "bf16"),
+    "on_nan": ("stop", "skip"),
+    "data.name": ("mnist", "fashion_mnist", "cifar10", "folder", "synthetic"),
+    "data.val_source": ("holdout", "test"),
+    "data.binarize": ("none", "dynamic", "static"),
+    "model.name": ("conv", "mlp"),
+    "model.init": ("glorot", "torch"),
+    "optim.name": ("adam", "rmsprop"),
+}
+AT_LEAST_ONE = (
+    "latent_dim",
+    "epochs",
+    "batch_size",
+    "log_every",
+    "eval_batch_size",
+    "num_image_samples",
+    "grid_size",
+    "data.val_split",
+    "data.num_train",
+    "data.num_val",
+    "data.num_test",
+    "model.hidden_dim",
+)
+AT_LEAST_ZERO = {
+    "kl_weight": "a number >= 0",
+    "kl_warmup_epochs": "a number >= 0",
+    "free_bits": "a number >= 0 (nats per latent dim)",
+    "seed": "an integer >= 0",
+    "threads": "an integer >= 0 (0 = auto)",
+    "checkpoint_every_steps": "an integer >= 0",
+    "optim.weight_decay": "a number >= 0",
+}
 
 
 def _check(condition: bool, key: str, expectation: str, value: object) -> None:
@@ -18,146 +221,76 @@ def _check(condition: bool, key: str, expectation: str, value: object) -> None:
         raise ConfigError(f"{key} must be {expectation} (got {value!r})")
 
 
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
 def _is_bool_or_auto(value: object) -> bool:
     return isinstance(value, bool) or value == "auto"
+
+
+def _positive_ints(value: object, *, min_length: int = 0) -> bool:
+    return isinstance(value, list) and len(value) >= min_length and all(isinstance(v, int) and v >= 1 for v in value)
 
 
 def validate(cfg: DictConfig) -> None:
     """Raise ConfigError naming the first key whose value cannot work."""
     try:
         resolved = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
-    except Exception as error:  # an interpolation or missing value: say which
+    except Exception as error:  # an interpolation or a missing value: say which
         raise ConfigError(f"config does not resolve: {error}") from None
-    get = resolved.get
-    _check(_is_int(get("latent_dim")) and get("latent_dim") >= 1, "latent_dim", "an integer >= 1", get("latent_dim"))
-    _check(_is_number(get("kl_weight")) and get("kl_weight") >= 0, "kl_weight", "a number >= 0", get("kl_weight"))
+
+    def get(key: str) -> Any:
+        node = resolved
+        for part in key.split("."):
+            node = node.get(part, MISSING) if isinstance(node, dict) else MISSING
+        return node
+
+    def present(key: str) -> bool:
+        return get(key) is not MISSING
+
+    for key, choices in CHOICES.items():
+        _check(get(key) in choices, key, "one of " + ", ".join(choices), get(key))
+    for key in filter(present, AT_LEAST_ONE):
+        _check(get(key) >= 1, key, "an integer >= 1", get(key))
+    for key, expectation in AT_LEAST_ZERO.items():
+        _check(get(key) >= 0, key, expectation, get(key))
+    device = str(get("device"))
     _check(
-        _is_number(get("kl_warmup_epochs")) and get("kl_warmup_epochs") >= 0,
-        "kl_warmup_epochs",
-        "a number >= 0",
-        get("kl_warmup_epochs"),
-    )
-    _check(
-        _is_number(get("free_bits")) and get("free_bits") >= 0,
-        "free_bits",
-        "a number >= 0 (nats per latent dim)",
-        get("free_bits"),
-    )
-    _check(get("gen_loss") in ("bce", "l2"), "gen_loss", "one of bce, l2", get("gen_loss"))
-    _check(get("reduction") in ("mean", "sum"), "reduction", "one of mean, sum", get("reduction"))
-    _check(_is_int(get("epochs")) and get("epochs") >= 1, "epochs", "an integer >= 1", get("epochs"))
-    _check(_is_int(get("batch_size")) and get("batch_size") >= 1, "batch_size", "an integer >= 1", get("batch_size"))
-    _check(_is_int(get("seed")) and get("seed") >= 0, "seed", "an integer >= 0", get("seed"))
-    _check(
-        get("device") in ("auto", "cpu", "cuda") or str(get("device")).startswith("cuda:"),
+        device in ("auto", "cpu", "cuda") or device.startswith("cuda:"),
         "device",
         "one of auto, cpu, cuda, cuda:N",
-        get("device"),
+        device,
     )
-    _check(isinstance(get("deterministic"), bool), "deterministic", "true or false", get("deterministic"))
-    _check(get("precision") in ("auto", "fp32", "bf16"), "precision", "one of auto, fp32, bf16", get("precision"))
-    _check(_is_bool_or_auto(get("compile")), "compile", "auto, true or false", get("compile"))
-    _check(_is_bool_or_auto(get("channels_last")), "channels_last", "auto, true or false", get("channels_last"))
-    _check(_is_int(get("threads")) and get("threads") >= 0, "threads", "an integer >= 0 (0 = auto)", get("threads"))
-    _check(get("on_nan") in ("stop", "skip"), "on_nan", "one of stop, skip", get("on_nan"))
+    for key in ("compile", "channels_last"):
+        _check(_is_bool_or_auto(get(key)), key, "auto, true or false", get(key))
+    _check(get("optim.lr") > 0, "optim.lr", "a number > 0", get("optim.lr"))
+    shape = get("data.image_shape")
     _check(
-        _is_int(get("checkpoint_every_steps")) and get("checkpoint_every_steps") >= 0,
-        "checkpoint_every_steps",
-        "an integer >= 0",
-        get("checkpoint_every_steps"),
-    )
-    for key in ("log_every", "eval_batch_size", "num_image_samples", "grid_size"):
-        _check(_is_int(get(key)) and get(key) >= 1, key, "an integer >= 1", get(key))
-
-    data = resolved["data"]
-    _check(
-        data.get("name") in ("mnist", "fashion_mnist", "cifar10", "folder", "synthetic"),
-        "data.name",
-        "mnist, fashion_mnist, cifar10, folder or synthetic",
-        data.get("name"),
-    )
-    _check(
-        data.get("val_source") in ("holdout", "test"), "data.val_source", "one of holdout, test", data.get("val_source")
-    )
-    _check(
-        data.get("binarize") in ("none", "dynamic", "static"),
-        "data.binarize",
-        "one of none, dynamic, static",
-        data.get("binarize"),
-    )
-    shape = data.get("image_shape")
-    _check(
-        isinstance(shape, list) and len(shape) == 3 and all(_is_int(s) and s >= 1 for s in shape),
+        _positive_ints(shape) and len(shape) == 3,
         "data.image_shape",
         "[channels, height, width] of positive integers",
         shape,
     )
-    if data["name"] == "synthetic":
-        for key in ("num_train", "num_val", "num_test"):
-            _check(_is_int(data.get(key)) and data.get(key) >= 1, f"data.{key}", "an integer >= 1", data.get(key))
-    elif data["name"] == "folder":
-        _check(data.get("path") not in (None, ""), "data.path", "a folder of images", data.get("path"))
+    if get("data.name") == "folder":
+        _check(get("data.path") not in (None, ""), "data.path", "a folder of images", get("data.path"))
+        fraction = get("data.val_fraction")
+        _check(0 < fraction < 1, "data.val_fraction", "a number between 0 and 1", fraction)
         _check(
-            _is_number(data.get("val_fraction")) and 0 < data.get("val_fraction") < 1,
-            "data.val_fraction",
-            "a number between 0 and 1",
-            data.get("val_fraction"),
-        )
-        _check(
-            shape[1] == shape[2] == data.get("image_size"),
+            shape[1] == shape[2] == get("data.image_size"),
             "data.image_size",
             f"the side of data.image_shape {shape}",
-            data.get("image_size"),
+            get("data.image_size"),
         )
-    else:
+    elif present("data.val_split"):
+        _check(get("data.root") not in (None, ""), "data.root", "a folder (or set VAE_DATA_DIR)", get("data.root"))
+    if present("model.channels"):
         _check(
-            _is_int(data.get("val_split")) and data.get("val_split") >= 1,
-            "data.val_split",
-            "an integer >= 1",
-            data.get("val_split"),
-        )
-        _check(data.get("root") not in (None, ""), "data.root", "a folder (or set VAE_DATA_DIR)", data.get("root"))
-
-    model = resolved["model"]
-    _check(model.get("name") in ("conv", "mlp"), "model.name", "one of conv, mlp", model.get("name"))
-    _check(model.get("init") in ("glorot", "torch"), "model.init", "one of glorot, torch", model.get("init"))
-    if model["name"] == "conv":
-        channels = model.get("channels")
-        _check(
-            isinstance(channels, list) and len(channels) >= 2 and all(_is_int(c) and c >= 1 for c in channels),
+            _positive_ints(get("model.channels"), min_length=2),
             "model.channels",
             "a list of at least 2 positive integers",
-            channels,
+            get("model.channels"),
         )
+    if present("model.hidden_dims"):
         _check(
-            _is_int(model.get("hidden_dim")) and model.get("hidden_dim") >= 1,
-            "model.hidden_dim",
-            "an integer >= 1",
-            model.get("hidden_dim"),
-        )
-    else:
-        dims = model.get("hidden_dims")
-        _check(
-            isinstance(dims, list) and all(_is_int(d) and d >= 1 for d in dims),
+            _positive_ints(get("model.hidden_dims")),
             "model.hidden_dims",
             "a list of positive integers",
-            dims,
+            get("model.hidden_dims"),
         )
-
-    optim = resolved["optim"]
-    _check(optim.get("name") in ("adam", "rmsprop"), "optim.name", "one of adam, rmsprop", optim.get("name"))
-    _check(_is_number(optim.get("lr")) and optim.get("lr") > 0, "optim.lr", "a number > 0", optim.get("lr"))
-    _check(
-        _is_number(optim.get("weight_decay")) and optim.get("weight_decay") >= 0,
-        "optim.weight_decay",
-        "a number >= 0",
-        optim.get("weight_decay"),
-    )

@@ -128,7 +128,7 @@ def missing_data_message(name: str, root: Path, reason: str = "") -> str:
     return "\n".join(lines)
 
 
-def download(name: str, root: Path) -> None:
+def download_idx(name: str, root: Path) -> None:
     """Fetch the IDX files with torchvision's downloader into root/<Name>/raw."""
     from torchvision import datasets
 
@@ -141,15 +141,15 @@ def download(name: str, root: Path) -> None:
         socket.setdefaulttimeout(previous_timeout)
 
 
-def load_idx_dataset(name: str, root: Path, *, allow_download: bool) -> tuple[Split, Split]:
-    """The train and test splits of MNIST or Fashion-MNIST; downloads only when the files are missing."""
+def load_idx(name: str, root: str | os.PathLike, *, download: bool) -> tuple[Split, Split]:
+    """The train and test splits of MNIST or Fashion-MNIST from their IDX files; downloads only when they are missing."""
     root = Path(root).expanduser()
     files = find_idx_files(name, root)
     if files is None:
-        if not allow_download:
+        if not download:
             raise DataNotFoundError(missing_data_message(name, root))
         try:
-            download(name, root)
+            download_idx(name, root)
         except Exception as error:  # noqa: BLE001 - any failure means: no data, say so plainly
             lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
             reason = lines[-1] if lines else type(error).__name__  # torchvision puts the cause last
@@ -180,7 +180,7 @@ def read_cifar_batches(folder: Path, names: list[str]) -> Split:
     return Split(torch.cat(images).contiguous(), torch.cat(labels))
 
 
-def load_cifar10(root: Path, *, allow_download: bool) -> tuple[Split, Split]:
+def load_cifar10(root: str | os.PathLike, *, download: bool) -> tuple[Split, Split]:
     """CIFAR-10's train (50,000) and test (10,000) splits from root/cifar-10-batches-py, downloaded when missing."""
     root = Path(root).expanduser()
     folder = root / CIFAR_FOLDER
@@ -192,7 +192,7 @@ def load_cifar10(root: Path, *, allow_download: bool) -> tuple[Split, Split]:
             "Point to the folder that holds cifar-10-batches-py with `data.root=...` or VAE_DATA_DIR, "
             "or train offline at once with `data=synthetic`."
         )
-        if not allow_download:
+        if not download:
             raise DataNotFoundError(message)
         from torchvision import datasets
 
@@ -210,7 +210,7 @@ def load_cifar10(root: Path, *, allow_download: bool) -> tuple[Split, Split]:
 
 
 def load_image_folder(
-    path: Path, *, image_size: int, channels: int = 3, skip_bad: bool = False
+    path: str | os.PathLike, *, image_size: int, channels: int, skip_bad: bool
 ) -> tuple[Split, list[str], list[str]]:
     """Every image under `path` (recursively), resized to image_size x image_size, as one uint8 split.
 
@@ -256,9 +256,7 @@ def load_image_folder(
     return Split(torch.stack(images).contiguous(), torch.tensor(labels)), class_names or ["all"], skipped
 
 
-def make_synthetic(
-    num_images: int, *, image_shape: tuple[int, int, int] = (1, 28, 28), num_classes: int = 10, seed: int = 0
-) -> Split:
+def make_synthetic(num_images: int, *, image_shape: tuple[int, int, int], num_classes: int, seed: int) -> Split:
     """Structured images with labels, drawn in memory: one shape family per class.
 
     Even classes are strokes at a class-specific angle, odd classes rings of a
@@ -322,74 +320,36 @@ def binarize_once(split: Split, *, seed: int) -> Split:
     return Split(torch.bernoulli(probabilities, generator=generator).to(torch.uint8) * 255, split.labels)
 
 
-def load_splits(
+def make_splits(
+    train: Split,
+    test: Split,
     *,
-    name: str,
-    root: str | os.PathLike | None,
-    val_source: str = "holdout",
-    val_split: int = 5000,
-    split_seed: int = 0,
-    download: bool = True,
-    binarize: str = "none",
-    image_shape: tuple[int, int, int] = (1, 28, 28),
-    num_classes: int = 10,
-    num_train: int = 2048,
-    num_val: int = 512,
-    num_test: int = 512,
-    path: str | os.PathLike | None = None,
-    val_fraction: float = 0.1,
-    skip_bad: bool = False,
+    val_source: str,
+    num_val: int,
+    split_seed: int,
+    binarize: str,
+    class_names: list[str],
 ) -> DataSplits:
-    """Train, validation and test splits as uint8 tensors.
+    """Train, validation and test splits from a data set's train and test splits.
 
-    Validation is a held-out part of the training split (`holdout`) or the test split
-    (`test`, as the lecture and the book did). With `binarize`, the evaluation splits are
-    binarized once with a fixed seed (`dynamic` re-draws the training split every batch,
-    see `to_model_input`; `static` binarizes it once too).
+    Validation is `num_val` images held out of the training split (`holdout`) or the test
+    split (`test`, as the lecture and the book did). With `binarize`, the evaluation splits are
+    binarized once with a fixed seed (`dynamic` re-draws the training split every batch, see
+    `to_model_input`; `static` binarizes it once too).
     """
-    folder_classes: list[str] = []
-    if name == "synthetic":
-        train = make_synthetic(
-            num_train + num_val, image_shape=tuple(image_shape), num_classes=num_classes, seed=split_seed
-        )
-        test = make_synthetic(num_test, image_shape=tuple(image_shape), num_classes=num_classes, seed=split_seed + 1)
-        holdout_size = num_val
-    elif name in TORCHVISION_FOLDERS or name == "cifar10":
-        if root is None:
-            raise DataNotFoundError(f"{name}: data.root is not set")
-        if name == "cifar10":
-            train, test = load_cifar10(Path(root), allow_download=download)
-        else:
-            train, test = load_idx_dataset(name, Path(root), allow_download=download)
-        holdout_size = val_split
-    elif name == "folder":
-        if path is None:
-            raise DataNotFoundError("folder: set data.path to the folder of images")
-        channels, height, _ = image_shape
-        everything, folder_classes, _ = load_image_folder(
-            Path(path), image_size=height, channels=channels, skip_bad=skip_bad
-        )
-        holdout_size = max(1, round(val_fraction * len(everything)))
-        train, test = hold_out(everything, holdout_size, seed=split_seed)  # a folder has no test split
-        val_source = "test"  # the held-out part serves as validation and test
-    else:
-        raise ValueError(f"data.name must be mnist, fashion_mnist, cifar10, folder or synthetic (got {name!r})")
-
     if val_source == "holdout":
-        train, val = hold_out(train, holdout_size, seed=split_seed)
+        train, val = hold_out(train, num_val, seed=split_seed)
     elif val_source == "test":
         val = test
     else:
         raise ValueError(f"data.val_source must be holdout or test (got {val_source!r})")
-
     if binarize in ("dynamic", "static"):
         val, test = binarize_once(val, seed=split_seed + 101), binarize_once(test, seed=split_seed + 102)
         if binarize == "static":
             train = binarize_once(train, seed=split_seed + 100)
     elif binarize != "none":
         raise ValueError(f"data.binarize must be none, dynamic or static (got {binarize!r})")
-    names = folder_classes if name == "folder" else CLASS_NAMES.get(name)
-    return DataSplits(train=train, val=val, test=test, class_names=names or [str(c) for c in range(num_classes)])
+    return DataSplits(train=train, val=val, test=test, class_names=class_names)
 
 
 def to_model_input(

@@ -1,126 +1,17 @@
-"""Evaluation: the loss terms and the negative ELBO in nats over a whole split."""
+"""`python -m vae.evaluate run=<run dir>`: the negative ELBO, the importance-weighted bound and active units of a run, in eval.json."""
 
 from __future__ import annotations
 
-import contextlib
 import math
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
+from vae.bounds import DECODES_PER_CALL, active_units, iwae_log_likelihood
 from vae.cli import MISSING
 from vae.data import to_model_input
-from vae.losses import vae_loss
 from vae.model import VAE
-
-LOG_2PI = math.log(2 * math.pi)
-TERM_NAMES = ("loss", "gen_loss", "kl", "neg_elbo_nats", "rec_nats", "kl_nats")
-
-
-def autocast_context(device: str, dtype: torch.dtype | None):
-    """bf16 autocast on the device when `dtype` is set, else nothing."""
-    if dtype is None:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=torch.device(device).type, dtype=dtype)
-
-
-@torch.no_grad()
-def dataset_loss_terms(
-    model: VAE,
-    images: torch.Tensor,
-    *,
-    kl_weight: float,
-    gen_loss: str,
-    reduction: str,
-    batch_size: int = 1000,
-    channels_last: bool = False,
-    autocast_dtype: torch.dtype | None = None,
-    seed: int = 0,
-) -> dict[str, float]:
-    """Per-image averages of every loss term over `images` (uint8, as the data sets hold them), z drawn with a fixed seed.
-
-    Also `mean_sigma`: the encoder's sigma = exp(0.5 log_var) averaged over images and latent dims.
-    """
-    device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    generator = torch.Generator(device="cpu").manual_seed(seed)
-    totals = torch.zeros(len(TERM_NAMES), dtype=torch.float64)
-    sigma_total = 0.0
-    for batch in images.split(batch_size):
-        x = to_model_input(batch).to(device)  # (B, C, H, W)
-        if channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        eps = torch.randn(x.shape[0], model.latent_dim, generator=generator).to(device)
-        with autocast_context(str(device), autocast_dtype):
-            output = model(x, eps)
-        terms = vae_loss(
-            output.logits, x, output.mu, output.log_var, kl_weight=kl_weight, gen_loss=gen_loss, reduction=reduction
-        )
-        totals += torch.stack([t.detach().double().cpu() for t in terms]) * x.shape[0]
-        sigma_total += float(torch.exp(0.5 * output.log_var.float()).sum())
-    model.train(was_training)
-    results = {name: float(value) for name, value in zip(TERM_NAMES, totals / images.shape[0])}
-    results["mean_sigma"] = sigma_total / (images.shape[0] * model.latent_dim)
-    return results
-
-
-# Decodes per call in the IWAE loop: on CPU, 512 keep the decoder's activations in the cache and
-# are 3x faster than 4096 (experiments/bench/README.md); a GPU wants large calls.
-DECODES_PER_CALL = {"cpu": 512, "cuda": 16384}
-
-
-def log_importance_weights(
-    model: VAE, x: torch.Tensor, mu: torch.Tensor, log_var: torch.Tensor, eps: torch.Tensor
-) -> torch.Tensor:
-    """log p(x|z) + log p(z) - log q(z|x) for z = mu + sigma * eps: eps (K, B, L) -> (K, B).
-
-    The Bernoulli likelihood is BCE with logits summed over pixels; on gray-level images it is
-    the same bound under BCE on gray levels, not a likelihood. It is computed as
-    log p(x|z) = sum_p x_p * l_p - softplus(l_p), the x-term one batched matmul, so the K copies
-    of x are never materialised.
-    """
-    num_samples, batch = eps.shape[:2]
-    sigma = torch.exp(0.5 * log_var)
-    z = mu.unsqueeze(0) + sigma.unsqueeze(0) * eps  # (K, B, L)
-    # Decode image-major, so each image's K logits are one contiguous (K, P) block.
-    logits = model.decode(z.transpose(0, 1).reshape(batch * num_samples, -1))  # (B*K, C, H, W)
-    logits = logits.float().reshape(batch, num_samples, -1)  # (B, K, P); a view for C = 1 or NCHW logits
-    target = x.float().reshape(batch, -1, 1)  # (B, P, 1)
-    log_px_z = torch.bmm(logits, target).squeeze(-1) - F.softplus(logits).sum(-1)  # (B, K)
-    log_pz = (-0.5 * (z.pow(2) + LOG_2PI)).sum(-1)
-    log_qz_x = (-0.5 * (eps.pow(2) + LOG_2PI) - 0.5 * log_var.unsqueeze(0)).sum(-1)
-    return log_px_z.t() + log_pz - log_qz_x
-
-
-@torch.no_grad()
-def iwae_log_likelihood(
-    model: VAE,
-    x: torch.Tensor,
-    *,
-    num_samples: int,
-    chunk: int = 100,
-    generator: torch.Generator | None = None,
-    autocast_dtype: torch.dtype | None = None,
-) -> torch.Tensor:
-    """Burda et al.'s bound log (1/K) sum_k p(x, z_k) / q(z_k|x) per image: (B,). K=1 is a one-sample ELBO."""
-    device = x.device
-    mu, log_var = model.encode(x)
-    mu, log_var = mu.float(), log_var.float()
-    log_weights = []
-    for start in range(0, num_samples, chunk):
-        count = min(chunk, num_samples - start)
-        eps = torch.randn(count, *mu.shape, generator=generator).to(device)
-        with autocast_context(str(device), autocast_dtype):
-            log_weights.append(log_importance_weights(model, x, mu, log_var, eps))
-    log_weights = torch.cat(log_weights)  # (K, B)
-    return torch.logsumexp(log_weights, 0) - math.log(num_samples)
-
-
-def active_units(mu: torch.Tensor, *, threshold: float = 0.01) -> int:
-    """Latent dims whose posterior mean varies over the data: Var_x(E[z_u|x]) > threshold (Burda et al. 2015)."""
-    return int((mu.var(0) > threshold).sum())
+from vae.step import dataset_loss_terms
 
 
 @torch.no_grad()

@@ -1,6 +1,6 @@
 """Generation loss, KL, the weighted total, and the negative ELBO in nats.
 
-Two reductions (DESIGN.md section 1):
+Two reductions (docs/design.md, "Loss conventions"):
 - `mean` (the lecture's): BCE averaged over pixels, KL averaged over latent dims, both
   averaged over the batch. kl_weight=1e-3 then means what the lecture means.
 - `sum`: both summed per image, averaged over the batch. kl_weight=1 is the true ELBO.
@@ -55,8 +55,8 @@ def vae_loss(
     log_var: torch.Tensor,
     *,
     kl_weight: float,
-    gen_loss: str = "bce",
-    reduction: str = "mean",
+    gen_loss: str,
+    reduction: str,
     kl_floor: float = 0.0,
 ) -> LossTerms:
     """The training objective gen + kl_weight * KL, and the negative ELBO (beta 1, BCE, sums) beside it.

@@ -14,6 +14,8 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
+from vae.layers import ConvTranspose2d, FewChannelsConv2d
+
 # log_var is clamped to this range before exp(): sigma from about 3e-7 to 2e4. Outside it
 # exp() over- or underflows in bf16/fp32 and one bad batch turns the run into NaN.
 LOG_VAR_MIN, LOG_VAR_MAX = -30.0, 20.0
@@ -36,47 +38,6 @@ class Reparameterize(nn.Module):
         return mu + sigma * eps
 
 
-class ConvTranspose2d(nn.ConvTranspose2d):
-    """`nn.ConvTranspose2d` with its bias added after the convolution instead of inside it.
-
-    Same parameters and result; on CPU, oneDNN's deconvolution computes the bias gradient
-    about 80x slower than a sum over (B, H, W) (11 ms against 0.14 ms at batch 128 for the
-    lecture decoder's layer, most of its backward); experiments/bench/README.md measures it.
-    """
-
-    def forward(self, x: torch.Tensor, output_size: list[int] | None = None) -> torch.Tensor:
-        output_padding = self._output_padding(
-            x, output_size, self.stride, self.padding, self.kernel_size, 2, self.dilation
-        )
-        y = nn.functional.conv_transpose2d(
-            x, self.weight, None, self.stride, self.padding, output_padding, self.groups, self.dilation
-        )
-        # In place: y is this layer's own output, which autograd does not keep; bf16 stays bf16 under autocast.
-        return y if self.bias is None else y.add_(self.bias.to(y.dtype).view(1, -1, 1, 1))
-
-
-class FewChannelsConv2d(nn.Conv2d):
-    """`nn.Conv2d` for few output channels (the decoder's last layer), computed as a grouped conv and a sum.
-
-    Same parameters and result: out[o] = sum_c conv(x[c], w[o, c]) + b[o], done as a depthwise
-    conv with `out_channels` filters per input channel, then a sum over the input channels.
-    oneDNN's kernels are built for many output channels; with one they run this layer (32 -> 1,
-    3x3) at a few percent of the machine's rate, and this form is about twice as fast forward and
-    backward on CPU (experiments/bench/README.md).
-    """
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.groups != 1 or self.padding_mode != "zeros":
-            return super().forward(x)
-        out_channels, in_channels = self.out_channels, self.in_channels
-        # (O, C, kh, kw) -> (C * O, 1, kh, kw): filter c * O + o is w[o, c].
-        weight = self.weight.transpose(0, 1).reshape(in_channels * out_channels, 1, *self.kernel_size)
-        per_channel = nn.functional.conv2d(x, weight, None, self.stride, self.padding, self.dilation, in_channels)
-        batch, _, height, width = per_channel.shape
-        y = per_channel.view(batch, in_channels, out_channels, height, width).sum(1)  # (B, O, H, W)
-        return y if self.bias is None else y.add_(self.bias.to(y.dtype).view(1, -1, 1, 1))
-
-
 class FlattenHWC(nn.Module):
     """Flatten (B, C, H, W) in (H, W, C) order, as Keras' Flatten does: a view for channels_last input."""
 
@@ -92,15 +53,13 @@ def _downsampled(size: int) -> int:
 class ConvEncoder(nn.Module):
     """Convs in sequence (the second with stride 2), a dense layer, then mu and log_var."""
 
-    _version = 2  # 2: the dense layer reads the feature map in (H, W, C) order (1: (C, H, W))
-
     def __init__(
         self,
         *,
         image_shape: tuple[int, int, int],
         latent_dim: int,
-        channels: tuple[int, ...] = (32, 64, 64, 64),
-        hidden_dim: int = 32,
+        channels: tuple[int, ...],
+        hidden_dim: int,
     ):
         super().__init__()
         if len(channels) < 2:
@@ -119,13 +78,6 @@ class ConvEncoder(nn.Module):
         self.mu = nn.Linear(hidden_dim, latent_dim)
         self.log_var = nn.Linear(hidden_dim, latent_dim)
 
-    def _load_from_state_dict(self, state_dict, prefix, local_metadata, *args, **kwargs):
-        key = prefix + "dense.1.weight"
-        if local_metadata.get("version") == 1 and key in state_dict:  # written before the (H, W, C) order
-            weight = state_dict[key]  # (hidden, C * H * W)
-            state_dict[key] = weight.view(weight.shape[0], *self.feature_shape).permute(0, 2, 3, 1).flatten(1)
-        super()._load_from_state_dict(state_dict, prefix, local_metadata, *args, **kwargs)
-
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         hidden = self.dense(self.convs(x))  # (B, hidden_dim)
         return self.mu(hidden), self.log_var(hidden).clamp(LOG_VAR_MIN, LOG_VAR_MAX)
@@ -134,15 +86,13 @@ class ConvEncoder(nn.Module):
 class ConvDecoder(nn.Module):
     """Dense layers up to the encoder's feature map, a stride-2 transposed conv, a conv to logits."""
 
-    _version = 2  # 2: the last dense layer writes the feature map in (H, W, C) order (1: (C, H, W))
-
     def __init__(
         self,
         *,
         image_shape: tuple[int, int, int],
         latent_dim: int,
-        channels: tuple[int, ...] = (32, 64, 64, 64),
-        hidden_dim: int = 32,
+        channels: tuple[int, ...],
+        hidden_dim: int,
     ):
         super().__init__()
         out_channels, height, width = image_shape
@@ -163,16 +113,6 @@ class ConvDecoder(nn.Module):
         )
         self.to_logits = FewChannelsConv2d(channels[0], out_channels, 3, padding=1)
 
-    def _load_from_state_dict(self, state_dict, prefix, local_metadata, *args, **kwargs):
-        if local_metadata.get("version") == 1:  # written before the (H, W, C) order
-            weight, bias = prefix + "dense.2.weight", prefix + "dense.2.bias"
-            if weight in state_dict:  # (C * H * W, hidden)
-                rows = state_dict[weight]
-                state_dict[weight] = rows.view(*self.feature_shape, -1).permute(1, 2, 0, 3).reshape(rows.shape)
-            if bias in state_dict:
-                state_dict[bias] = state_dict[bias].view(self.feature_shape).permute(1, 2, 0).flatten()
-        super()._load_from_state_dict(state_dict, prefix, local_metadata, *args, **kwargs)
-
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         channels, height, width = self.feature_shape
         # The dense output is in (H, W, C) order: the permuted view is channels_last, no copy.
@@ -183,7 +123,7 @@ class ConvDecoder(nn.Module):
 class MLPEncoder(nn.Module):
     """Kingma & Welling's encoder: flatten, ReLU hidden layers, then mu and log_var."""
 
-    def __init__(self, *, image_shape: tuple[int, int, int], latent_dim: int, hidden_dims: tuple[int, ...] = (400,)):
+    def __init__(self, *, image_shape: tuple[int, int, int], latent_dim: int, hidden_dims: tuple[int, ...]):
         super().__init__()
         layers: list[nn.Module] = [nn.Flatten()]
         width = math.prod(image_shape)
@@ -202,7 +142,7 @@ class MLPEncoder(nn.Module):
 class MLPDecoder(nn.Module):
     """The mirror of MLPEncoder, ending in one logit per pixel."""
 
-    def __init__(self, *, image_shape: tuple[int, int, int], latent_dim: int, hidden_dims: tuple[int, ...] = (400,)):
+    def __init__(self, *, image_shape: tuple[int, int, int], latent_dim: int, hidden_dims: tuple[int, ...]):
         super().__init__()
         self.image_shape = tuple(image_shape)
         layers: list[nn.Module] = []
@@ -264,29 +204,15 @@ def init_glorot(module: nn.Module) -> None:
                 nn.init.zeros_(layer.bias)
 
 
-def build_vae(
-    *,
-    name: str,
-    image_shape: tuple[int, int, int],
-    latent_dim: int,
-    init: str = "glorot",
-    channels: tuple[int, ...] = (32, 64, 64, 64),
-    hidden_dim: int = 32,
-    hidden_dims: tuple[int, ...] = (400,),
-) -> VAE:
-    """A conv or MLP VAE for images of `image_shape` (C, H, W)."""
+def conv_vae(*, image_shape: tuple[int, int, int], latent_dim: int, channels: tuple[int, ...], hidden_dim: int) -> VAE:
+    """The lecture's convolutional VAE for images of `image_shape` (C, H, W), with PyTorch's initialisation."""
     image_shape = tuple(int(s) for s in image_shape)
-    if name == "conv":
-        kwargs = dict(image_shape=image_shape, latent_dim=latent_dim, channels=tuple(channels), hidden_dim=hidden_dim)
-        encoder, decoder = ConvEncoder(**kwargs), ConvDecoder(**kwargs)
-    elif name == "mlp":
-        kwargs = dict(image_shape=image_shape, latent_dim=latent_dim, hidden_dims=tuple(hidden_dims))
-        encoder, decoder = MLPEncoder(**kwargs), MLPDecoder(**kwargs)
-    else:
-        raise ValueError(f"model.name must be conv or mlp (got {name!r})")
-    model = VAE(encoder, decoder, latent_dim=latent_dim, image_shape=image_shape)
-    if init == "glorot":
-        init_glorot(model)
-    elif init != "torch":
-        raise ValueError(f"model.init must be glorot or torch (got {init!r})")
-    return model
+    kwargs = dict(image_shape=image_shape, latent_dim=latent_dim, channels=tuple(channels), hidden_dim=hidden_dim)
+    return VAE(ConvEncoder(**kwargs), ConvDecoder(**kwargs), latent_dim=latent_dim, image_shape=image_shape)
+
+
+def mlp_vae(*, image_shape: tuple[int, int, int], latent_dim: int, hidden_dims: tuple[int, ...]) -> VAE:
+    """Kingma & Welling's MLP VAE for images of `image_shape` (C, H, W), with PyTorch's initialisation."""
+    image_shape = tuple(int(s) for s in image_shape)
+    kwargs = dict(image_shape=image_shape, latent_dim=latent_dim, hidden_dims=tuple(hidden_dims))
+    return VAE(MLPEncoder(**kwargs), MLPDecoder(**kwargs), latent_dim=latent_dim, image_shape=image_shape)

@@ -17,14 +17,6 @@ from vae.model import VAE
 from vae.runtime import git_commit, package_versions
 
 
-def config_dir() -> Path:
-    """conf/ shipped inside the installed package, else the repository's own (editable installs)."""
-    packaged = Path(__file__).resolve().parent / "conf"
-    if (packaged / "config.yaml").is_file():
-        return packaged
-    return Path(__file__).resolve().parent.parent / "conf"
-
-
 def write_run_json(run_dir: Path, *, runtime: dict, resumed_from_step: int | None = None) -> dict:
     """Record the commit, the package versions and every setting resolved from `auto`; a resume is appended."""
     path = Path(run_dir) / "run.json"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import os
@@ -39,6 +40,13 @@ class Runtime:
         return torch.bfloat16 if self.precision == "bf16" else None
 
 
+def autocast_context(device: str, dtype: torch.dtype | None):
+    """bf16 autocast on the device when `dtype` is set, else nothing."""
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=torch.device(device).type, dtype=dtype)
+
+
 def cpu_supports_bf16() -> bool:
     """True where the CPU has native bf16 dot products (AVX512-BF16 or AMX), so bf16 is faster, not slower."""
     try:
@@ -65,6 +73,16 @@ def physical_cores() -> int:
     except (OSError, ValueError):
         per_core = 1
     return max(1, available // max(1, per_core))
+
+
+def threads_per_parallel_job(n_jobs: int | None, *, cores: int | None = None) -> int:
+    """CPU threads for each of `n_jobs` jobs run at once on `cores` (default: this machine's physical cores).
+
+    joblib's -1 or None mean one job per core.
+    """
+    cores = physical_cores() if cores is None else cores
+    jobs = cores if n_jobs is None or n_jobs < 1 else n_jobs
+    return max(1, cores // jobs)
 
 
 def tune_glibc_malloc() -> str:

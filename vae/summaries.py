@@ -1,13 +1,17 @@
-"""What a run shows in TensorBoard: image sheets, and the HParams entry."""
+"""What a run shows in TensorBoard: the epoch's scalars, image sheets, and the HParams entry."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 
 import torch
 from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import hparams as hparams_summary
-from torchvision.utils import make_grid
+from torchvision.utils import make_grid, save_image
+
+from vae.data import DataSplits, to_model_input
+from vae.latent import decoded_grid
 
 # Final metrics shown in the HParams dashboard; a prefix of their own keeps them off the val/* charts.
 HPARAM_METRICS = (
@@ -63,3 +67,56 @@ def write_hparams_entry(writer: SummaryWriter, hparams: Mapping[str, float | int
     file_writer = writer._get_file_writer()
     for summary in (experiment, session_start, session_end):
         file_writer.add_summary(summary)
+
+
+# The scalars of an epoch: (TensorBoard tag, key in the train or val metrics). `hparams/*` are the
+# same numbers under the HParams dashboard's metric names, kept apart from the val/* curves.
+TRAIN_SCALARS = [(f"train/{name}", name) for name in ("loss", "gen_loss", "kl", "neg_elbo_nats")]
+TRAIN_SCALARS.append(("hparams/train_loss", "loss"))
+VAL_SCALARS = [(f"val/{name}", name) for name in ("loss", "gen_loss", "kl", "neg_elbo_nats", "kl_nats", "rec_nats")]
+VAL_SCALARS += [(f"hparams/val_{name}", name) for _, name in VAL_SCALARS]
+VAL_SCALARS.append(("val/mean_sigma", "mean_sigma"))
+
+
+def log_epoch(writer: SummaryWriter, epoch: int, *, train: Mapping, val: Mapping, extra: Mapping[str, float]) -> None:
+    """Write an epoch's scalars at step = epoch: the train and val terms, and `extra` tags as they are."""
+    for tag, name in TRAIN_SCALARS:
+        writer.add_scalar(tag, train[name], epoch)
+    for tag, name in VAL_SCALARS:
+        writer.add_scalar(tag, val[name], epoch)
+    for tag, value in extra.items():
+        writer.add_scalar(tag, value, epoch)
+
+
+def write_epoch_images(
+    writer: SummaryWriter,
+    model,
+    splits: DataSplits,
+    *,
+    step: int,
+    num_samples: int,
+    grid_size: int,
+    seed: int,
+    run_dir: Path,
+    channels_last: bool,
+) -> None:
+    """Reconstructions beside their inputs, prior samples and (latent_dim 2) the decoded grid, to TensorBoard and images/."""
+    model.eval()
+    device = next(model.parameters()).device
+    with torch.no_grad():
+        x = to_model_input(splits.val.images[: min(num_samples, 32)]).to(device)  # (B, C, H, W)
+        mu, _ = model.encode(x.contiguous(memory_format=torch.channels_last) if channels_last else x)
+        reconstructions = torch.sigmoid(model.decode(mu).float())
+        samples = model.sample(num_samples, generator=torch.Generator().manual_seed(seed))
+    sheets = {
+        "val/reconstructions": reconstruction_sheet(x.cpu(), reconstructions.cpu()),
+        "samples/prior": image_sheet(samples.cpu()),
+    }
+    if model.latent_dim == 2:
+        sheets["latent/grid"] = decoded_grid(model, grid_size=grid_size)
+    images_dir = Path(run_dir) / "images"
+    images_dir.mkdir(exist_ok=True)
+    for tag, image in sheets.items():
+        writer.add_image(tag, image, global_step=step)
+        save_image(image, images_dir / f"{tag.replace('/', '_')}.png")
+    model.train()

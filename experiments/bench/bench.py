@@ -23,15 +23,17 @@ from pathlib import Path
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from vae.build import build_optimizer
-from vae.data import find_idx_files, load_idx_dataset
+from vae.build import build_model, build_optimizer
+from vae.config import compose_dict
+from vae.data import find_idx_files, load_idx
 from vae.losses import vae_loss
-from vae.model import VAEOutput, build_vae
+from vae.model import VAEOutput
 from vae.runtime import apply_runtime, resolve_runtime
-from vae.train import batch_input, forward_backward
+from vae.step import batch_input, forward_backward
 
-MODEL = dict(name="conv", image_shape=(1, 28, 28), latent_dim=2)
-ADAM = dict(name="adam", lr=1e-3, betas=[0.9, 0.999], eps=1e-7, weight_decay=0.0)  # conf/optim/adam.yaml
+# The lecture run's config, as `python -m vae.train experiment=lecture` composes it: the model,
+# the optimizer and the loss settings both sides train with.
+LECTURE = compose_dict(["experiment=lecture"])
 
 
 class PlainLectureVAE(torch.nn.Module):
@@ -139,7 +141,9 @@ def baseline_step_factory(root: Path, batch_size: int, device: str):
             x, _ = next(batches)
         x = x.to(device)
         output = model(x)
-        loss = vae_loss(output.logits, x, output.mu, output.log_var, kl_weight=1e-3).loss
+        loss = vae_loss(
+            output.logits, x, output.mu, output.log_var, kl_weight=1e-3, gen_loss="bce", reduction="mean"
+        ).loss
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -150,10 +154,10 @@ def baseline_step_factory(root: Path, batch_size: int, device: str):
 def project_step_factory(images: torch.Tensor, batch_size: int, runtime):
     """The trainer's own data path and step, with its default settings for this device."""
     device = torch.device(runtime.device)
-    model = build_vae(**MODEL).to(device)
+    model = build_model(LECTURE).to(device)
     if runtime.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    optimizer = build_optimizer(model.parameters(), {"optim": ADAM})
+    optimizer = build_optimizer(model.parameters(), LECTURE)
     forward = torch.compile(model) if runtime.compile else model
     images = images.to(device)
     generator = torch.Generator().manual_seed(0)
@@ -178,7 +182,9 @@ def flops_per_training_image(batch_size: int = 64) -> float:
     x = torch.rand(batch_size, 1, 28, 28)
     with FlopCounterMode(display=False) as counter:
         output = model(x)
-        vae_loss(output.logits, x, output.mu, output.log_var, kl_weight=1e-3).loss.backward()
+        vae_loss(
+            output.logits, x, output.mu, output.log_var, kl_weight=1e-3, gen_loss="bce", reduction="mean"
+        ).loss.backward()
     return counter.get_total_flops() / batch_size
 
 
@@ -255,7 +261,7 @@ def main() -> None:
     runtime = resolve_runtime(device=args.device, **default_runtime)
     apply_runtime(runtime, seed=0)
     results["project_runtime"] = runtime.as_dict()
-    train_images, _ = load_idx_dataset("mnist", Path(args.data_root), allow_download=False)
+    train_images, _ = load_idx("mnist", args.data_root, download=False)
     measure(
         "project", lambda batch_size: project_step_factory(train_images.images, batch_size, runtime),
         warmup=20 if runtime.compile else 5,

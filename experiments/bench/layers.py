@@ -30,13 +30,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench import PlainLectureVAE  # noqa: E402
 
-from vae.evaluate import (
-    autocast_context,  # noqa: E402
-    log_importance_weights,  # noqa: E402
-)
-from vae.model import ConvTranspose2d, FewChannelsConv2d, build_vae  # noqa: E402
-from vae.runtime import apply_runtime, resolve_runtime  # noqa: E402
-from vae.train import batch_input, forward_backward  # noqa: E402
+from vae.bounds import log_importance_weights  # noqa: E402
+from vae.build import build_model  # noqa: E402
+from vae.config import compose_dict  # noqa: E402
+from vae.layers import ConvTranspose2d, FewChannelsConv2d  # noqa: E402
+from vae.runtime import apply_runtime, autocast_context, resolve_runtime  # noqa: E402
+from vae.step import batch_input, forward_backward  # noqa: E402
 
 CL = torch.channels_last
 
@@ -97,14 +96,14 @@ def main() -> None:
         print(f"{name:38s} {t_stock * 1e3:8.2f} ms -> {t_project * 1e3:8.2f} ms per {per}  x{t_stock / t_project:.2f}")
 
     print(f"runtime: {runtime.as_dict()}, batch {batch}\n")
-    model = build_vae(name="conv", image_shape=(1, 28, 28), latent_dim=2)
+    model = build_model(compose_dict(["experiment=lecture"]))
     row(
         "training step (whole model)", "PlainLectureVAE", "vae.model",
         training_step(PlainLectureVAE(), runtime, batch), training_step(model, runtime, batch), per="step",
     )  # fmt: skip
 
     def adam_step(**options):
-        parameters = list(build_vae(name="conv", image_shape=(1, 28, 28), latent_dim=2).parameters())
+        parameters = list(build_model(compose_dict(["experiment=lecture"])).parameters())
         for parameter in parameters:
             parameter.grad = torch.randn_like(parameter)
         return torch.optim.Adam(parameters, lr=1e-3, **options).step
@@ -137,7 +136,7 @@ def main() -> None:
         lambda: torch.ops.aten.threshold_backward(grad_cl, activation, 0),
     )  # fmt: skip
 
-    decoder_model = build_vae(name="conv", image_shape=(1, 28, 28), latent_dim=32).eval().to(memory_format=CL)
+    decoder_model = build_model(compose_dict(["experiment=lecture", "latent_dim=32"])).eval().to(memory_format=CL)
     images = torch.bernoulli(torch.full((512, 1, 28, 28), 0.2))
 
     def bound(images_per_call: int, samples_per_image: int):

@@ -15,9 +15,10 @@ import json
 
 import torch
 
-from vae.data import load_splits, to_model_input
+from vae.build import build_model
+from vae.config import compose_dict
+from vae.data import load_idx, to_model_input
 from vae.losses import vae_loss
-from vae.model import build_vae
 
 
 def input_dependence(model, x: torch.Tensor) -> list[tuple[str, float, float]]:
@@ -51,16 +52,16 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     torch.set_num_threads(torch.get_num_threads())
-    splits = load_splits(name="mnist", root=args.data_root, val_source="test", download=False)
-    x_train = to_model_input(splits.train.images)
-    x_probe = to_model_input(splits.test.images[:512])
+    train, test = load_idx("mnist", args.data_root, download=False)
+    x_train = to_model_input(train.images)
+    x_probe = to_model_input(test.images[:512])
     mean_image = x_train.mean(0, keepdim=True).clamp(1e-6, 1 - 1e-6)
     mean_image_bce = torch.nn.functional.binary_cross_entropy(mean_image.expand_as(x_probe), x_probe).item()
     report = {"mean_image_bce": mean_image_bce, "inits": {}}
     print(f"BCE of the mean image (what a decoder that ignores z reaches): {mean_image_bce:.4f}")
     for init in ("torch", "glorot"):
         torch.manual_seed(args.seed)
-        model = build_vae(name="conv", image_shape=(1, 28, 28), latent_dim=2, init=init)
+        model = build_model(compose_dict(["experiment=lecture", f"model.init={init}"]))
         rows = input_dependence(model, x_probe)
         print(f"\ninit={init}: share of each encoder activation that depends on the image")
         for name, share, rms in rows:
@@ -71,14 +72,18 @@ def main() -> None:
         for step in range(1, args.steps + 1):
             batch = x_train[torch.randint(0, len(x_train), (128,), generator=generator)]
             output = model(batch)
-            terms = vae_loss(output.logits, batch, output.mu, output.log_var, kl_weight=1e-3)
+            terms = vae_loss(
+                output.logits, batch, output.mu, output.log_var, kl_weight=1e-3, gen_loss="bce", reduction="mean"
+            )
             optimizer.zero_grad()
             terms.loss.backward()
             optimizer.step()
             if step % 50 == 0:
                 with torch.no_grad():
                     probe = model(x_probe)
-                    probe_terms = vae_loss(probe.logits, x_probe, probe.mu, probe.log_var, kl_weight=1e-3)
+                    probe_terms = vae_loss(
+                        probe.logits, x_probe, probe.mu, probe.log_var, kl_weight=1e-3, gen_loss="bce", reduction="mean"
+                    )
                 curve.append(
                     {
                         "step": step,

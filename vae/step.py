@@ -1,0 +1,130 @@
+"""One training step and the validation pass: what the trainer, the benchmarks and the tests all run.
+
+The batch is picked by index from the uint8 split on the device (`batch_input`), the loss and
+its gradient are computed under the runtime's autocast (`forward_backward`), and a loss or
+gradient that stops being a number stops the run by name (`check_finite`). `dataset_loss_terms`
+is the validation pass: every loss term averaged over a split, with fixed noise.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from vae.data import to_model_input
+from vae.losses import LossTerms, vae_loss
+from vae.model import VAE
+from vae.runtime import Runtime, autocast_context
+
+# The terms of `LossTerms`, in order: what the trainer sums over an epoch and the validation pass averages.
+TERM_NAMES = LossTerms._fields
+
+
+class TrainingDiverged(RuntimeError):
+    """A loss term or a gradient became NaN or infinite."""
+
+
+def batch_input(
+    images: torch.Tensor, index: torch.Tensor, *, runtime: Runtime, binarize_dynamic: bool = False
+) -> torch.Tensor:
+    """The model's input for one batch: uint8 rows picked by index on the device, as floats in [0, 1]."""
+    x = to_model_input(images[index.to(images.device, non_blocking=True)], binarize_dynamic=binarize_dynamic)
+    return x.contiguous(memory_format=torch.channels_last) if runtime.channels_last else x  # (B, C, H, W)
+
+
+def forward_backward(
+    forward,
+    optimizer: torch.optim.Optimizer,
+    x: torch.Tensor,
+    *,
+    runtime: Runtime,
+    kl_weight: float,
+    gen_loss: str,
+    reduction: str,
+    kl_floor: float = 0.0,
+    eps: torch.Tensor | None = None,
+    loss_scale: float = 1.0,
+) -> tuple[LossTerms, torch.Tensor]:
+    """One step's forward and backward (autocast as the runtime says); returns the loss terms and the gradient norm.
+
+    `forward` is the model (or its DDP / compiled wrapper); `eps` the reparameterization noise
+    (drawn inside when None); `loss_scale` multiplies the loss before backward (DDP shards of
+    unequal size). The optimizer's step is the caller's, after it has checked the terms.
+    """
+    with autocast_context(runtime.device, runtime.autocast_dtype):
+        output = forward(x, eps)
+    terms = vae_loss(
+        output.logits,
+        x,
+        output.mu,
+        output.log_var,
+        kl_weight=kl_weight,
+        gen_loss=gen_loss,
+        reduction=reduction,
+        kl_floor=kl_floor,
+    )
+    optimizer.zero_grad(set_to_none=True)
+    (terms.loss * loss_scale if loss_scale != 1.0 else terms.loss).backward()
+    grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+    return terms, torch.nn.utils.get_total_norm(grads)
+
+
+def is_finite(terms: LossTerms, grad_norm: torch.Tensor) -> bool:
+    """True when the loss and the gradient norm are both numbers (waits for the device)."""
+    return bool(torch.isfinite(terms.loss) & torch.isfinite(grad_norm))
+
+
+def check_finite(terms: LossTerms, *, epoch: int, step: int, grad_norm: torch.Tensor | None = None) -> None:
+    """Stop at once, naming the term, when the loss or the gradient stops being a number."""
+    loss_ok = bool(torch.isfinite(terms.loss))
+    if loss_ok and (grad_norm is None or bool(torch.isfinite(grad_norm))):
+        return
+    if loss_ok:
+        what, bad = f"gradient norm became {float(grad_norm)}", "gradients"
+    else:
+        what = f"loss became {float(terms.loss)}"
+        bad = ", ".join(name for name in ("gen_loss", "kl") if not bool(torch.isfinite(getattr(terms, name)))) or "loss"
+    raise TrainingDiverged(
+        f"{what} at epoch {epoch}, step {step} (bad term: {bad}); checkpoints/last.pt holds the last good state. "
+        "Lower optim.lr or kl_weight, use precision=fp32, or on_nan=skip."
+    )
+
+
+@torch.no_grad()
+def dataset_loss_terms(
+    model: VAE,
+    images: torch.Tensor,
+    *,
+    kl_weight: float,
+    gen_loss: str,
+    reduction: str,
+    batch_size: int,
+    channels_last: bool = False,
+    autocast_dtype: torch.dtype | None = None,
+    seed: int = 0,
+) -> dict[str, float]:
+    """Per-image averages of every loss term over `images` (uint8, as the data sets hold them), z drawn with a fixed seed.
+
+    Also `mean_sigma`: the encoder's sigma = exp(0.5 log_var) averaged over images and latent dims.
+    """
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    generator = torch.Generator(device="cpu").manual_seed(seed)
+    totals = torch.zeros(len(TERM_NAMES), dtype=torch.float64)
+    sigma_total = 0.0
+    for batch in images.split(batch_size):
+        x = to_model_input(batch).to(device)  # (B, C, H, W)
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        eps = torch.randn(x.shape[0], model.latent_dim, generator=generator).to(device)
+        with autocast_context(str(device), autocast_dtype):
+            output = model(x, eps)
+        terms = vae_loss(
+            output.logits, x, output.mu, output.log_var, kl_weight=kl_weight, gen_loss=gen_loss, reduction=reduction
+        )
+        totals += torch.stack([t.detach().double().cpu() for t in terms]) * x.shape[0]
+        sigma_total += float(torch.exp(0.5 * output.log_var.float()).sum())
+    model.train(was_training)
+    results = {name: float(value) for name, value in zip(TERM_NAMES, totals / images.shape[0], strict=True)}
+    results["mean_sigma"] = sigma_total / (images.shape[0] * model.latent_dim)
+    return results
