@@ -7,7 +7,7 @@ RUN ?=
 SWEEP ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install train sweep report serve bench test lint tensorboard clean
+.PHONY: help install train sweep report serve bench test test-fast lint format tensorboard clean
 
 help: ## show this help
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-12s %s\n", $$1, $$2}'
@@ -36,11 +36,18 @@ serve: install ## the latent explorer in the browser: make serve RUN=outputs/run
 bench: install ## training throughput, project vs naive baseline, in one run (experiments/bench)
 	$(PY) experiments/bench/bench.py --data-root $${VAE_DATA_DIR:-./data} $(ARGS)
 
-test: install ## run the test suite
+test: install ## run the whole test suite (what CI runs)
 	$(PY) -m pytest -q $(ARGS)
 
-lint: install ## ruff over the package, tests and experiments
+test-fast: install ## the tests that run in-process (under a minute): everything but the `slow` CLI/subprocess tests
+	$(PY) -m pytest -q -m "not slow" $(ARGS)
+
+lint: install ## check formatting and lint with the pinned ruff
+	$(VENV)/bin/ruff format --check vae tests experiments
 	$(VENV)/bin/ruff check vae tests experiments
+
+format: install ## reformat the package, tests and experiments with the pinned ruff
+	$(VENV)/bin/ruff format vae tests experiments
 
 tensorboard: install ## open TensorBoard over every run and sweep in outputs/
 	$(VENV)/bin/tensorboard --logdir outputs

@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 
+import pytest
 from test_data import write_fake_mnist
 
 from conftest import REPO
@@ -15,21 +16,42 @@ def lecture_forward_flops() -> int:
     """Multiply-adds x 2 of the lecture network's forward pass for one 28 x 28 image, by hand."""
     conv = lambda c_in, c_out, size: 2 * c_in * c_out * 9 * size * size  # noqa: E731 - 3x3, output size
     return (
-        conv(1, 32, 28) + conv(32, 64, 14) + 2 * conv(64, 64, 14)  # encoder convs
-        + 2 * 12544 * 32 + 2 * 2 * 32 * 2  # dense, mu and log_var
-        + 2 * 2 * 32 + 2 * 32 * 12544  # decoder dense layers
-        + conv(64, 32, 14) + conv(32, 1, 28)  # transposed conv (counted over its input), last conv
-    )  # fmt: skip
+        conv(1, 32, 28)
+        + conv(32, 64, 14)
+        + 2 * conv(64, 64, 14)  # encoder convs
+        + 2 * 12544 * 32
+        + 2 * 2 * 32 * 2  # dense, mu and log_var
+        + 2 * 2 * 32
+        + 2 * 32 * 12544  # decoder dense layers
+        + conv(64, 32, 14)
+        + conv(32, 1, 28)  # transposed conv (counted over its input), last conv
+    )
 
 
+@pytest.mark.slow  # runs the CLI in a subprocess
 def test_bench_runs_and_reports_ratios_against_the_baseline(tmp_path):
     write_fake_mnist(tmp_path / "MNIST" / "raw", gz=True, num_train=96, num_test=8)
     out = tmp_path / "bench.json"
     result = subprocess.run(
-        [sys.executable, "experiments/bench/bench.py", "--data-root", str(tmp_path), "--batch-sizes", "16",
-         "--windows", "1", "--images-per-window", "32", "--out", str(out)],
-        cwd=REPO, capture_output=True, text=True, timeout=240,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "experiments/bench/bench.py",
+            "--data-root",
+            str(tmp_path),
+            "--batch-sizes",
+            "16",
+            "--windows",
+            "1",
+            "--images-per-window",
+            "32",
+            "--out",
+            str(out),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(out.read_text())
     rows = {row["who"]: row for row in report["rows"]}

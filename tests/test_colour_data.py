@@ -73,10 +73,20 @@ def test_an_unreadable_image_is_named_or_skipped_and_counted(tmp_path):
 @pytest.mark.parametrize("gen_loss", ["bce", "l2"])
 def test_conv_vae_trains_on_a_folder_of_colour_images_and_the_tools_draw_it(tmp_path, gen_loss):
     make_image_folder(tmp_path / "images")
-    cfg = compose_config([
-        *[o for o in TINY if not o.startswith("data")], "data=folder", f"data.path={tmp_path / 'images'}", "data.image_size=32", "data.skip_bad=true",
-        "data.val_fraction=0.25", "epochs=1", "batch_size=4", f"gen_loss={gen_loss}", "latent_dim=3",
-    ])  # fmt: skip
+    cfg = compose_config(
+        [
+            *[o for o in TINY if not o.startswith("data")],
+            "data=folder",
+            f"data.path={tmp_path / 'images'}",
+            "data.image_size=32",
+            "data.skip_bad=true",
+            "data.val_fraction=0.25",
+            "epochs=1",
+            "batch_size=4",
+            f"gen_loss={gen_loss}",
+            "latent_dim=3",
+        ]
+    )
     metrics = train(cfg, tmp_path / "run")
     assert metrics["epoch"] == 1 and metrics["val"]["neg_elbo_nats"] > 0
     state = torch.load(tmp_path / "run" / "checkpoints" / "last.pt", weights_only=True)

@@ -115,6 +115,7 @@ def test_a_value_of_the_wrong_type_is_refused_by_the_schema_naming_the_key(overr
     assert f"full_key: {key}" in str(error.value.__cause__)
 
 
+@pytest.mark.slow  # runs the CLI in a subprocess
 def test_cli_refuses_a_bad_value_before_loading_data_and_writes_no_checkpoint(tmp_path):
     run_dir = tmp_path / "run"
     result = run_cli("vae.train", "latent_dim=0", "data.root=/nonexistent", f"hydra.run.dir={run_dir}")
@@ -124,6 +125,7 @@ def test_cli_refuses_a_bad_value_before_loading_data_and_writes_no_checkpoint(tm
     assert not (run_dir / "checkpoints" / "last.pt").exists()
 
 
+@pytest.mark.slow  # runs the CLI in a subprocess
 def test_cli_refuses_a_misspelled_key(tmp_path):
     result = run_cli("vae.train", "kl_wieght=1e-3", f"hydra.run.dir={tmp_path / 'run'}")
     assert result.returncode != 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 
+import pytest
 import torch
 import torch.nn.functional as F
 from torch.distributions import Normal
@@ -76,6 +77,7 @@ def test_active_units_count_a_models_live_dims():
     assert active_units(torch.zeros(10, 4)) == 0
 
 
+@pytest.mark.slow  # runs the CLI in a subprocess
 def test_evaluate_writes_eval_json_with_the_contract_keys(tiny_run):
     result = run_cli("vae.evaluate", f"run={tiny_run}", "iwae_k=20", "max_images=32", "batch_size=16")
     assert result.returncode == 0, result.stderr[-2000:]

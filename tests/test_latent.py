@@ -107,6 +107,7 @@ def _assert_real_picture(path):
     assert extrema[0] < extrema[1], f"{path} is constant"
 
 
+@pytest.mark.slow  # runs the CLI in a subprocess
 def test_explore_and_generate_write_every_figure_for_a_tiny_run(tiny_run):
     result = run_cli(
         "vae.explore", f"run={tiny_run}", "grid_size=6", "pairs=3", "steps=5", "edit_images=3", "embedding_points=50"
@@ -136,6 +137,7 @@ def test_explore_and_generate_write_every_figure_for_a_tiny_run(tiny_run):
     )  # 8 per row, 28 px + 2 px padding
 
 
+@pytest.mark.slow  # runs the CLI in a subprocess
 def test_tools_refuse_a_bad_argument_naming_it(tiny_run, tmp_path):
     result = run_cli("vae.generate", f"run={tiny_run}", "n=0")
     assert result.returncode != 0 and "n must be an integer >= 1" in result.stderr

@@ -61,6 +61,7 @@ def _wait_for(path, process, timeout=120):
         time.sleep(0.05)
 
 
+@pytest.mark.slow  # runs the CLI in a subprocess
 def test_sigterm_mid_epoch_saves_and_resume_finishes_the_same_run(tmp_path):
     args = [*DETERMINISTIC, "data.num_train=256", "epochs=2", "checkpoint_every_steps=3"]
     straight = run_cli("vae.train", *args, f"hydra.run.dir={tmp_path / 'straight'}")
@@ -82,6 +83,7 @@ def test_sigterm_mid_epoch_saves_and_resume_finishes_the_same_run(tmp_path):
     assert (run_dir / ".hydra" / "overrides.yaml").read_text().count("resume") == 0  # the original config is kept
 
 
+@pytest.mark.slow  # runs the CLI in a subprocess
 def test_kill_9_at_random_moments_always_leaves_a_loadable_last_checkpoint(tmp_path):
     rng = random.Random(0)
     run_dir = tmp_path / "run"
@@ -104,6 +106,7 @@ def test_kill_9_at_random_moments_always_leaves_a_loadable_last_checkpoint(tmp_p
     assert steps == sorted(steps) and steps[-1] > steps[0]
 
 
+@pytest.mark.slow  # runs the CLI in a subprocess
 def test_resume_refuses_an_override_that_changes_the_model(tiny_run):
     result = run_cli("vae.train", f"resume={tiny_run}", "latent_dim=8", "epochs=3")
     assert result.returncode != 0
@@ -111,6 +114,7 @@ def test_resume_refuses_an_override_that_changes_the_model(tiny_run):
     assert load_checkpoint(tiny_run / "checkpoints" / "last.pt")["epoch"] == 2  # nothing was trained
 
 
+@pytest.mark.slow  # runs the CLI in a subprocess
 def test_resuming_a_finished_run_exits_zero_saying_so(tiny_run):
     before = (tiny_run / "checkpoints" / "last.pt").stat().st_mtime_ns
     result = run_cli("vae.train", f"resume={tiny_run}")
@@ -119,6 +123,7 @@ def test_resuming_a_finished_run_exits_zero_saying_so(tiny_run):
     assert (tiny_run / "checkpoints" / "last.pt").stat().st_mtime_ns == before
 
 
+@pytest.mark.slow  # runs the CLI in a subprocess
 def test_resume_without_a_checkpoint_is_one_clear_line(tmp_path):
     result = run_cli("vae.train", f"resume={tmp_path}")
     assert result.returncode != 0 and "no checkpoints/last.pt" in result.stderr and "Traceback" not in result.stderr
@@ -158,6 +163,7 @@ def test_checkpoints_are_written_atomically(tmp_path, monkeypatch):
     assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]  # no temporary left behind
 
 
+@pytest.mark.slow  # runs the CLI in a subprocess
 def test_a_failed_sweep_job_leaves_the_others_intact_and_says_why(tmp_path):
     sweep = tmp_path / "sweep"
     result = run_cli(

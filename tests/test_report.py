@@ -5,11 +5,13 @@ from __future__ import annotations
 import csv
 import shutil
 
+import pytest
 from PIL import Image
 
 from vae.report import report
 
 
+@pytest.mark.slow  # runs the CLI in a subprocess
 def test_report_on_a_two_by_two_sweep_writes_table_csv_and_plots(tiny_sweep, tmp_path):
     sweep = tmp_path / "sweep"
     shutil.copytree(tiny_sweep, sweep)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from hydra import compose, initialize_config_dir
 
 from vae.config import config_dir, register_configs
@@ -45,18 +46,27 @@ def test_parallel_jobs_share_the_cores():
     )  # joblib: a job per core
 
 
+@pytest.mark.slow  # runs the CLI in a subprocess
 def test_joblib_sweep_runs_two_jobs(tmp_path):
     sweep = tmp_path / "sweep"
     result = run_cli(
-        "vae.train", "-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", *TINY, "data.num_train=64", "epochs=1",
-        "latent_dim=2,3", f"hydra.sweep.dir={sweep}",
-    )  # fmt: skip
+        "vae.train",
+        "-m",
+        "hydra/launcher=joblib",
+        "hydra.launcher.n_jobs=2",
+        *TINY,
+        "data.num_train=64",
+        "epochs=1",
+        "latent_dim=2,3",
+        f"hydra.sweep.dir={sweep}",
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     for job in ("0", "1"):
         assert json.loads((sweep / job / "metrics.json").read_text())["epoch"] == 1
         assert json.loads((sweep / job / "run.json").read_text())["runtime"]["threads"] == threads_per_parallel_job(2)
 
 
+@pytest.mark.slow  # runs the CLI in a subprocess
 def test_two_ddp_processes_reach_the_weights_of_one_process_with_the_same_global_batch(tmp_path):
     import torch
 
@@ -65,9 +75,14 @@ def test_two_ddp_processes_reach_the_weights_of_one_process_with_the_same_global
     single = run_cli("vae.train", *args, f"hydra.run.dir={tmp_path / 'one'}")
     assert single.returncode == 0, single.stderr[-2000:]
     result = run_cli(
-        "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "vae.train", *args,
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        "-m",
+        "vae.train",
+        *args,
         f"hydra.run.dir={tmp_path / 'two'}",
-    )  # fmt: skip
+    )
     assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
     one = torch.load(tmp_path / "one" / "checkpoints" / "last.pt", weights_only=True)
     two = torch.load(tmp_path / "two" / "checkpoints" / "last.pt", weights_only=True)
@@ -79,14 +94,21 @@ def test_two_ddp_processes_reach_the_weights_of_one_process_with_the_same_global
     assert (tmp_path / "two" / ".hydra" / "config.yaml").is_file()
 
 
+@pytest.mark.slow  # runs the CLI in a subprocess
 def test_optuna_search_runs_and_reports_the_best_trial(tmp_path):
     from omegaconf import OmegaConf
 
     sweep = tmp_path / "optuna"
     result = run_cli(
-        "vae.train", "-m", "experiment=optuna_search", "hydra.sweeper.n_trials=2", *TINY, "data.num_train=64", "epochs=1",
+        "vae.train",
+        "-m",
+        "experiment=optuna_search",
+        "hydra.sweeper.n_trials=2",
+        *TINY,
+        "data.num_train=64",
+        "epochs=1",
         f"hydra.sweep.dir={sweep}",
-    )  # fmt: skip
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     values = [json.loads((sweep / job / "metrics.json").read_text())["val"]["neg_elbo_nats"] for job in ("0", "1")]
     best = OmegaConf.load(sweep / "optimization_results.yaml")

@@ -101,6 +101,7 @@ def test_info_describes_the_plane_and_attribute_vectors(server):
     assert "thick strokes vs thin" in info["attributes"]
 
 
+@pytest.mark.slow  # runs the CLI in a subprocess
 def test_serve_without_a_checkpoint_does_not_start(tmp_path):
     (tmp_path / "checkpoints").mkdir()
     result = run_cli("vae.serve", f"run={tmp_path}")
@@ -109,6 +110,7 @@ def test_serve_without_a_checkpoint_does_not_start(tmp_path):
     assert len(result.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.slow  # runs the CLI in a subprocess
 def test_page_redraws_the_image_as_the_pointer_moves_in_headless_chromium(server, tmp_path):
     playwright = pytest.importorskip("playwright.sync_api")
     if not shutil.which(CHROMIUM):
@@ -117,9 +119,16 @@ def test_page_redraws_the_image_as_the_pointer_moves_in_headless_chromium(server
     with playwright.sync_playwright() as p:
         browser = p.chromium.launch(
             executable_path=CHROMIUM,
-            args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync"],
-        )  # fmt: skip
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+            ],
+        )
         page = browser.new_page()
         page.goto(url + "/")
         page.wait_for_function("document.getElementById('status').textContent.startsWith('decoded')", timeout=20000)

@@ -68,11 +68,14 @@ def fp32_reference() -> tuple[float, float]:
     [
         pytest.param({"channels_last": True}, id="channels_last"),
         pytest.param(
-            {"precision": "bf16", "channels_last": True}, id="bf16+channels_last",
-            marks=pytest.mark.skipif(not cpu_supports_bf16(), reason="bf16 autocast is slow emulation on this CPU; auto keeps fp32"),
+            {"precision": "bf16", "channels_last": True},
+            id="bf16+channels_last",
+            marks=pytest.mark.skipif(
+                not cpu_supports_bf16(), reason="bf16 autocast is slow emulation on this CPU; auto keeps fp32"
+            ),
         ),
     ],
-)  # fmt: skip
+)
 def test_speed_option_keeps_the_fp32_eager_loss_curve(option, fp32_reference):
     reference, noise = fp32_reference
     fast_losses = losses_after_training(_runtime(**option))

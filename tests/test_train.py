@@ -121,6 +121,7 @@ def test_loss_falls_over_training(tiny_run):
     assert history[-1]["train_loss"] < history[0]["train_loss"]
 
 
+@pytest.mark.slow  # runs the CLI in a subprocess
 def test_one_epoch_through_the_cli_writes_a_hydra_run_directory(tmp_path):
     run_dir = tmp_path / "run"
     result = run_cli(
@@ -133,6 +134,7 @@ def test_one_epoch_through_the_cli_writes_a_hydra_run_directory(tmp_path):
     assert json.loads((run_dir / "metrics.json").read_text())["epoch"] == 1
 
 
+@pytest.mark.slow  # runs the CLI in a subprocess
 def test_multirun_writes_one_directory_per_job(tiny_sweep):
     settings = sorted(
         (config["kl_weight"], config["latent_dim"])
@@ -143,6 +145,7 @@ def test_multirun_writes_one_directory_per_job(tiny_sweep):
         assert json.loads((tiny_sweep / job / "metrics.json").read_text())["epoch"] == 1
 
 
+@pytest.mark.slow  # runs the CLI in a subprocess
 def test_missing_data_stops_with_a_short_message(tmp_path):
     result = run_cli(
         "vae.train", f"data.root={tmp_path / 'nothing'}", "data.download=false", f"hydra.run.dir={tmp_path / 'run'}"

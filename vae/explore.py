@@ -56,22 +56,8 @@ def explore(
     """Every figure as (name, Figure) plus what was chosen, from a model and labelled test images."""
     mu, log_var = encode_images(model, test_images)  # (N, L) each
     kl_per_dim = mean_kl_per_dim(mu, log_var)
-    latent_dim = mu.shape[1]
     x = test_images.float() / 255.0 if test_images.dtype == torch.uint8 else test_images.float()
-    figures = {}
-
-    # 1. The decoded grid over the two dims that carry the most information.
-    dims = (0, 1) if latent_dim == 2 else tuple(top_kl_dims(kl_per_dim, 2)) if latent_dim > 2 else (0, 0)
-    if latent_dim >= 2:
-        quantiles = grid_quantiles(args.grid_size)
-        z = grid_latents(args.grid_size, latent_dim=latent_dim, dims=dims)
-        grid = make_grid(decode_images(model, z), nrow=args.grid_size, padding=0)
-        rest = "" if latent_dim == 2 else f", other {latent_dim - 2} dims at 0 (dims by largest KL)"
-        figures["latent_grid"] = latent_grid_figure(
-            grid, quantiles, dims=dims, title=f"Decoded z over z[{dims[0]}], z[{dims[1]}]{rest}"
-        )
-
-    # 2. The test set's mu, by class.
+    figures, dims = latent_grid(model, kl_per_dim, grid_size=args.grid_size)
     shown = slice(0, min(args.max_points, len(mu)))
     points, axis_names = project_2d(mu[shown])
     figures["scatter"] = scatter_figure(
@@ -81,58 +67,12 @@ def explore(
         class_names=class_names,
         title=f"Test set posterior means ({axis_names})",
     )
-
-    # 3. Interpolations between pairs of test images of different classes.
-    first_of_class = [int((test_labels == c).nonzero()[0]) for c in range(len(class_names)) if (test_labels == c).any()]
-    pairs = [
-        (first_of_class[i], first_of_class[(i + 1) % len(first_of_class)])
-        for i in range(min(args.pairs, len(first_of_class)))
-    ]
-    rows = []
-    for start, end in pairs:
-        path = interpolate(mu[start], mu[end], args.steps, method=args.interpolation)
-        rows.append(torch.cat([x[start : start + 1], decode_images(model, path), x[end : end + 1]]))
-    figures["interpolation"] = image_rows_figure(
-        torch.stack(rows),
-        title=f"{args.interpolation} interpolation between test images' mu (ends: the inputs)",
-        column_labels=["input"] + [f"t={t:.2f}" for t in torch.linspace(0, 1, args.steps).tolist()] + ["input"],
+    figures["interpolation"], pairs = interpolations(model, mu, x, test_labels, args=args, num_classes=len(class_names))
+    figures["class_averages"] = class_averages(model, mu, x, test_labels, class_names=class_names)
+    attribute_figures, attribute_norms = attribute_edits(
+        model, mu, x, test_images, test_labels, args=args, class_names=class_names
     )
-
-    # 4. Average images: the decoded class-mean latent beside the pixel mean of the class.
-    present = [c for c in range(len(class_names)) if (test_labels == c).any()]
-    class_means = torch.stack([mu[test_labels == c].mean(0) for c in present])
-    pixel_means = torch.stack([x[test_labels == c].mean(0) for c in present])
-    figures["class_averages"] = image_rows_figure(
-        torch.stack([decode_images(model, class_means), pixel_means]),
-        title="Average images: decoded mean latent of each class (top), pixel mean (bottom)",
-        row_labels=["decoded\nmean z", "pixel\nmean"],
-        column_labels=[class_names[c] for c in present],
-    )
-
-    # 5. Attribute vectors: a class against the rest, and thick strokes (ink above the median).
-    ks = torch.arange(-4, 5, dtype=torch.float32)
-    groups = {
-        f"class_{args.attribute_class}": test_labels == args.attribute_class,
-        "thick_strokes": thick_strokes(test_images),
-    }
-    group_titles = {
-        f"class_{args.attribute_class}": f"class {class_names[args.attribute_class]}",
-        "thick_strokes": "thick strokes",
-    }
-    chosen = torch.arange(min(args.edit_images, len(mu)))
-    attribute_norms = {}
-    for name, has_attribute in groups.items():
-        if has_attribute.all() or not has_attribute.any():  # e.g. a folder with one class: nothing to contrast
-            continue
-        direction = attribute_vector(mu, has_attribute)
-        attribute_norms[name] = float(direction.norm())
-        edited = edit_latents(mu[chosen], direction, ks)  # (n, 9, L)
-        decoded = decode_images(model, edited.view(-1, latent_dim)).view(len(chosen), len(ks), *x.shape[1:])
-        figures[f"attribute_{name}"] = image_rows_figure(
-            decoded,
-            title=f"Editing along s = mean z({group_titles[name]}) - mean z(rest): decode mu + k s",
-            column_labels=[f"k={int(k):+d}" for k in ks],
-        )
+    figures.update(attribute_figures)
     summary = {
         "grid_dims": list(dims),
         "kl_per_dim": kl_per_dim.tolist(),
@@ -142,6 +82,76 @@ def explore(
         "pairs": pairs,
     }
     return {"figures": figures, "summary": summary, "mu": mu}
+
+
+def latent_grid(model, kl_per_dim: torch.Tensor, *, grid_size: int) -> tuple[dict, tuple[int, int]]:
+    """The decoded grid over the two dims that carry the most information (none for latent_dim 1), and those dims."""
+    latent_dim = len(kl_per_dim)
+    dims = (0, 1) if latent_dim == 2 else tuple(top_kl_dims(kl_per_dim, 2)) if latent_dim > 2 else (0, 0)
+    if latent_dim < 2:
+        return {}, dims
+    quantiles = grid_quantiles(grid_size)
+    z = grid_latents(grid_size, latent_dim=latent_dim, dims=dims)
+    grid = make_grid(decode_images(model, z), nrow=grid_size, padding=0)
+    rest = "" if latent_dim == 2 else f", other {latent_dim - 2} dims at 0 (dims by largest KL)"
+    title = f"Decoded z over z[{dims[0]}], z[{dims[1]}]{rest}"
+    return {"latent_grid": latent_grid_figure(grid, quantiles, dims=dims, title=title)}, dims
+
+
+def interpolations(model, mu, x, labels, *, args: ExploreArgs, num_classes: int):
+    """Decoded paths between the first test images of consecutive classes, inputs at both ends; and the pairs."""
+    first_of_class = [int((labels == c).nonzero()[0]) for c in range(num_classes) if (labels == c).any()]
+    pairs = [
+        (first_of_class[i], first_of_class[(i + 1) % len(first_of_class)])
+        for i in range(min(args.pairs, len(first_of_class)))
+    ]
+    rows = []
+    for start, end in pairs:
+        path = interpolate(mu[start], mu[end], args.steps, method=args.interpolation)
+        rows.append(torch.cat([x[start : start + 1], decode_images(model, path), x[end : end + 1]]))
+    figure = image_rows_figure(
+        torch.stack(rows),
+        title=f"{args.interpolation} interpolation between test images' mu (ends: the inputs)",
+        column_labels=["input"] + [f"t={t:.2f}" for t in torch.linspace(0, 1, args.steps).tolist()] + ["input"],
+    )
+    return figure, pairs
+
+
+def class_averages(model, mu, x, labels, *, class_names: list[str]):
+    """Average images: the decoded class-mean latent beside the pixel mean of the class."""
+    present = [c for c in range(len(class_names)) if (labels == c).any()]
+    class_means = torch.stack([mu[labels == c].mean(0) for c in present])
+    pixel_means = torch.stack([x[labels == c].mean(0) for c in present])
+    return image_rows_figure(
+        torch.stack([decode_images(model, class_means), pixel_means]),
+        title="Average images: decoded mean latent of each class (top), pixel mean (bottom)",
+        row_labels=["decoded\nmean z", "pixel\nmean"],
+        column_labels=[class_names[c] for c in present],
+    )
+
+
+def attribute_edits(model, mu, x, images, labels, *, args: ExploreArgs, class_names: list[str]):
+    """Editing along attribute vectors (a class against the rest; thick strokes): figures, and each vector's norm."""
+    ks = torch.arange(-4, 5, dtype=torch.float32)
+    groups = {
+        f"class_{args.attribute_class}": (labels == args.attribute_class, f"class {class_names[args.attribute_class]}"),
+        "thick_strokes": (thick_strokes(images), "thick strokes"),
+    }
+    chosen = torch.arange(min(args.edit_images, len(mu)))
+    figures, norms = {}, {}
+    for name, (has_attribute, title) in groups.items():
+        if has_attribute.all() or not has_attribute.any():  # e.g. a folder with one class: nothing to contrast
+            continue
+        direction = attribute_vector(mu, has_attribute)
+        norms[name] = float(direction.norm())
+        edited = edit_latents(mu[chosen], direction, ks)  # (n, 9, L)
+        decoded = decode_images(model, edited.view(-1, mu.shape[1])).view(len(chosen), len(ks), *x.shape[1:])
+        figures[f"attribute_{name}"] = image_rows_figure(
+            decoded,
+            title=f"Editing along s = mean z({title}) - mean z(rest): decode mu + k s",
+            column_labels=[f"k={int(k):+d}" for k in ks],
+        )
+    return figures, norms
 
 
 def main(argv=None) -> Path:

@@ -448,9 +448,10 @@ def resume_config(run_dir: Path, composed: DictConfig, overrides: list[str]) -> 
     original = OmegaConf.create(checkpoint["config"])
     keys = [override.split("=", 1)[0].lstrip("+~") for override in overrides]
     changed = [
-        key for key in keys
+        key
+        for key in keys
         if key not in RESUMABLE_OVERRIDES and OmegaConf.select(composed, key) != OmegaConf.select(original, key)
-    ]  # fmt: skip
+    ]
     if changed:
         raise ConfigError(
             f"resume continues a run with its own config; these overrides would change it: {', '.join(changed)} "

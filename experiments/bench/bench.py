@@ -47,18 +47,29 @@ class PlainLectureVAE(torch.nn.Module):
         super().__init__()
         nn = torch.nn
         self.encoder = nn.Sequential(
-            nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(),
-            nn.Conv2d(32, 64, 3, stride=2, padding=1), nn.ReLU(),
-            nn.Conv2d(64, 64, 3, padding=1), nn.ReLU(),
-            nn.Conv2d(64, 64, 3, padding=1), nn.ReLU(),
-            nn.Flatten(), nn.Linear(64 * 14 * 14, 32), nn.ReLU(),
-        )  # fmt: skip
+            nn.Conv2d(1, 32, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(32, 64, 3, stride=2, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(64, 64, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(64, 64, 3, padding=1),
+            nn.ReLU(),
+            nn.Flatten(),
+            nn.Linear(64 * 14 * 14, 32),
+            nn.ReLU(),
+        )
         self.mu, self.log_var = nn.Linear(32, latent_dim), nn.Linear(32, latent_dim)
         self.decoder = nn.Sequential(
-            nn.Linear(latent_dim, 32), nn.ReLU(), nn.Linear(32, 64 * 14 * 14), nn.ReLU(), nn.Unflatten(1, (64, 14, 14)),
-            nn.ConvTranspose2d(64, 32, 3, stride=2, padding=1, output_padding=1), nn.ReLU(),
+            nn.Linear(latent_dim, 32),
+            nn.ReLU(),
+            nn.Linear(32, 64 * 14 * 14),
+            nn.ReLU(),
+            nn.Unflatten(1, (64, 14, 14)),
+            nn.ConvTranspose2d(64, 32, 3, stride=2, padding=1, output_padding=1),
+            nn.ReLU(),
             nn.Conv2d(32, 1, 3, padding=1),
-        )  # fmt: skip
+        )
 
     def forward(self, x: torch.Tensor, eps: torch.Tensor | None = None) -> VAEOutput:
         hidden = self.encoder(x)
@@ -245,9 +256,13 @@ def main() -> None:
             if device.startswith("cuda"):
                 torch.cuda.reset_peak_memory_stats()
             rate = timed_windows(
-                make_step(batch_size), images_per_step=batch_size, warmup=warmup, windows=args.windows,
-                steps_per_window=max(2, args.images_per_window // batch_size), device=device,
-            )  # fmt: skip
+                make_step(batch_size),
+                images_per_step=batch_size,
+                warmup=warmup,
+                windows=args.windows,
+                steps_per_window=max(2, args.images_per_window // batch_size),
+                device=device,
+            )
             row = {
                 "who": who,
                 "batch_size": batch_size,
@@ -263,9 +278,10 @@ def main() -> None:
     results["project_runtime"] = runtime.as_dict()
     train_images, _ = load_idx("mnist", args.data_root, download=False)
     measure(
-        "project", lambda batch_size: project_step_factory(train_images.images, batch_size, runtime),
+        "project",
+        lambda batch_size: project_step_factory(train_images.images, batch_size, runtime),
         warmup=20 if runtime.compile else 5,
-    )  # fmt: skip
+    )
 
     flops = flops_per_training_image()
     peak = measured_peak_flops(runtime)

@@ -98,9 +98,13 @@ def main() -> None:
     print(f"runtime: {runtime.as_dict()}, batch {batch}\n")
     model = build_model(compose_dict(["experiment=lecture"]))
     row(
-        "training step (whole model)", "PlainLectureVAE", "vae.model",
-        training_step(PlainLectureVAE(), runtime, batch), training_step(model, runtime, batch), per="step",
-    )  # fmt: skip
+        "training step (whole model)",
+        "PlainLectureVAE",
+        "vae.model",
+        training_step(PlainLectureVAE(), runtime, batch),
+        training_step(model, runtime, batch),
+        per="step",
+    )
 
     def adam_step(**options):
         parameters = list(build_model(compose_dict(["experiment=lecture"])).parameters())
@@ -114,27 +118,35 @@ def main() -> None:
     stock = torch.nn.ConvTranspose2d(64, 32, 3, stride=2, padding=1, output_padding=1).to(memory_format=CL)
     ours = ConvTranspose2d(64, 32, 3, stride=2, padding=1, output_padding=1).to(memory_format=CL)
     row(
-        "transposed conv 64->32, fwd + bwd", "bias in oneDNN", "bias added after",
-        forward_backward_of(stock, x.clone(), runtime), forward_backward_of(ours, x.clone(), runtime),
-    )  # fmt: skip
+        "transposed conv 64->32, fwd + bwd",
+        "bias in oneDNN",
+        "bias added after",
+        forward_backward_of(stock, x.clone(), runtime),
+        forward_backward_of(ours, x.clone(), runtime),
+    )
 
     x = torch.randn(batch, 32, 28, 28).contiguous(memory_format=CL)
     stock = torch.nn.Conv2d(32, 1, 3, padding=1).to(memory_format=CL)
     ours = FewChannelsConv2d(32, 1, 3, padding=1).to(memory_format=CL)
     row(
-        "last conv 32->1, fwd + bwd", "oneDNN conv", "depthwise + sum",
-        forward_backward_of(stock, x.clone(), runtime), forward_backward_of(ours, x.clone(), runtime),
-    )  # fmt: skip
+        "last conv 32->1, fwd + bwd",
+        "oneDNN conv",
+        "depthwise + sum",
+        forward_backward_of(stock, x.clone(), runtime),
+        forward_backward_of(ours, x.clone(), runtime),
+    )
 
     dtype = runtime.autocast_dtype or torch.float32
     activation = torch.randn(batch, 64, 14, 14).contiguous(memory_format=CL).to(dtype)
     grad_nchw = torch.randn(batch, 64, 14, 14).to(dtype)
     grad_cl = grad_nchw.contiguous(memory_format=CL)
     row(
-        "ReLU backward after the flatten", "(C, H, W) flatten", "(H, W, C) flatten",
+        "ReLU backward after the flatten",
+        "(C, H, W) flatten",
+        "(H, W, C) flatten",
         lambda: torch.ops.aten.threshold_backward(grad_nchw, activation, 0),
         lambda: torch.ops.aten.threshold_backward(grad_cl, activation, 0),
-    )  # fmt: skip
+    )
 
     decoder_model = build_model(compose_dict(["experiment=lecture", "latent_dim=32"])).eval().to(memory_format=CL)
     images = torch.bernoulli(torch.full((512, 1, 28, 28), 0.2))
