@@ -85,7 +85,7 @@ def test_mean_reduction_is_a_beta_vae_in_per_image_sums():
     mean = vae_loss(logits, x, mu, log_var, kl_weight=kl_weight, gen_loss="bce", reduction="mean")
     beta = beta_effective(kl_weight=kl_weight, reduction="mean", num_pixels=num_pixels, latent_dim=latent_dim)
     total = vae_loss(logits, x, mu, log_var, kl_weight=beta, gen_loss="bce", reduction="sum")
-    assert math.isclose(beta, 0.392, rel_tol=1e-12)  # DESIGN.md: MNIST at latent_dim 2
+    assert math.isclose(beta, 0.392, rel_tol=1e-12)  # docs/design.md: MNIST at latent_dim 2
     assert math.isclose(mean.gen_loss.item() * num_pixels, total.gen_loss.item(), rel_tol=1e-5)
     assert math.isclose(mean.kl.item() * latent_dim, total.kl.item(), rel_tol=1e-5)
     assert math.isclose(mean.loss.item() * num_pixels, total.loss.item(), rel_tol=1e-5)

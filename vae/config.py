@@ -103,9 +103,6 @@ class RMSpropConfig(OptimConfig):
 class Config:
     """The top-level keys; their values (and comments) are in conf/config.yaml."""
 
-    data: DataConfig = MISSING
-    model: ModelConfig = MISSING
-    optim: OptimConfig = MISSING
     latent_dim: int = MISSING
     kl_weight: float = MISSING
     gen_loss: str = MISSING
@@ -128,6 +125,9 @@ class Config:
     checkpoint_every_steps: int = MISSING
     on_nan: str = MISSING
     resume: str | None = MISSING
+    data: DataConfig = MISSING
+    model: ModelConfig = MISSING
+    optim: OptimConfig = MISSING
 
 
 SCHEMAS = {
