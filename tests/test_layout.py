@@ -44,5 +44,9 @@ def test_every_file_the_code_and_docs_cite_exists():
     for source in sources:
         text = source.read_text()
         assert not re.search(r"(?<![\w/])DESIGN\.md", text), f"{source} cites the design outside docs/"
-        missing += [f"{source.relative_to(REPO)} -> {cited}" for cited in CITED_PATH.findall(text) if not (REPO / cited).exists()]
+        missing += [
+            f"{source.relative_to(REPO)} -> {cited}"
+            for cited in CITED_PATH.findall(text)
+            if not (REPO / cited).exists()
+        ]
     assert missing == []
