@@ -37,7 +37,7 @@ def decode_images(model: VAE, z: torch.Tensor, *, batch_size: int = 1024) -> tor
     return torch.cat(images)
 
 
-def decoded_grid(model: VAE, *, grid_size: int = 15, dims: tuple[int, int] = (0, 1)) -> torch.Tensor:
+def decoded_grid(model: VAE, *, grid_size: int, dims: tuple[int, int] = (0, 1)) -> torch.Tensor:
     """The decoded latent grid as one image (C, H, W), tiles touching as in the lecture."""
     z = grid_latents(grid_size, latent_dim=model.latent_dim, dims=dims)
     return make_grid(decode_images(model, z), nrow=grid_size, padding=0)
