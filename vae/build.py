@@ -7,6 +7,7 @@ every value spelled out, so no default is repeated outside the config.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from functools import partial
 from typing import Any
 
 import torch
@@ -24,6 +25,7 @@ from vae.data import (
     make_synthetic,
 )
 from vae.model import VAE, conv_vae, init_glorot, mlp_vae
+from vae.schedules import lr_factor, lr_scheduler, stage_steps
 
 
 def build_data(cfg: Mapping[str, Any]) -> DataSplits:
@@ -106,3 +108,17 @@ def build_optimizer(parameters: Iterable[torch.nn.Parameter], cfg: Mapping[str, 
             parameters, lr=optim["lr"], alpha=optim["alpha"], eps=optim["eps"], weight_decay=optim["weight_decay"]
         )
     raise ValueError(f"optim.name must be adam or rmsprop (got {optim['name']!r})")
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, cfg: Mapping[str, Any], *, steps_per_epoch: int):
+    """The config's learning-rate schedule over the run's length (epochs x steps_per_epoch), as a LambdaLR."""
+    optim = cfg["optim"]
+    factor = partial(
+        lr_factor,
+        schedule=optim["schedule"],
+        warmup_steps=optim["warmup_steps"],
+        total_steps=cfg["epochs"] * steps_per_epoch,
+        floor_ratio=optim["lr_floor"] / optim["lr"],
+        stages=stage_steps(optim["stages"], steps_per_epoch=steps_per_epoch, base_lr=optim["lr"]),
+    )
+    return lr_scheduler(optimizer, factor)

@@ -12,7 +12,7 @@ name, before any data is loaded.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -84,9 +84,13 @@ class MLPModelConfig(ModelConfig):
 @dataclass
 class OptimConfig:
     name: str = MISSING
-    lr: float = MISSING
+    lr: float = MISSING  # the base (peak) learning rate
     eps: float = MISSING
     weight_decay: float = 0.0
+    schedule: str = "constant"  # constant | cosine | linear (decay to lr_floor over the run) | step (stages)
+    warmup_steps: int = 0  # lr rises linearly from lr / warmup_steps to lr over these first steps
+    lr_floor: float = 0.0  # where cosine and linear end, at the run's last step
+    stages: list[Any] = field(default_factory=list)  # schedule=step: [[epochs, lr], ...] in order
 
 
 @dataclass
@@ -174,6 +178,20 @@ def compose_dict(overrides: Sequence[str] = ()) -> dict:
     return OmegaConf.to_container(compose(overrides), resolve=True)
 
 
+# The base schema of each group: the defaults every option of it shares.
+GROUP_SCHEMAS = {"data": DataConfig, "model": ModelConfig, "optim": OptimConfig}
+
+
+def with_shared_defaults(config: dict) -> dict:
+    """A saved run's config with the group keys added since it was written, at their schema defaults."""
+    filled = dict(config)
+    for group, schema in GROUP_SCHEMAS.items():
+        shared = OmegaConf.to_container(OmegaConf.structured(schema))
+        shared = {key: value for key, value in shared.items() if value != MISSING}
+        filled[group] = {**shared, **config[group]}
+    return filled
+
+
 class ConfigError(ValueError):
     """A config value that cannot work; the message names the key."""
 
@@ -190,6 +208,7 @@ CHOICES = {
     "model.name": ("conv", "mlp"),
     "model.init": ("glorot", "torch"),
     "optim.name": ("adam", "rmsprop"),
+    "optim.schedule": ("constant", "cosine", "linear", "step"),
 }
 AT_LEAST_ONE = (
     "latent_dim",
@@ -213,6 +232,8 @@ AT_LEAST_ZERO = {
     "threads": "an integer >= 0 (0 = auto)",
     "checkpoint_every_steps": "an integer >= 0",
     "optim.weight_decay": "a number >= 0",
+    "optim.warmup_steps": "an integer >= 0",
+    "optim.lr_floor": "a number >= 0",
 }
 
 
@@ -223,6 +244,14 @@ def _check(condition: bool, key: str, expectation: str, value: object) -> None:
 
 def _is_bool_or_auto(value: object) -> bool:
     return isinstance(value, bool) or value == "auto"
+
+
+def _is_stage(stage: object) -> bool:
+    return (
+        isinstance(stage, list)
+        and len(stage) == 2
+        and all(isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in stage)
+    )
 
 
 def _positive_ints(value: object, *, min_length: int = 0) -> bool:
@@ -261,6 +290,21 @@ def validate(cfg: DictConfig) -> None:
     for key in ("compile", "channels_last"):
         _check(_is_bool_or_auto(get(key)), key, "auto, true or false", get(key))
     _check(get("optim.lr") > 0, "optim.lr", "a number > 0", get("optim.lr"))
+    _check(
+        get("optim.lr_floor") <= get("optim.lr"),
+        "optim.lr_floor",
+        f"at most optim.lr ({get('optim.lr')})",
+        get("optim.lr_floor"),
+    )
+    stages = get("optim.stages")
+    _check(
+        isinstance(stages, list) and all(_is_stage(stage) for stage in stages),
+        "optim.stages",
+        "a list of [epochs, lr] pairs of positive numbers",
+        stages,
+    )
+    if get("optim.schedule") == "step":
+        _check(bool(stages), "optim.stages", "a non-empty list of [epochs, lr] with optim.schedule=step", stages)
     shape = get("data.image_shape")
     _check(
         _positive_ints(shape) and len(shape) == 3,

@@ -24,13 +24,14 @@ from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
 from vae import distributed
-from vae.build import build_data, build_model, build_optimizer
+from vae.build import build_data, build_model, build_optimizer, build_scheduler
 from vae.checkpoint import CheckpointError, load_checkpoint, load_model_state, rng_state, save_checkpoint, set_rng_state
-from vae.config import ConfigError, config_dir, register_configs, validate
+from vae.config import ConfigError, config_dir, register_configs, validate, with_shared_defaults
 from vae.data import DataNotFoundError, DataSplits, epoch_batches
 from vae.losses import beta_effective, kl_warmup_factor
 from vae.runs import write_run_json
 from vae.runtime import Runtime, apply_runtime, resolve_runtime, threads_per_parallel_job
+from vae.schedules import DECAYING
 from vae.step import (
     TERM_NAMES,
     TrainingDiverged,
@@ -81,13 +82,14 @@ class TrainState:
     history: list[dict] = dataclasses.field(default_factory=list)
     skipped_steps: int = 0  # non-finite batches skipped (on_nan=skip)
 
-    def to_checkpoint(self, model, optimizer, *, config: dict, runtime: Runtime) -> dict:
+    def to_checkpoint(self, model, optimizer, scheduler, *, config: dict, runtime: Runtime) -> dict:
         """The checkpoint dict of the run directory contract (loads with weights_only=True)."""
         return {
             **dataclasses.asdict(self),
             "epoch_sums": self.epoch_sums.detach().cpu(),
             "model": model.state_dict(),
             "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
             "config": config,
             "rng": rng_state(),
             "runtime": runtime.as_dict(),
@@ -129,6 +131,7 @@ class Session:
     model: torch.nn.Module
     forward: torch.nn.Module  # the model, wrapped in DDP and torch.compile as the runtime says
     optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler  # the lr as a function of the step (optim.schedule)
     train_images: torch.Tensor  # the training split, uint8, on the device
     writer: SummaryWriter | NoWriter
     beta: float  # the KL weight in per-image sums
@@ -138,7 +141,9 @@ class Session:
         return torch.device(self.runtime.device)
 
     def save(self, state: TrainState, name: str = "last") -> None:
-        checkpoint = state.to_checkpoint(self.model, self.optimizer, config=self.config, runtime=self.runtime)
+        checkpoint = state.to_checkpoint(
+            self.model, self.optimizer, self.scheduler, config=self.config, runtime=self.runtime
+        )
         save_checkpoint(self.run_dir / "checkpoints" / f"{name}.pt", checkpoint)
 
 
@@ -186,32 +191,20 @@ def train(cfg: DictConfig, run_dir: Path, *, resume_from: dict | None = None) ->
     with StopSignal() as stop:
         for epoch in range(state.epoch + 1, config["epochs"] + 1):
             epoch_start = time.perf_counter()
-            train_metrics, images_per_second, kl_weight = train_epoch(session, state, epoch, stop)
-            if ddp.is_main:  # rank 0 validates and writes; the others wait for it
+            train_metrics, images_per_second, schedule = train_epoch(session, state, epoch, stop)
+            if ddp.is_main:  # rank 0 validates, checkpoints and logs; the others wait for it
                 val_metrics = validate_epoch(session)
-                improved = state.record_epoch(
-                    val_metrics["loss"],
-                    {
-                        "epoch": epoch,
-                        "train_loss": train_metrics["loss"],
-                        "val_loss": val_metrics["loss"],
-                        "val_neg_elbo_nats": val_metrics["neg_elbo_nats"],
-                        "images_per_second": images_per_second,
-                        "epoch_seconds": time.perf_counter() - epoch_start,
-                    },
-                )
-                # Checkpoint before logging: a kill in between loses a few scalars, never duplicates them.
-                session.save(state)
-                if improved:
-                    session.save(state, "best")
-                metrics = log_epoch_end(session, state, train_metrics, val_metrics, kl_weight=kl_weight)
-                metrics["wall_seconds"] = time.perf_counter() - started
-                (session.run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
-                log.info(
-                    "epoch %d/%d  loss %.4f  val_loss %.4f  val -ELBO %.2f nats  %.0f img/s  %.1f s",
-                    *(epoch, config["epochs"], train_metrics["loss"], val_metrics["loss"]),
-                    *(val_metrics["neg_elbo_nats"], images_per_second, time.perf_counter() - epoch_start),
-                )
+                record = {
+                    "epoch": epoch,
+                    "train_loss": train_metrics["loss"],
+                    "val_loss": val_metrics["loss"],
+                    "val_neg_elbo_nats": val_metrics["neg_elbo_nats"],
+                    "images_per_second": images_per_second,
+                    "epoch_seconds": time.perf_counter() - epoch_start,
+                }
+                improved = state.record_epoch(val_metrics["loss"], record)
+                save_checkpoints(session, state, improved)
+                metrics = log_epoch_end(session, state, train_metrics, val_metrics, schedule=schedule, started=started)
             ddp.barrier()
     session.writer.close()
     distributed.destroy_process_group(ddp)
@@ -232,7 +225,9 @@ def set_up(cfg: DictConfig, run_dir: Path, resume_from: dict | None) -> tuple[Se
     splits = load_data(config)
     model = build_model(config).to(device)
     optimizer = build_optimizer(model.parameters(), config)
-    state = TrainState() if resume_from is None else restore(resume_from, model, optimizer)
+    steps_per_epoch = math.ceil(len(splits.train) / config["batch_size"])
+    scheduler = build_scheduler(optimizer, config, steps_per_epoch=steps_per_epoch)
+    state = TrainState() if resume_from is None else restore(resume_from, model, optimizer, scheduler)
     if runtime.channels_last:
         model = model.to(memory_format=torch.channels_last)
     forward = model
@@ -255,7 +250,9 @@ def set_up(cfg: DictConfig, run_dir: Path, resume_from: dict | None) -> tuple[Se
         if resume_from is None:
             write_hparams_entry(writer, {**flat_hparams(config), "beta_effective": beta})
     train_images = splits.train.images.to(device)  # the whole split lives on the device
-    session = Session(config, run_dir, runtime, ddp, splits, model, forward, optimizer, train_images, writer, beta)
+    session = Session(
+        config, run_dir, runtime, ddp, splits, model, forward, optimizer, scheduler, train_images, writer, beta
+    )
     return session, state
 
 
@@ -290,18 +287,24 @@ def load_data(config: dict) -> DataSplits:
     return splits
 
 
-def restore(checkpoint: dict, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> TrainState:
-    """Put a checkpoint's weights, optimizer state and RNG states back; returns its training state."""
+def restore(checkpoint: dict, model, optimizer, scheduler) -> TrainState:
+    """Put a checkpoint's weights, optimizer and schedule state and RNG states back; returns its training state."""
     load_model_state(model, checkpoint["model"], source="checkpoints/last.pt")
-    optimizer.load_state_dict(checkpoint["optimizer"])
+    optimizer.load_state_dict(checkpoint["optimizer"])  # its lr is the one for the next step
+    state = TrainState.from_checkpoint(checkpoint)
+    if "scheduler" in checkpoint:
+        scheduler.load_state_dict(checkpoint["scheduler"])
+    else:  # written before schedules existed: the step counter is the schedule's position
+        scheduler.last_epoch = state.step
     set_rng_state(checkpoint["rng"])
-    return TrainState.from_checkpoint(checkpoint)
+    return state
 
 
-def train_epoch(session: Session, state: TrainState, epoch: int, stop: StopSignal) -> tuple[dict, float, float]:
+def train_epoch(session: Session, state: TrainState, epoch: int, stop: StopSignal) -> tuple[dict, float, dict]:
     """One pass over the training split (from a mid-epoch checkpoint's batch on a resume).
 
-    Returns the epoch's per-image mean loss terms, its images per second and the KL weight of its last step.
+    Returns the epoch's per-image mean loss terms, its images per second, and the KL weight and
+    learning rate of its last step (as TensorBoard tags).
     """
     config, ddp = session.config, session.ddp
     session.model.train()
@@ -311,10 +314,11 @@ def train_epoch(session: Session, state: TrainState, epoch: int, stop: StopSigna
         batches[first_batch:], desc=f"epoch {epoch}/{config['epochs']}", leave=False, dynamic_ncols=True, disable=None
     )
     kl_warmup_steps = round(config["kl_warmup_epochs"] * len(batches))
-    kl_weight = config["kl_weight"]
+    kl_weight, lr = config["kl_weight"], session.optimizer.param_groups[0]["lr"]
     for batch_number, index in enumerate(progress, start=first_batch + 1):
         state.batch_in_epoch = batch_number
         kl_weight = config["kl_weight"] * kl_warmup_factor(state.step, warmup_steps=kl_warmup_steps)
+        lr = session.optimizer.param_groups[0]["lr"]  # what this step uses
         if not train_step(session, state, index, kl_weight=kl_weight, epoch=epoch):
             continue  # a skipped non-finite batch
         if state.step % config["log_every"] == 0:
@@ -329,7 +333,7 @@ def train_epoch(session: Session, state: TrainState, epoch: int, stop: StopSigna
     return (
         {name: float(value) / seen for name, value in zip(TERM_NAMES, sums.tolist(), strict=True)},
         seen / train_seconds,
-        kl_weight,
+        {"train/kl_weight": kl_weight, "train/lr": lr},
     )
 
 
@@ -366,12 +370,14 @@ def train_step(session: Session, state: TrainState, index: torch.Tensor, *, kl_w
     if runtime.device == "cpu" or (state.step + 1) % config["log_every"] == 0:
         check_finite(terms, epoch=epoch, step=state.step + 1, grad_norm=grad_norm)
     session.optimizer.step()
+    session.scheduler.step()
     state.step += 1
     state.epoch_seen += x.shape[0]
     state.epoch_sums += torch.stack([t.detach() for t in terms]) * x.shape[0]
     if state.step % config["log_every"] == 0:
         session.writer.add_scalar("train_step/loss", terms.loss.item(), state.step)
         session.writer.add_scalar("train_step/grad_norm", grad_norm.item(), state.step)
+        session.writer.add_scalar("train_step/lr", session.scheduler.get_last_lr()[0], state.step)
     return True
 
 
@@ -405,12 +411,20 @@ def validate_epoch(session: Session) -> dict:
     return {**terms, "beta_effective": session.beta}
 
 
+def save_checkpoints(session: Session, state: TrainState, improved: bool) -> None:
+    """last.pt, and best.pt when the validation loss improved; before logging, so a kill in between
+    loses a few scalars and never duplicates them."""
+    session.save(state)
+    if improved:
+        session.save(state, "best")
+
+
 def log_epoch_end(
-    session: Session, state: TrainState, train_metrics: dict, val_metrics: dict, *, kl_weight: float
+    session: Session, state: TrainState, train_metrics: dict, val_metrics: dict, *, schedule: dict, started: float
 ) -> dict:
-    """The epoch's scalars and images to TensorBoard (and images/); returns metrics.json's content but wall_seconds."""
+    """The epoch's scalars and images to TensorBoard (and images/), metrics.json, and a line to the console."""
     config, epoch, images_per_second = session.config, state.epoch, state.history[-1]["images_per_second"]
-    extra = {"train/images_per_second": images_per_second, "train/kl_weight": kl_weight}
+    extra = {"train/images_per_second": images_per_second, **schedule}
     if state.skipped_steps:
         extra["train/skipped_steps"] = state.skipped_steps
     log_epoch(session.writer, epoch, train=train_metrics, val=val_metrics, extra=extra)
@@ -426,16 +440,23 @@ def log_epoch_end(
         channels_last=session.runtime.channels_last,
     )
     session.writer.flush()
-    return {
+    metrics = {
         "epoch": epoch,
         "train": train_metrics,
         "val": val_metrics,
-        "wall_seconds": None,
+        "wall_seconds": time.perf_counter() - started,
         "images_per_second": images_per_second,
         "best_val_loss": state.best_val_loss,
         "skipped_steps": state.skipped_steps,
         "history": state.history,
     }
+    (session.run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    log.info(
+        "epoch %d/%d  loss %.4f  val_loss %.4f  val -ELBO %.2f nats  %.0f img/s  %.1f s",
+        *(epoch, config["epochs"], train_metrics["loss"], val_metrics["loss"], val_metrics["neg_elbo_nats"]),
+        *(images_per_second, state.history[-1]["epoch_seconds"]),
+    )
+    return metrics
 
 
 def resume_config(run_dir: Path, composed: DictConfig, overrides: list[str]) -> tuple[DictConfig, dict]:
@@ -445,7 +466,7 @@ def resume_config(run_dir: Path, composed: DictConfig, overrides: list[str]) -> 
     else (model, loss, data) is refused by name.
     """
     checkpoint = load_checkpoint(run_dir / "checkpoints" / "last.pt")
-    original = OmegaConf.create(checkpoint["config"])
+    original = OmegaConf.create(with_shared_defaults(checkpoint["config"]))
     keys = [override.split("=", 1)[0].lstrip("+~") for override in overrides]
     changed = [
         key
@@ -456,6 +477,13 @@ def resume_config(run_dir: Path, composed: DictConfig, overrides: list[str]) -> 
         raise ConfigError(
             f"resume continues a run with its own config; these overrides would change it: {', '.join(changed)} "
             f"(a resumed run accepts only {', '.join(sorted(RESUMABLE_OVERRIDES - {'resume'}))})"
+        )
+    schedule, epochs = original.optim.schedule, composed.epochs
+    if "epochs" in keys and epochs != original.epochs and schedule in DECAYING:
+        raise ConfigError(
+            f"epochs={epochs}: this run's {schedule} schedule decays its lr over the {original.epochs} epochs it was "
+            "started with, so a run of another length would have taken other steps from the start; "
+            "start a new run with the longer schedule instead"
         )
     for key in keys:
         if key in RESUMABLE_OVERRIDES and key != "resume":
