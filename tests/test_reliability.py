@@ -192,3 +192,33 @@ def test_nan_skip_counts_skipped_batches(tmp_path, monkeypatch):
     metrics = train(compose_config([*TINY, "data.num_train=128", "epochs=1", "on_nan=skip"]), tmp_path)
     assert metrics["skipped_steps"] == 2
     assert load_checkpoint(tmp_path / "checkpoints" / "last.pt")["step"] == 4 - 2
+
+
+@pytest.mark.slow  # runs the CLI in a subprocess
+def test_an_interrupted_sweep_continues_where_it_stopped(tmp_path):
+    from vae.report import report
+
+    sweep = tmp_path / "sweep"
+    args = ["-m", *TINY, "data.num_train=2048", "epochs=2", "checkpoint_every_steps=5", "latent_dim=2,3,4"]
+    args.append(f"hydra.sweep.dir={sweep}")
+    process = _start_cli(*args)
+    _wait_for(sweep / "1" / "checkpoints" / "last.pt", process)  # job 0 done, job 1 under way
+    process.send_signal(signal.SIGTERM)
+    output, _ = process.communicate(timeout=120)
+    assert process.returncode == 130, output[-2000:]  # the whole sweep stops, not just the job
+    assert json.loads((sweep / "0" / "metrics.json").read_text())["epoch"] == 2
+    assert load_checkpoint(sweep / "1" / "checkpoints" / "last.pt")["step"] < 2 * 64
+    assert not (sweep / "2").exists()
+    finished_before = (sweep / "0" / "checkpoints" / "last.pt").stat().st_mtime_ns
+
+    result = run_cli("vae.train", *args)  # the same command continues it
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert (sweep / "0" / "checkpoints" / "last.pt").stat().st_mtime_ns == finished_before  # not run again
+    assert len(json.loads((sweep / "1" / "run.json").read_text())["resumes"]) == 1  # resumed, not restarted
+    assert not (sweep / "1" / "error.txt").exists()
+    rows = report(sweep, num_samples=4)
+    assert [(row["latent_dim"], row["status"], row["epochs_done"]) for row in rows] == [
+        (2, "ok", 2),
+        (3, "ok", 2),
+        (4, "ok", 2),
+    ]

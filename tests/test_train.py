@@ -95,6 +95,19 @@ def test_tensorboard_has_one_hparams_entry(tiny_run):
     assert b"kl_weight" in content["_hparams_/session_start_info"]
 
 
+def test_hparams_dashboard_shows_the_studys_knobs_first_and_the_final_nats_as_columns(tiny_run):
+    from tensorboard.plugins.hparams import backend_context, metadata
+
+    experiment = metadata.parse_experiment_plugin_data(
+        events(tiny_run).PluginTagToContent("hparams")["_hparams_/experiment"]
+    )
+    backend_context._sort_and_reduce_to_hparams_limit(experiment)  # the order the dashboard uses
+    assert [info.name for info in experiment.hparam_infos][:3] == ["beta_effective", "kl_weight", "latent_dim"]
+    assert {"batch_size", "seed", "lr", "data"} <= {info.name for info in experiment.hparam_infos}
+    columns = [info.name.tag for info in experiment.metric_infos]
+    assert columns[:3] == ["hparams/val_neg_elbo_nats", "hparams/val_rec_nats", "hparams/val_kl_nats"]
+
+
 def test_run_json_records_versions_and_resolved_settings(tiny_run):
     info = json.loads((tiny_run / "run.json").read_text())
     assert info["versions"]["torch"] == torch.__version__.split("+")[0] or info["versions"]["torch"].startswith(

@@ -530,19 +530,24 @@ def _hydra_main() -> None:
         if cfg.threads == 0 and "joblib" in str(launcher.get("_target_", "")):
             # Jobs running side by side share the cores instead of each taking all of them.
             cfg.threads = threads_per_parallel_job(launcher.get("n_jobs"))
+        multirun = hydra_cfg.mode == RunMode.MULTIRUN
+        resume_from = Path(cfg.resume) if cfg.resume else None
+        if resume_from is None and multirun and (run_dir / "checkpoints" / "last.pt").is_file():
+            resume_from = run_dir  # a sweep continued in its own directory: this job ran before
+        (run_dir / "error.txt").unlink(missing_ok=True)  # what a failed earlier attempt left
         try:
-            if cfg.resume:
+            if resume_from is not None:
                 overrides = [o for o in hydra_cfg.overrides.task if not o.startswith("hydra.")]
-                cfg, checkpoint = resume_config(Path(cfg.resume), cfg, overrides)
+                cfg, checkpoint = resume_config(resume_from, cfg, overrides)
                 metrics = train(cfg, run_dir, resume_from=checkpoint)
             else:
                 metrics = train(cfg, run_dir)
         except USER_ERRORS as error:
             (run_dir / "error.txt").write_text(f"{type(error).__name__}: {error}\n")
-            if hydra_cfg.mode == RunMode.MULTIRUN:
+            if multirun and not isinstance(error, Interrupted):
                 raise  # Hydra records the failed job and goes on with the others
             log.error("%s", error)
-            sys.exit(130 if isinstance(error, Interrupted) else 2)
+            sys.exit(130 if isinstance(error, Interrupted) else 2)  # an interrupted sweep stops whole
         return metrics.get("val", {}).get("neg_elbo_nats")
 
     main()
