@@ -55,7 +55,12 @@ def _events(run_dir, tag):
 
 
 def test_the_trainer_steps_the_schedule_and_logs_train_lr(tmp_path):
-    train(compose_config([*DETERMINISTIC, "epochs=2", "optim.schedule=cosine", "optim.lr_floor=1e-4"]), tmp_path)
+    train(
+        compose_config(
+            [*DETERMINISTIC, "epochs=2", "optim.schedule=cosine", "optim.lr_floor=1e-4", "optim.warmup_steps=0"]
+        ),
+        tmp_path,
+    )
     # Epoch 1's last step is step 3 of 8, epoch 2's is step 7 (0-based).
     expected = [lr_factor(s, schedule="cosine", warmup_steps=0, total_steps=8, floor_ratio=0.1) for s in (3, 7)]
     logged = _events(tmp_path, "train/lr")

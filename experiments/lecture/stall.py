@@ -44,19 +44,18 @@ def dead_shares(model, probe: torch.Tensor) -> dict[str, float]:
     return {name: float((out <= 0).all(0).float().mean()) for name, out in relu_outputs(model, probe).items()}
 
 
-def first_epoch(seed: int, warmup_steps: int, data_root: str, probe_every: int) -> dict:
-    """One epoch of the default run at `seed` with `optim.warmup_steps`, as the trainer takes it."""
-    config = compose_dict(
-        [
-            "latent_dim=2",
-            "kl_weight=1e-3",
-            f"seed={seed}",
-            f"optim.warmup_steps={warmup_steps}",
-            f"data.root={data_root}",
-        ]
-    )
+def first_epoch(seed: int, warmup_steps: int, data_root: str, probe_every: int, overrides: list[str] = ()) -> dict:
+    """One epoch of the default run at `seed` with `optim.warmup_steps` (and `overrides`), as the trainer takes it."""
+    base = ["latent_dim=2", "kl_weight=1e-3", f"seed={seed}", f"optim.warmup_steps={warmup_steps}"]
+    config = compose_dict([*base, f"data.root={data_root}", *overrides])
+    kl_weight = config["kl_weight"]
     runtime = resolve_runtime(
-        device="cpu", threads=0, precision="auto", compile=False, channels_last="auto", deterministic=False
+        device="cpu",
+        threads=0,
+        precision=config["precision"],
+        compile=False,
+        channels_last=config["channels_last"],
+        deterministic=False,
     )
     apply_runtime(runtime, seed=seed)
     splits = build_data(config)
@@ -73,7 +72,7 @@ def first_epoch(seed: int, warmup_steps: int, data_root: str, probe_every: int) 
         x = batch_input(splits.train.images, index, runtime=runtime)
         eps = torch.randn(x.shape[0], config["latent_dim"])
         terms, _ = forward_backward(
-            model, optimizer, x, runtime=runtime, kl_weight=1e-3, gen_loss="bce", reduction="mean", eps=eps
+            model, optimizer, x, runtime=runtime, kl_weight=kl_weight, gen_loss="bce", reduction="mean", eps=eps
         )
         optimizer.step()
         scheduler.step()
@@ -83,7 +82,7 @@ def first_epoch(seed: int, warmup_steps: int, data_root: str, probe_every: int) 
     val = dataset_loss_terms(
         model,
         splits.val.images,
-        kl_weight=1e-3,
+        kl_weight=kl_weight,
         gen_loss="bce",
         reduction="mean",
         batch_size=config["eval_batch_size"],
@@ -109,14 +108,17 @@ def main() -> None:
     parser.add_argument("--seeds", default="0-9")
     parser.add_argument("--warmup", type=int, nargs="+", default=[0])
     parser.add_argument("--probe-every", type=int, default=20)
+    parser.add_argument("--override", nargs="*", default=[], help="more trainer overrides, e.g. optim.eps=1e-5")
     parser.add_argument("--out", default=str(Path(__file__).with_name("stall.json")))
     args = parser.parse_args()
-    results = {"cpu": Path("/proc/cpuinfo").read_text().split("model name")[1].split("\n")[0].strip(": "), "runs": []}
+    results = json.loads(Path(args.out).read_text()) if Path(args.out).is_file() else {"runs": []}
+    results["cpu"] = Path("/proc/cpuinfo").read_text().split("model name")[1].split("\n")[0].strip(": \t")
     for warmup in args.warmup:
         for seed in seeds_from(args.seeds):
             started = time.perf_counter()
-            run = first_epoch(seed, warmup, args.data_root, args.probe_every)
+            run = first_epoch(seed, warmup, args.data_root, args.probe_every, args.override)
             run["seconds"] = time.perf_counter() - started
+            run["overrides"] = list(args.override)
             results["runs"].append(run)
             Path(args.out).write_text(json.dumps(results, indent=1))
             final = run["curve"][-1]
@@ -126,7 +128,11 @@ def main() -> None:
                 f"{final['encoder dense (32)']:.2f}, dead decoder units {final['decoder dense 2 (12544)']:.2f}",
                 flush=True,
             )
-        losses = [r["val_loss"] for r in results["runs"] if r["warmup_steps"] == warmup]
+        losses = [
+            r["val_loss"]
+            for r in results["runs"]
+            if r["warmup_steps"] == warmup and r.get("overrides", []) == args.override
+        ]
         stalled = sum(loss > MEAN_IMAGE for loss in losses)
         print(
             f"warmup {warmup}: {stalled}/{len(losses)} stalled; val_loss mean {statistics.mean(losses):.4f} "
