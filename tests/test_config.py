@@ -145,3 +145,23 @@ def test_two_launches_in_one_second_get_different_directories():
     second_run, second_sweep = launch()
     assert first_run.startswith("outputs/runs/") and first_sweep.startswith("outputs/multirun/")
     assert first_run != second_run and first_sweep != second_sweep
+
+
+def _flat(config: dict, prefix: str = "") -> dict:
+    flat = {}
+    for key, value in config.items():
+        if isinstance(value, dict):
+            flat.update(_flat(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def test_lecture_fast_is_the_lecture_with_another_schedule():
+    from vae.config import compose_dict
+
+    lecture, fast = _flat(compose_dict(["experiment=lecture"])), _flat(compose_dict(["experiment=lecture_fast"]))
+    changed = {key for key in lecture if lecture[key] != fast[key]}
+    assert "epochs" in changed and "optim.schedule" in changed
+    assert changed <= {"batch_size", "epochs", "optim.lr", "optim.warmup_steps", "optim.schedule", "optim.lr_floor"}
+    assert fast["epochs"] <= 6 and fast["data.val_source"] == "test" and fast["optim.eps"] == 1e-7

@@ -33,3 +33,40 @@ def test_report_on_a_two_by_two_sweep_writes_table_csv_and_plots(tiny_sweep, tmp
         image = Image.open(sweep / name).convert("L")
         low, high = image.getextrema()
         assert image.size[0] > 300 and low < high
+
+
+@pytest.mark.slow  # runs the CLI in a subprocess
+def test_report_averages_seeds_and_rebuilds_its_figures_without_checkpoints(tiny_sweep, tmp_path):
+    import json
+
+    from omegaconf import OmegaConf
+
+    sweep = tmp_path / "sweep"
+    shutil.copytree(tiny_sweep, sweep)
+    # A second seed of job 0's cell, 0.02 lower in val_loss.
+    shutil.copytree(sweep / "0", sweep / "4")
+    config = OmegaConf.load(sweep / "4" / ".hydra" / "config.yaml")
+    config.seed = 1
+    OmegaConf.save(config, sweep / "4" / ".hydra" / "config.yaml")
+    metrics = json.loads((sweep / "4" / "metrics.json").read_text())
+    first_loss = metrics["val"]["loss"]
+    metrics["val"]["loss"] -= 0.02
+    (sweep / "4" / "metrics.json").write_text(json.dumps(metrics))
+    for job in sweep.iterdir():  # what experiments/ keeps of a sweep: configs, metrics, images
+        shutil.rmtree(job / "checkpoints", ignore_errors=True)
+
+    rows = report(sweep, num_samples=4)
+
+    assert [row["seed"] for row in rows] == [0, 0, 0, 0, 1]
+    markdown = (sweep / "report.md").read_text()
+    assert "mean ± sd over seeds" in markdown
+    cell = next(
+        line
+        for line in markdown.splitlines()[markdown.splitlines().index("## By cell: mean ± sd over seeds") :]
+        if line.startswith(f"| 0 | {rows[0]['latent_dim']} | 2 |")
+    )
+    assert f"{first_loss - 0.01:.4g} ± 0.014" in cell  # mean and sd of the two seeds
+    for name in ("samples.png", "latent_grids.png"):
+        image = Image.open(sweep / name).convert("L")
+        low, high = image.getextrema()
+        assert image.size[0] > 300 and low < high

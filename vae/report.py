@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import statistics
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +26,7 @@ COLUMNS = [
     "status",
     "kl_weight",
     "latent_dim",
+    "seed",
     "reduction",
     "beta_effective",
     "epochs_done",
@@ -58,6 +60,7 @@ def read_job(job_dir: Path) -> dict:
         row.update(
             kl_weight=config.get("kl_weight"),
             latent_dim=config.get("latent_dim"),
+            seed=config.get("seed"),
             reduction=config.get("reduction"),
             binarize=config.get("data", {}).get("binarize"),
             epochs_planned=config.get("epochs"),
@@ -123,26 +126,76 @@ def write_table(rows: list[dict], sweep_dir: Path) -> None:
         "|" + "---|" * len(COLUMNS),
     ]
     lines += ["| " + " | ".join(_format(row.get(column)) for column in COLUMNS) + " |" for row in rows]
+    cells = cell_summaries(rows)
+    if any(cell["seeds"] > 1 for cell in cells):
+        names = ["kl_weight", "latent_dim", "seeds", *CELL_METRICS]
+        lines += [
+            "",
+            "## By cell: mean ± sd over seeds",
+            "",
+            "| " + " | ".join(names) + " |",
+            "|" + "---|" * len(names),
+        ]
+        for cell in cells:
+            values = [_format(cell["kl_weight"]), str(cell["latent_dim"]), str(cell["seeds"])]
+            values += [_mean_sd(cell[name]) for name in CELL_METRICS]
+            lines.append("| " + " | ".join(values) + " |")
     (sweep_dir / "report.md").write_text("\n".join(lines) + "\n")
 
 
+CELL_METRICS = ("val_loss", "val_neg_elbo_nats", "val_rec_nats", "val_kl_nats", "val_mean_sigma")
+
+
+def cell_summaries(rows: list[dict]) -> list[dict]:
+    """The finished jobs grouped by (kl_weight, latent_dim): each metric's values over the cell's seeds."""
+    cells: dict[tuple, dict] = {}
+    for row in rows:
+        if row["status"] != "ok":
+            continue
+        cell = cells.setdefault((row["kl_weight"], row["latent_dim"]), {"rows": []})
+        cell["rows"].append(row)
+    summaries = []
+    for (kl_weight, latent_dim), cell in sorted(cells.items()):
+        summary = {"kl_weight": kl_weight, "latent_dim": latent_dim, "seeds": len(cell["rows"])}
+        for name in CELL_METRICS:
+            summary[name] = [row[name] for row in cell["rows"] if row.get(name) is not None]
+        summary["first"] = min(cell["rows"], key=lambda row: row.get("seed") or 0)
+        summaries.append(summary)
+    return summaries
+
+
+def _mean_sd(values: list[float]) -> str:
+    if not values:
+        return ""
+    if len(values) == 1:
+        return f"{values[0]:.4g}"
+    return f"{statistics.mean(values):.4g} ± {statistics.stdev(values):.2g}"
+
+
 def rate_distortion_figure(rows: list[dict]):
-    """KL (rate) against reconstruction (distortion) in nats, a curve per latent_dim, points labelled by kl_weight."""
+    """KL (rate) against reconstruction (distortion) in nats, a curve per latent_dim through the cells' means
+    (bars: sd over seeds), points labelled by kl_weight."""
     fig, ax = plt.subplots(figsize=(8, 6))
-    done = [row for row in rows if row.get("val_kl_nats") is not None]
-    for latent_dim in sorted({row["latent_dim"] for row in done}):
-        points = sorted((row for row in done if row["latent_dim"] == latent_dim), key=lambda row: row["kl_weight"])
-        rates = [row["val_kl_nats"] for row in points]
-        distortions = [row["val_rec_nats"] for row in points]
-        ax.plot(rates, distortions, marker="o", label=f"latent_dim {latent_dim}")
-        for row, rate, distortion in zip(points, rates, distortions, strict=True):
+    cells = [cell for cell in cell_summaries(rows) if cell["val_kl_nats"]]
+    for latent_dim in sorted({cell["latent_dim"] for cell in cells}):
+        points = [cell for cell in cells if cell["latent_dim"] == latent_dim]
+        rates = [statistics.mean(cell["val_kl_nats"]) for cell in points]
+        distortions = [statistics.mean(cell["val_rec_nats"]) for cell in points]
+        spread = [
+            [statistics.stdev(c[k]) if len(c[k]) > 1 else 0.0 for c in points] for k in ("val_kl_nats", "val_rec_nats")
+        ]
+        ax.errorbar(
+            rates, distortions, xerr=spread[0], yerr=spread[1], marker="o", capsize=3, label=f"latent_dim {latent_dim}"
+        )
+        for cell, rate, distortion in zip(points, rates, distortions, strict=True):
             ax.annotate(
-                f"λ={row['kl_weight']:g}", (rate, distortion), fontsize=7, xytext=(3, 3), textcoords="offset points"
+                f"λ={cell['kl_weight']:g}", (rate, distortion), fontsize=7, xytext=(3, 3), textcoords="offset points"
             )
     ax.set_xlabel("rate: KL(q(z|x) || p(z)), nats per image")
     ax.set_ylabel("distortion: reconstruction BCE, nats per image")
     ax.set_title("Rate-distortion over the sweep (validation split)")
-    if done and max(row["val_kl_nats"] for row in done) > 100 * max(1e-3, min(row["val_kl_nats"] for row in done)):
+    all_rates = [rate for cell in cells for rate in cell["val_kl_nats"]]
+    if all_rates and max(all_rates) > 100 * max(1e-3, min(all_rates)):
         ax.set_xscale("symlog", linthresh=1.0)
     ax.legend()
     ax.grid(alpha=0.3)
@@ -150,13 +203,28 @@ def rate_distortion_figure(rows: list[dict]):
     return fig
 
 
+def _job_image(job_dir: Path, name: str) -> torch.Tensor | None:
+    """A PNG the trainer wrote into the job's images/ as (C, H, W) in [0, 1], or None."""
+    path = job_dir / "images" / name
+    if not path.is_file():
+        return None
+    from torchvision.io import ImageReadMode, read_image
+
+    return read_image(str(path), mode=ImageReadMode.UNCHANGED).float() / 255.0
+
+
+def _show_sheet(ax, sheet: torch.Tensor) -> None:
+    ax.imshow((sheet.permute(1, 2, 0) if sheet.shape[0] == 3 else sheet[0]).numpy(), cmap="gray", vmin=0, vmax=1)
+
+
 def samples_figure(rows: list[dict], sweep_dir: Path, *, num_samples: int):
-    """Prior samples of every finished job, one panel each, laid out latent_dim x kl_weight."""
+    """Prior samples of each cell (its first seed), laid out latent_dim x kl_weight: drawn from the checkpoint,
+    or the trainer's last images/samples_prior.png when the job kept no checkpoint."""
     from torchvision.utils import make_grid
 
-    done = [row for row in rows if row["status"] in ("ok", "incomplete")]
-    latent_dims = sorted({row["latent_dim"] for row in done})
-    kl_weights = sorted({row["kl_weight"] for row in done})
+    cells = cell_summaries([{**row, "status": "ok"} if row["status"] == "incomplete" else row for row in rows])
+    latent_dims = sorted({cell["latent_dim"] for cell in cells})
+    kl_weights = sorted({cell["kl_weight"] for cell in cells})
     fig, axes = plt.subplots(
         len(latent_dims) or 1,
         len(kl_weights) or 1,
@@ -165,29 +233,51 @@ def samples_figure(rows: list[dict], sweep_dir: Path, *, num_samples: int):
     )
     for ax in axes.flat:
         ax.axis("off")
-    for row in done:
+    for cell in cells:
+        job_dir = sweep_dir / cell["first"]["job"]
         try:
-            model = load_run(sweep_dir / row["job"]).model
+            images = load_run(job_dir).model.sample(num_samples, generator=torch.Generator().manual_seed(0))
+            sheet = make_grid(images, nrow=int(math.ceil(math.sqrt(num_samples))), padding=1, pad_value=0.5)
         except CheckpointError:
+            sheet = _job_image(job_dir, "samples_prior.png")
+        if sheet is None:
             continue
-        images = model.sample(num_samples, generator=torch.Generator().manual_seed(0))
-        sheet = make_grid(images, nrow=int(math.ceil(math.sqrt(num_samples))), padding=1, pad_value=0.5)
-        ax = axes[latent_dims.index(row["latent_dim"])][kl_weights.index(row["kl_weight"])]
-        ax.imshow((sheet.permute(1, 2, 0) if sheet.shape[0] == 3 else sheet[0]).numpy(), cmap="gray", vmin=0, vmax=1)
-        ax.set_title(f"L={row['latent_dim']} λ={row['kl_weight']:g}", fontsize=8)
-    fig.suptitle("Samples from the prior, per job")
+        ax = axes[latent_dims.index(cell["latent_dim"])][kl_weights.index(cell["kl_weight"])]
+        _show_sheet(ax, sheet)
+        ax.set_title(f"L={cell['latent_dim']} λ={cell['kl_weight']:g}", fontsize=8)
+    fig.suptitle("Samples from the prior, per cell")
+    fig.tight_layout()
+    return fig
+
+
+def latent_grids_figure(rows: list[dict], sweep_dir: Path):
+    """The latent_dim 2 cells' decoded 15x15 grids (the trainer's last images/latent_grid.png) side by side, by kl_weight."""
+    cells = [cell for cell in cell_summaries(rows) if cell["latent_dim"] == 2]
+    grids = [(cell, _job_image(sweep_dir / cell["first"]["job"], "latent_grid.png")) for cell in cells]
+    grids = [(cell, grid) for cell, grid in grids if grid is not None]
+    if not grids:
+        return None
+    fig, axes = plt.subplots(1, len(grids), figsize=(3.2 * len(grids), 3.6), squeeze=False)
+    for ax, (cell, grid) in zip(axes[0], grids, strict=True):
+        _show_sheet(ax, grid)
+        ax.axis("off")
+        ax.set_title(f"λ={cell['kl_weight']:g} (β={cell['first'].get('beta_effective') or 0:.3g})", fontsize=9)
+    fig.suptitle("latent_dim 2: the decoded grid of z over the prior's quantiles, by λ")
     fig.tight_layout()
     return fig
 
 
 def report(sweep_dir: Path, *, num_samples: int = 16) -> list[dict]:
-    """Write report.md, report.csv, rate_distortion.png and samples.png into the sweep directory."""
+    """Write report.md, report.csv, rate_distortion.png, samples.png and (latent_dim 2) latent_grids.png into the sweep directory."""
     rows = [read_job(job) for job in job_dirs(sweep_dir)]
     if not rows:
         raise FileNotFoundError(f"{sweep_dir} holds no job directories (0, 1, ...): is it a sweep directory?")
     write_table(rows, sweep_dir)
     save(rate_distortion_figure(rows), sweep_dir / "rate_distortion.png")
     save(samples_figure(rows, sweep_dir, num_samples=num_samples), sweep_dir / "samples.png")
+    grids = latent_grids_figure(rows, sweep_dir)
+    if grids is not None:
+        save(grids, sweep_dir / "latent_grids.png")
     return rows
 
 

@@ -7,7 +7,7 @@ never looked at); stage `final` runs the chosen settings (`experiment=lecture_fa
 lecture itself on the test split, as the lecture reported, for several seeds.
 
     python experiments/lecture_fast/search.py --data-root <MNIST dir> --stage search
-    python experiments/lecture_fast/search.py --data-root <MNIST dir> --stage final --seeds 0 1 2
+    python experiments/lecture_fast/search.py --data-root <MNIST dir> --stage final --seeds 0 1 2 --lecture-seeds 0
 
 Each run is `python -m vae.train` in outputs/lecture_fast/<name>/; a run already finished is
 read, not re-run, so the script can be stopped and started again. Results go to
@@ -45,6 +45,22 @@ CANDIDATES = {
         "optim.warmup_steps=200",
         "epochs=5",
     ],
+    "cos5e-3_w500_e4": ["optim.lr=5e-3", "optim.schedule=cosine", "optim.warmup_steps=500", "epochs=4"],
+    "b64_cos3e-3_w500_e4": [
+        "batch_size=64",
+        "optim.lr=3e-3",
+        "optim.schedule=cosine",
+        "optim.warmup_steps=500",
+        "epochs=4",
+    ],
+    "b64_cos3e-3_w500_e6": [
+        "batch_size=64",
+        "optim.lr=3e-3",
+        "optim.schedule=cosine",
+        "optim.warmup_steps=500",
+        "epochs=6",
+    ],
+    "cos5e-3_w500_e6": ["optim.lr=5e-3", "optim.schedule=cosine", "optim.warmup_steps=500", "epochs=6"],
     "cos3e-3_w200_e6": ["optim.lr=3e-3", "optim.schedule=cosine", "optim.warmup_steps=200", "epochs=6"],
 }
 
@@ -89,8 +105,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-root", default="./data")
     parser.add_argument("--stage", choices=("search", "final"), default="search")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="search: 0 for all; final: 0 1 2")
     parser.add_argument("--lecture-epochs", type=int, default=14)
+    parser.add_argument("--lecture-seeds", type=int, nargs="*", default=[0])
     parser.add_argument("--only", nargs="*", help="candidate names to run (search stage)")
     parser.add_argument("--out-root", default="outputs/lecture_fast")
     args = parser.parse_args()
@@ -100,14 +117,19 @@ def main() -> None:
     done = {entry["name"] for entry in results["runs"]}
     if args.stage == "search":
         plan = {
-            name: ["experiment=lecture", "data.val_source=holdout", *overrides]
+            name + (f"_seed{seed}" if seed else ""): [
+                "experiment=lecture",
+                "data.val_source=holdout",
+                *overrides,
+                f"seed={seed}",
+            ]
             for name, overrides in CANDIDATES.items()
             if not args.only or name in args.only
+            for seed in args.seeds
         }
     else:
-        plan = {}
-        for seed in args.seeds:
-            plan[f"lecture_fast_seed{seed}"] = ["experiment=lecture_fast", f"seed={seed}"]
+        plan = {f"lecture_fast_seed{seed}": ["experiment=lecture_fast", f"seed={seed}"] for seed in args.seeds}
+        for seed in args.lecture_seeds:
             plan[f"lecture_seed{seed}"] = ["experiment=lecture", f"epochs={args.lecture_epochs}", f"seed={seed}"]
     for name, overrides in plan.items():
         if name in done:
