@@ -208,9 +208,12 @@ def _job_image(job_dir: Path, name: str) -> torch.Tensor | None:
     path = job_dir / "images" / name
     if not path.is_file():
         return None
-    from torchvision.io import ImageReadMode, read_image
+    import numpy as np
+    from PIL import Image
 
-    return read_image(str(path), mode=ImageReadMode.UNCHANGED).float() / 255.0
+    with Image.open(path) as image:
+        pixels = np.asarray(image.convert("RGB"))
+    return torch.from_numpy(pixels.copy()).permute(2, 0, 1).float() / 255.0
 
 
 def _show_sheet(ax, sheet: torch.Tensor) -> None:
