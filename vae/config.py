@@ -258,6 +258,26 @@ def _positive_ints(value: object, *, min_length: int = 0) -> bool:
     return isinstance(value, list) and len(value) >= min_length and all(isinstance(v, int) and v >= 1 for v in value)
 
 
+def _validate_optim(get) -> None:
+    """The optimizer's and the schedule's values that types cannot check."""
+    _check(get("optim.lr") > 0, "optim.lr", "a number > 0", get("optim.lr"))
+    _check(
+        get("optim.lr_floor") <= get("optim.lr"),
+        "optim.lr_floor",
+        f"at most optim.lr ({get('optim.lr')})",
+        get("optim.lr_floor"),
+    )
+    stages = get("optim.stages")
+    _check(
+        isinstance(stages, list) and all(_is_stage(stage) for stage in stages),
+        "optim.stages",
+        "a list of [epochs, lr] pairs of positive numbers",
+        stages,
+    )
+    if get("optim.schedule") == "step":
+        _check(bool(stages), "optim.stages", "a non-empty list of [epochs, lr] with optim.schedule=step", stages)
+
+
 def validate(cfg: DictConfig) -> None:
     """Raise ConfigError naming the first key whose value cannot work."""
     try:
@@ -289,22 +309,7 @@ def validate(cfg: DictConfig) -> None:
     )
     for key in ("compile", "channels_last"):
         _check(_is_bool_or_auto(get(key)), key, "auto, true or false", get(key))
-    _check(get("optim.lr") > 0, "optim.lr", "a number > 0", get("optim.lr"))
-    _check(
-        get("optim.lr_floor") <= get("optim.lr"),
-        "optim.lr_floor",
-        f"at most optim.lr ({get('optim.lr')})",
-        get("optim.lr_floor"),
-    )
-    stages = get("optim.stages")
-    _check(
-        isinstance(stages, list) and all(_is_stage(stage) for stage in stages),
-        "optim.stages",
-        "a list of [epochs, lr] pairs of positive numbers",
-        stages,
-    )
-    if get("optim.schedule") == "step":
-        _check(bool(stages), "optim.stages", "a non-empty list of [epochs, lr] with optim.schedule=step", stages)
+    _validate_optim(get)
     shape = get("data.image_shape")
     _check(
         _positive_ints(shape) and len(shape) == 3,
