@@ -31,6 +31,7 @@ COLUMNS = [
     "beta_effective",
     "epochs_done",
     "val_loss",
+    "val_loss_gain_last_quarter",
     "val_neg_elbo_nats",
     "val_rec_nats",
     "val_kl_nats",
@@ -78,6 +79,7 @@ def read_job(job_dir: Path) -> dict:
             val_mean_sigma=val.get("mean_sigma"),
             beta_effective=val.get("beta_effective"),
         )
+        row["val_loss_gain_last_quarter"] = last_quarter_gain(metrics.get("history", []))
         finished = metrics["epoch"] >= (row.get("epochs_planned") or metrics["epoch"])
         row["status"] = "ok" if finished else "incomplete"
     eval_path = job_dir / "eval.json"
@@ -94,6 +96,14 @@ def read_job(job_dir: Path) -> dict:
     elif row["status"] == "failed":
         row["error"] = "no metrics.json (killed, or failed before its first epoch ended)"
     return row
+
+
+def last_quarter_gain(history: list[dict]) -> float | None:
+    """Relative val_loss drop over the run's last quarter of epochs (epoch E - ceil(E/4) to E): a convergence hint."""
+    if len(history) < 2:
+        return None
+    start = history[len(history) - math.ceil(len(history) / 4) - 1]["val_loss"]
+    return (start - history[-1]["val_loss"]) / start
 
 
 def job_dirs(sweep_dir: Path) -> list[Path]:
