@@ -178,7 +178,7 @@ def test_a_failed_sweep_job_leaves_the_others_intact_and_says_why(tmp_path):
 def test_nan_skip_counts_skipped_batches(tmp_path, monkeypatch):
     import vae.step as step_module
 
-    real_loss = step_module.vae_loss
+    real_loss = step_module.objective_loss
     calls = {"n": 0}
 
     def sometimes_nan(*args, **kwargs):
@@ -188,7 +188,7 @@ def test_nan_skip_counts_skipped_batches(tmp_path, monkeypatch):
             return terms._replace(loss=terms.loss * float("nan"))
         return terms
 
-    monkeypatch.setattr(step_module, "vae_loss", sometimes_nan)
+    monkeypatch.setattr(step_module, "objective_loss", sometimes_nan)
     metrics = train(compose_config([*TINY, "data.num_train=128", "epochs=1", "on_nan=skip"]), tmp_path)
     assert metrics["skipped_steps"] == 2
     assert load_checkpoint(tmp_path / "checkpoints" / "last.pt")["step"] == 4 - 2

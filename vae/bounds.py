@@ -23,23 +23,33 @@ DECODES_PER_CALL = {"cpu": 512, "cuda": 16384}
 
 
 def log_importance_weights(
-    model: VAE, x: torch.Tensor, mu: torch.Tensor, log_var: torch.Tensor, eps: torch.Tensor
+    model: VAE,
+    x: torch.Tensor,
+    mu: torch.Tensor,
+    log_var: torch.Tensor,
+    eps: torch.Tensor,
+    *,
+    autocast_dtype: torch.dtype | None = None,
 ) -> torch.Tensor:
-    """log p(x|z) + log p(z) - log q(z|x) for z = mu + sigma * eps: eps (K, B, L) -> (K, B).
+    """log p(x|z) + log p(z) - log q(z|x) for z = mu + sigma * eps: eps (K, B, L) -> (K, B), in fp32.
 
     The Bernoulli likelihood is BCE with logits summed over pixels; on gray-level images it is
     the same bound under BCE on gray levels, not a likelihood. It is computed as
     log p(x|z) = sum_p x_p * l_p - softplus(l_p), the x-term one batched matmul, so the K copies
-    of x are never materialised.
+    of x are never materialised. Only the decoder runs under `autocast_dtype`: log p(x|z), a sum
+    of hundreds of nats, is always summed in fp32 (in bf16 its 8-bit mantissa rounds it in
+    steps of 2-4 nats, and log-sum-exp over such noisy weights biases the bound low).
     """
     num_samples, batch = eps.shape[:2]
     sigma = torch.exp(0.5 * log_var)
     z = mu.unsqueeze(0) + sigma.unsqueeze(0) * eps  # (K, B, L)
     # Decode image-major, so each image's K logits are one contiguous (K, P) block.
-    logits = model.decode(z.transpose(0, 1).reshape(batch * num_samples, -1))  # (B*K, C, H, W)
-    logits = logits.float().reshape(batch, num_samples, -1)  # (B, K, P); a view for C = 1 or NCHW logits
-    target = x.float().reshape(batch, -1, 1)  # (B, P, 1)
-    log_px_z = torch.bmm(logits, target).squeeze(-1) - F.softplus(logits).sum(-1)  # (B, K)
+    with autocast_context(str(x.device), autocast_dtype):
+        logits = model.decode(z.transpose(0, 1).reshape(batch * num_samples, -1))  # (B*K, C, H, W)
+    with torch.autocast(device_type=x.device.type, enabled=False):  # fp32 even under an outer autocast
+        logits = logits.float().reshape(batch, num_samples, -1)  # (B, K, P); a view for C = 1 or NCHW logits
+        target = x.float().reshape(batch, -1, 1)  # (B, P, 1)
+        log_px_z = torch.bmm(logits, target).squeeze(-1) - F.softplus(logits).sum(-1)  # (B, K)
     log_pz = (-0.5 * (z.pow(2) + LOG_2PI)).sum(-1)
     log_qz_x = (-0.5 * (eps.pow(2) + LOG_2PI) - 0.5 * log_var.unsqueeze(0)).sum(-1)
     return log_px_z.t() + log_pz - log_qz_x
@@ -63,8 +73,7 @@ def iwae_log_likelihood(
     for start in range(0, num_samples, chunk):
         count = min(chunk, num_samples - start)
         eps = torch.randn(count, *mu.shape, generator=generator).to(device)
-        with autocast_context(str(device), autocast_dtype):
-            log_weights.append(log_importance_weights(model, x, mu, log_var, eps))
+        log_weights.append(log_importance_weights(model, x, mu, log_var, eps, autocast_dtype=autocast_dtype))
     log_weights = torch.cat(log_weights)  # (K, B)
     return torch.logsumexp(log_weights, 0) - math.log(num_samples)
 

@@ -77,7 +77,12 @@ def build_model(cfg: Mapping[str, Any]) -> VAE:
             hidden_dim=model_cfg["hidden_dim"],
         )
     elif model_cfg["name"] == "mlp":
-        model = mlp_vae(image_shape=image_shape, latent_dim=latent_dim, hidden_dims=tuple(model_cfg["hidden_dims"]))
+        model = mlp_vae(
+            image_shape=image_shape,
+            latent_dim=latent_dim,
+            hidden_dims=tuple(model_cfg["hidden_dims"]),
+            activation=model_cfg.get("activation", "relu"),  # runs saved before the key existed used ReLU
+        )
     else:
         raise ValueError(f"model.name must be conv or mlp (got {model_cfg['name']!r})")
     if model_cfg["init"] == "glorot":
@@ -119,6 +124,10 @@ def build_scheduler(optimizer: torch.optim.Optimizer, cfg: Mapping[str, Any], *,
         warmup_steps=optim["warmup_steps"],
         total_steps=cfg["epochs"] * steps_per_epoch,
         floor_ratio=optim["lr_floor"] / optim["lr"],
-        stages=stage_steps(optim["stages"], steps_per_epoch=steps_per_epoch, base_lr=optim["lr"]),
+        stages=stage_steps(
+            [(epochs / optim["stage_divisor"], lr) for epochs, lr in optim["stages"]],
+            steps_per_epoch=steps_per_epoch,
+            base_lr=optim["lr"],
+        ),
     )
     return lr_scheduler(optimizer, factor)

@@ -11,6 +11,7 @@ name, before any data is loaded.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,6 +69,9 @@ class SyntheticDataConfig(DataConfig):
 class ModelConfig:
     name: str = MISSING
     init: str = "glorot"  # glorot (Keras' default, trains) | torch (PyTorch's default)
+    # init (the decoder's last bias as model.init leaves it) | data_mean (the logit of the training
+    # pixel means clipped to [1e-3, 1 - 1e-3], Burda et al.'s start)
+    output_bias: str = "init"
 
 
 @dataclass
@@ -79,6 +83,7 @@ class ConvModelConfig(ModelConfig):
 @dataclass
 class MLPModelConfig(ModelConfig):
     hidden_dims: list[int] = MISSING
+    activation: str = MISSING  # relu | tanh
 
 
 @dataclass
@@ -91,6 +96,7 @@ class OptimConfig:
     warmup_steps: int = 0  # lr rises linearly from lr / warmup_steps to lr over these first steps
     lr_floor: float = 0.0  # where cosine and linear end, at the run's last step
     stages: list[Any] = field(default_factory=list)  # schedule=step: [[epochs, lr], ...] in order
+    stage_divisor: float = 1.0  # every stage's epochs divided by this (a compressed published schedule)
 
 
 @dataclass
@@ -101,6 +107,19 @@ class AdamConfig(OptimConfig):
 @dataclass
 class RMSpropConfig(OptimConfig):
     alpha: float = MISSING
+
+
+@dataclass
+class ObjectiveConfig:
+    """What training maximises: elbo (kl_weight-weighted, the default) or iwae (Burda et al.'s bound)."""
+
+    name: str = MISSING
+
+
+@dataclass
+class IWAEObjectiveConfig(ObjectiveConfig):
+    k: int = MISSING  # importance samples per image
+    estimator: str = MISSING  # iwae (the bound's plain gradient) | dreg (Tucker et al.'s doubly reparameterized)
 
 
 @dataclass
@@ -132,6 +151,7 @@ class Config:
     data: DataConfig = MISSING
     model: ModelConfig = MISSING
     optim: OptimConfig = MISSING
+    objective: ObjectiveConfig = MISSING
 
 
 SCHEMAS = {
@@ -143,13 +163,29 @@ SCHEMAS = {
     ("schema/model", "mlp"): MLPModelConfig,
     ("schema/optim", "adam"): AdamConfig,
     ("schema/optim", "rmsprop"): RMSpropConfig,
+    ("schema/objective", "elbo"): ObjectiveConfig,
+    ("schema/objective", "iwae"): IWAEObjectiveConfig,
 }
 
 
+def stage_epochs(stages: Sequence[Sequence[float]], divisor: float) -> int:
+    """The epochs a stepwise schedule runs: its stages' epochs summed, divided by `divisor`, rounded up."""
+    return math.ceil(sum(float(epochs) for epochs, _ in stages) / float(divisor) - 1e-9)
+
+
+def register_resolvers() -> None:
+    """The config's own interpolations, for reading a saved `.hydra/config.yaml` outside Hydra."""
+    OmegaConf.register_new_resolver("vae.stage_epochs", stage_epochs, replace=True)
+
+
 def register_configs() -> None:
-    """Put the schema into Hydra's ConfigStore, where conf/*.yaml finds it in its defaults lists."""
+    """Put the schema into Hydra's ConfigStore, where conf/*.yaml finds it in its defaults lists.
+
+    Also registers `${vae.stage_epochs:<stages>,<divisor>}`, the epochs of a stepwise schedule.
+    """
     from hydra.core.config_store import ConfigStore
 
+    register_resolvers()
     store = ConfigStore.instance()
     for (group, name), node in SCHEMAS.items():
         store.store(group=group, name=name, node=node)
@@ -179,7 +215,7 @@ def compose_dict(overrides: Sequence[str] = ()) -> dict:
 
 
 # The base schema of each group: the defaults every option of it shares.
-GROUP_SCHEMAS = {"data": DataConfig, "model": ModelConfig, "optim": OptimConfig}
+GROUP_SCHEMAS = {"data": DataConfig, "model": ModelConfig, "optim": OptimConfig, "objective": ObjectiveConfig}
 
 
 def with_shared_defaults(config: dict) -> dict:
@@ -188,7 +224,8 @@ def with_shared_defaults(config: dict) -> dict:
     for group, schema in GROUP_SCHEMAS.items():
         shared = OmegaConf.to_container(OmegaConf.structured(schema))
         shared = {key: value for key, value in shared.items() if value != MISSING}
-        filled[group] = {**shared, **config[group]}
+        # A group added since the run was written (objective) is the default it had then.
+        filled[group] = {**shared, **config.get(group, {"name": "elbo"} if group == "objective" else {})}
     return filled
 
 
@@ -207,6 +244,8 @@ CHOICES = {
     "data.binarize": ("none", "dynamic", "static"),
     "model.name": ("conv", "mlp"),
     "model.init": ("glorot", "torch"),
+    "model.output_bias": ("init", "data_mean"),
+    "objective.name": ("elbo", "iwae"),
     "optim.name": ("adam", "rmsprop"),
     "optim.schedule": ("constant", "cosine", "linear", "step"),
 }
@@ -223,7 +262,15 @@ AT_LEAST_ONE = (
     "data.num_val",
     "data.num_test",
     "model.hidden_dim",
+    "objective.k",
 )
+# Keys only some options of a group have: checked when present.
+OPTION_CHOICES = {
+    "model.activation": ("relu", "tanh"),
+    "objective.estimator": ("iwae", "dreg"),
+}
+# What objective=iwae needs: the importance-weighted bound is a bound on the true likelihood only.
+IWAE_NEEDS = {"gen_loss": "bce", "reduction": "sum", "kl_weight": 1.0, "free_bits": 0.0, "kl_warmup_epochs": 0.0}
 AT_LEAST_ZERO = {
     "kl_weight": "a number >= 0",
     "kl_warmup_epochs": "a number >= 0",
@@ -276,6 +323,23 @@ def _validate_optim(get) -> None:
     )
     if get("optim.schedule") == "step":
         _check(bool(stages), "optim.stages", "a non-empty list of [epochs, lr] with optim.schedule=step", stages)
+    _check(get("optim.stage_divisor") > 0, "optim.stage_divisor", "a number > 0", get("optim.stage_divisor"))
+
+
+def _validate_objective(get) -> None:
+    """objective=iwae trains a bound on log p(x): refused, naming the keys, with any other weighting of the terms."""
+    if get("objective.name") != "iwae":
+        return
+    wrong = [f"{key}={get(key)}" for key, needed in IWAE_NEEDS.items() if get(key) != needed]
+    if wrong:
+        needs = " ".join(
+            f"{key}={needed:g}" if isinstance(needed, float) else f"{key}={needed}"
+            for key, needed in IWAE_NEEDS.items()
+        )
+        raise ConfigError(
+            f"objective=iwae is the importance-weighted bound on the true likelihood and needs {needs}; "
+            f"got {', '.join(wrong)}"
+        )
 
 
 def validate(cfg: DictConfig) -> None:
@@ -296,6 +360,9 @@ def validate(cfg: DictConfig) -> None:
 
     for key, choices in CHOICES.items():
         _check(get(key) in choices, key, "one of " + ", ".join(choices), get(key))
+    for key, choices in OPTION_CHOICES.items():
+        if present(key):
+            _check(get(key) in choices, key, "one of " + ", ".join(choices), get(key))
     for key in filter(present, AT_LEAST_ONE):
         _check(get(key) >= 1, key, "an integer >= 1", get(key))
     for key, expectation in AT_LEAST_ZERO.items():
@@ -310,6 +377,7 @@ def validate(cfg: DictConfig) -> None:
     for key in ("compile", "channels_last"):
         _check(_is_bool_or_auto(get(key)), key, "auto, true or false", get(key))
     _validate_optim(get)
+    _validate_objective(get)
     shape = get("data.image_shape")
     _check(
         _positive_ints(shape) and len(shape) == 3,

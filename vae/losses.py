@@ -119,3 +119,116 @@ def beta_effective(*, kl_weight: float, reduction: str, num_pixels: int, latent_
 def nats_to_bits_per_dim(nats: float, num_pixels: int) -> float:
     """Convert nats per image to bits per pixel value."""
     return nats / (num_pixels * math.log(2.0))
+
+
+OBJECTIVES = ("elbo", "iwae")
+ESTIMATORS = ("iwae", "dreg")
+LOG_2PI = math.log(2 * math.pi)
+
+
+class Objective(NamedTuple):
+    """What training maximises: `elbo` (vae_loss) or `iwae` with k samples and a gradient estimator."""
+
+    name: str = "elbo"
+    k: int = 1
+    estimator: str = "iwae"
+
+    @classmethod
+    def from_config(cls, objective: dict | None) -> Objective:
+        """From the config's objective group (absent in runs saved before it existed: the ELBO)."""
+        objective = objective or {"name": "elbo"}
+        if objective["name"] not in OBJECTIVES:
+            raise ValueError(f"objective.name must be one of {OBJECTIVES} (got {objective['name']!r})")
+        if objective["name"] == "elbo":
+            return cls()
+        return cls("iwae", objective["k"], objective["estimator"])
+
+
+def log_weights(
+    logits: torch.Tensor,
+    x: torch.Tensor,
+    z: torch.Tensor,
+    mu: torch.Tensor,
+    log_var: torch.Tensor,
+    *,
+    stop_posterior_gradient: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """log w = log p(x|z) + log p(z) - log q(z|x) for K samples per image, and log p(x|z): each (K, B), fp32.
+
+    logits (K, B, C, H, W), x (B, C, H, W), z (K, B, L), mu and log_var (B, L). With
+    `stop_posterior_gradient`, q's parameters are held constant in log q (z still carries their
+    gradient): the doubly reparameterized estimator's form.
+    """
+    logits = logits.float()
+    log_px_z = (
+        -F.binary_cross_entropy_with_logits(logits, x.float().unsqueeze(0).expand_as(logits), reduction="none")
+        .flatten(2)
+        .sum(-1)
+    )
+    z, mu, log_var = z.float(), mu.float(), log_var.float()
+    if stop_posterior_gradient:
+        mu, log_var = mu.detach(), log_var.detach()
+    log_pz = -0.5 * (z.pow(2) + LOG_2PI).sum(-1)
+    log_qz_x = -0.5 * ((z - mu).pow(2) * torch.exp(-log_var) + log_var + LOG_2PI).sum(-1)
+    return log_px_z + log_pz - log_qz_x, log_px_z
+
+
+def iwae_loss(
+    logits: torch.Tensor,
+    x: torch.Tensor,
+    z: torch.Tensor,
+    mu: torch.Tensor,
+    log_var: torch.Tensor,
+    *,
+    estimator: str = "iwae",
+) -> LossTerms:
+    """The negative importance-weighted bound -log (1/K) sum_k w_k, averaged over the batch (Burda et al. 2015).
+
+    `loss` is the bound in nats per image; `gen_loss`/`rec_nats` the mean -log p(x|z) over the K
+    samples, `kl`/`kl_nats` the closed-form KL, `neg_elbo_nats` their sum (the single-sample
+    -ELBO, beside the bound). With `estimator="dreg"` the value is the same and the gradient is
+    Tucker et al.'s (2018) doubly reparameterized one: the decoder gets sum_k w~_k d log w_k, the
+    encoder sum_k w~_k^2 (d log w_k / d z_k)(d z_k / d phi), with w~ the normalised weights.
+    """
+    if estimator not in ESTIMATORS:
+        raise ValueError(f"objective.estimator must be one of {ESTIMATORS} (got {estimator!r})")
+    dreg = estimator == "dreg" and z.requires_grad
+    log_w, log_px_z = log_weights(logits, x, z, mu, log_var, stop_posterior_gradient=dreg)
+    num_samples = log_w.shape[0]
+    loss = -(torch.logsumexp(log_w, 0) - math.log(num_samples)).mean()
+    if dreg:
+        weights = torch.softmax(log_w.detach(), 0)  # (K, B)
+        # The gradient reaching z_k is scaled by w~_k once more: the encoder's w~^2 (the decoder keeps w~).
+        z.register_hook(lambda grad: grad * weights.unsqueeze(-1).to(grad.dtype))
+        surrogate = -(weights * log_w).sum(0).mean()
+        loss = loss.detach() + (surrogate - surrogate.detach())
+    kl_nats = kl_divergence(mu.float(), log_var.float()).sum(1).mean()
+    rec_nats = -log_px_z.mean()
+    return LossTerms(
+        loss=loss, gen_loss=rec_nats, kl=kl_nats, neg_elbo_nats=rec_nats + kl_nats, rec_nats=rec_nats, kl_nats=kl_nats
+    )
+
+
+def objective_loss(
+    output,
+    x: torch.Tensor,
+    *,
+    objective: Objective,
+    kl_weight: float,
+    gen_loss: str,
+    reduction: str,
+    kl_floor: float = 0.0,
+) -> LossTerms:
+    """The loss terms of `objective` for a model output (`VAEOutput`): vae_loss, or iwae_loss for K samples."""
+    if objective.name == "iwae":
+        return iwae_loss(output.logits, x, output.z, output.mu, output.log_var, estimator=objective.estimator)
+    return vae_loss(
+        output.logits,
+        x,
+        output.mu,
+        output.log_var,
+        kl_weight=kl_weight,
+        gen_loss=gen_loss,
+        reduction=reduction,
+        kl_floor=kl_floor,
+    )

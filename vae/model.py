@@ -113,6 +113,11 @@ class ConvDecoder(nn.Module):
         )
         self.to_logits = FewChannelsConv2d(channels[0], out_channels, 3, padding=1)
 
+    @property
+    def output_bias(self) -> torch.Tensor:
+        """The last conv's bias: one logit offset per channel, (C,)."""
+        return self.to_logits.bias
+
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         channels, height, width = self.feature_shape
         # The dense output is in (H, W, C) order: the permuted view is channels_last, no copy.
@@ -120,15 +125,25 @@ class ConvDecoder(nn.Module):
         return self.to_logits(self.upsample(features))  # (B, C, H, W)
 
 
-class MLPEncoder(nn.Module):
-    """Kingma & Welling's encoder: flatten, ReLU hidden layers, then mu and log_var."""
+ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh}
 
-    def __init__(self, *, image_shape: tuple[int, int, int], latent_dim: int, hidden_dims: tuple[int, ...]):
+
+class MLPEncoder(nn.Module):
+    """Kingma & Welling's encoder: flatten, hidden layers (ReLU or tanh), then mu and log_var."""
+
+    def __init__(
+        self,
+        *,
+        image_shape: tuple[int, int, int],
+        latent_dim: int,
+        hidden_dims: tuple[int, ...],
+        activation: str = "relu",
+    ):
         super().__init__()
         layers: list[nn.Module] = [nn.Flatten()]
         width = math.prod(image_shape)
         for hidden in hidden_dims:
-            layers += [nn.Linear(width, hidden), nn.ReLU()]
+            layers += [nn.Linear(width, hidden), ACTIVATIONS[activation]()]
             width = hidden
         self.body = nn.Sequential(*layers)
         self.mu = nn.Linear(width, latent_dim)
@@ -142,19 +157,31 @@ class MLPEncoder(nn.Module):
 class MLPDecoder(nn.Module):
     """The mirror of MLPEncoder, ending in one logit per pixel."""
 
-    def __init__(self, *, image_shape: tuple[int, int, int], latent_dim: int, hidden_dims: tuple[int, ...]):
+    def __init__(
+        self,
+        *,
+        image_shape: tuple[int, int, int],
+        latent_dim: int,
+        hidden_dims: tuple[int, ...],
+        activation: str = "relu",
+    ):
         super().__init__()
         self.image_shape = tuple(image_shape)
         layers: list[nn.Module] = []
         width = latent_dim
         for hidden in reversed(hidden_dims):
-            layers += [nn.Linear(width, hidden), nn.ReLU()]
+            layers += [nn.Linear(width, hidden), ACTIVATIONS[activation]()]
             width = hidden
         layers.append(nn.Linear(width, math.prod(image_shape)))
         self.body = nn.Sequential(*layers)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return self.body(z).view(-1, *self.image_shape)  # (B, C, H, W)
+
+    @property
+    def output_bias(self) -> torch.Tensor:
+        """The last layer's bias: one logit offset per pixel value, (C * H * W,)."""
+        return self.body[-1].bias
 
 
 class VAE(nn.Module):
@@ -177,9 +204,13 @@ class VAE(nn.Module):
         return self.decoder(z)
 
     def forward(self, x: torch.Tensor, eps: torch.Tensor | None = None) -> VAEOutput:
+        """One z per image (eps (B, L) or None), or K per image (eps (K, B, L): logits (K, B, C, H, W), z (K, B, L))."""
         mu, log_var = self.encode(x)
         z = self.reparameterize(mu, log_var, eps)
-        return VAEOutput(self.decode(z), mu, log_var, z)
+        if z.dim() == 2:
+            return VAEOutput(self.decode(z), mu, log_var, z)
+        logits = self.decode(z.reshape(-1, z.shape[-1]))  # sample-major: (K * B, C, H, W)
+        return VAEOutput(logits.view(*z.shape[:2], *logits.shape[1:]), mu, log_var, z)
 
     @torch.no_grad()
     def sample(
@@ -204,6 +235,25 @@ def init_glorot(module: nn.Module) -> None:
                 nn.init.zeros_(layer.bias)
 
 
+# The pixel means are clipped before the logit: some MNIST pixels are 0 in every training image.
+OUTPUT_BIAS_CLIP = 1e-3
+
+
+@torch.no_grad()
+def init_output_bias(model: VAE, pixel_means: torch.Tensor) -> None:
+    """Start the decoder at the data's mean image: its last bias = logit of the means clipped to [1e-3, 1 - 1e-3].
+
+    `pixel_means` is (C, H, W) in [0, 1]; the conv decoder, with one bias per channel, takes each
+    channel's mean. Burda et al. (2015) start their MLPs so.
+    """
+    bias = model.decoder.output_bias
+    means = pixel_means.float().reshape(pixel_means.shape[0], -1)  # (C, H * W)
+    means = means.flatten() if bias.numel() == means.numel() else means.mean(1)
+    if means.numel() != bias.numel():
+        raise ValueError(f"pixel means of shape {tuple(pixel_means.shape)} do not fit an output bias of {bias.numel()}")
+    bias.copy_(torch.logit(means.clamp(OUTPUT_BIAS_CLIP, 1 - OUTPUT_BIAS_CLIP)).to(bias.dtype))
+
+
 def conv_vae(*, image_shape: tuple[int, int, int], latent_dim: int, channels: tuple[int, ...], hidden_dim: int) -> VAE:
     """The lecture's convolutional VAE for images of `image_shape` (C, H, W), with PyTorch's initialisation."""
     image_shape = tuple(int(s) for s in image_shape)
@@ -211,8 +261,10 @@ def conv_vae(*, image_shape: tuple[int, int, int], latent_dim: int, channels: tu
     return VAE(ConvEncoder(**kwargs), ConvDecoder(**kwargs), latent_dim=latent_dim, image_shape=image_shape)
 
 
-def mlp_vae(*, image_shape: tuple[int, int, int], latent_dim: int, hidden_dims: tuple[int, ...]) -> VAE:
+def mlp_vae(
+    *, image_shape: tuple[int, int, int], latent_dim: int, hidden_dims: tuple[int, ...], activation: str = "relu"
+) -> VAE:
     """Kingma & Welling's MLP VAE for images of `image_shape` (C, H, W), with PyTorch's initialisation."""
     image_shape = tuple(int(s) for s in image_shape)
-    kwargs = dict(image_shape=image_shape, latent_dim=latent_dim, hidden_dims=tuple(hidden_dims))
+    kwargs = dict(image_shape=image_shape, latent_dim=latent_dim, hidden_dims=tuple(hidden_dims), activation=activation)
     return VAE(MLPEncoder(**kwargs), MLPDecoder(**kwargs), latent_dim=latent_dim, image_shape=image_shape)

@@ -18,6 +18,7 @@ from omegaconf import OmegaConf
 
 from vae.checkpoint import CheckpointError
 from vae.cli import MISSING, parse_args
+from vae.config import register_resolvers
 from vae.figures import plt, save
 from vae.runs import load_run
 
@@ -57,7 +58,10 @@ def read_job(job_dir: Path) -> dict:
     row: dict = {"job": job_dir.name, "status": "failed", "error": ""}
     config_path = job_dir / ".hydra" / "config.yaml"
     if config_path.is_file():
-        config = OmegaConf.to_container(OmegaConf.load(config_path), resolve=False)
+        register_resolvers()
+        config = OmegaConf.load(config_path)
+        config.data.root = None  # may be an environment variable's default; the report never reads data
+        config = OmegaConf.to_container(config, resolve=True)
         row.update(
             kl_weight=config.get("kl_weight"),
             latent_dim=config.get("latent_dim"),

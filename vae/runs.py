@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -12,7 +13,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from vae.build import build_model
-from vae.checkpoint import CheckpointError, load_checkpoint, load_model_state
+from vae.checkpoint import CheckpointError, load_checkpoint, load_model_state, save_checkpoint
 from vae.model import VAE
 from vae.runtime import git_commit, package_versions
 
@@ -49,9 +50,32 @@ def run_data(loaded: LoadedRun, *, data_root: str | None = None):
     from vae.build import build_data
 
     config = dict(loaded.checkpoint["config"])
+    saved = config["data"].get("root")
+    environment = os.environ.get("VAE_DATA_DIR")
+    if not data_root and environment and (saved is None or not Path(saved).is_dir()):
+        data_root = environment  # an exported run (no root) or one trained on another machine
     if data_root:
         config["data"] = {**config["data"], "root": data_root}
     return build_data(config)
+
+
+def export_run(run_dir: str | Path, out_dir: str | Path, *, checkpoint: str = "last") -> dict:
+    """A small, shareable copy of a run: weights-only `checkpoints/last.pt` with its config, and metrics.json.
+
+    No optimizer state, RNG state or machine paths (data.root is dropped: `vae.evaluate` then finds
+    the data through data_root= or VAE_DATA_DIR). `eval.json` is copied when the run has one.
+    """
+    run_dir, out_dir = Path(run_dir), Path(out_dir)
+    state = load_checkpoint(run_dir / "checkpoints" / f"{checkpoint}.pt")
+    config = dict(state["config"])
+    config["data"] = {**config["data"], "root": None}
+    config["resume"] = None
+    small = {"model": state["model"], "config": config, "epoch": state["epoch"], "exported_from": checkpoint}
+    save_checkpoint(out_dir / "checkpoints" / "last.pt", small)
+    for name in ("metrics.json", "eval.json"):
+        if (run_dir / name).is_file():
+            (out_dir / name).write_text((run_dir / name).read_text())
+    return small
 
 
 def load_run(run_dir: str | Path, *, checkpoint: str = "best", device: str = "cpu") -> LoadedRun:

@@ -11,9 +11,11 @@ from __future__ import annotations
 import torch
 
 from vae.data import to_model_input
-from vae.losses import LossTerms, vae_loss
+from vae.losses import LossTerms, Objective, objective_loss
 from vae.model import VAE
 from vae.runtime import Runtime, autocast_context
+
+ELBO = Objective()  # the default objective: vae_loss with the run's kl_weight and reduction
 
 # The terms of `LossTerms`, in order: what the trainer sums over an epoch and the validation pass averages.
 TERM_NAMES = LossTerms._fields
@@ -43,24 +45,21 @@ def forward_backward(
     kl_floor: float = 0.0,
     eps: torch.Tensor | None = None,
     loss_scale: float = 1.0,
+    objective: Objective = ELBO,
 ) -> tuple[LossTerms, torch.Tensor]:
     """One step's forward and backward (autocast as the runtime says); returns the loss terms and the gradient norm.
 
-    `forward` is the model (or its DDP / compiled wrapper); `eps` the reparameterization noise
-    (drawn inside when None); `loss_scale` multiplies the loss before backward (DDP shards of
-    unequal size). The optimizer's step is the caller's, after it has checked the terms.
+    `forward` is the model (or its DDP / compiled wrapper); `eps` the reparameterization noise,
+    (B, L) (drawn inside when None), or (K, B, L) for objective=iwae; `loss_scale` multiplies the
+    loss before backward (DDP shards of unequal size). The optimizer's step is the caller's,
+    after it has checked the terms.
     """
+    if objective.name == "iwae" and (eps is None or eps.dim() != 3):
+        raise ValueError("objective=iwae needs its noise as eps of shape (k, batch, latent_dim)")
     with autocast_context(runtime.device, runtime.autocast_dtype):
         output = forward(x, eps)
-    terms = vae_loss(
-        output.logits,
-        x,
-        output.mu,
-        output.log_var,
-        kl_weight=kl_weight,
-        gen_loss=gen_loss,
-        reduction=reduction,
-        kl_floor=kl_floor,
+    terms = objective_loss(
+        output, x, objective=objective, kl_weight=kl_weight, gen_loss=gen_loss, reduction=reduction, kl_floor=kl_floor
     )
     optimizer.zero_grad(set_to_none=True)
     (terms.loss * loss_scale if loss_scale != 1.0 else terms.loss).backward()
@@ -101,9 +100,13 @@ def dataset_loss_terms(
     channels_last: bool = False,
     autocast_dtype: torch.dtype | None = None,
     seed: int = 0,
+    kl_floor: float = 0.0,
+    objective: Objective = ELBO,
 ) -> dict[str, float]:
     """Per-image averages of every loss term over `images` (uint8, as the data sets hold them), z drawn with a fixed seed.
 
+    The loss is the training objective's: with free bits (`kl_floor`) the floor is in it, as in
+    training (on each batch's mean KL); with objective=iwae it is the k-sample bound.
     Also `mean_sigma`: the encoder's sigma = exp(0.5 log_var) averaged over images and latent dims.
     """
     device = next(model.parameters()).device
@@ -116,11 +119,18 @@ def dataset_loss_terms(
         x = to_model_input(batch).to(device)  # (B, C, H, W)
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        eps = torch.randn(x.shape[0], model.latent_dim, generator=generator).to(device)
+        samples = (objective.k,) if objective.name == "iwae" else ()
+        eps = torch.randn(*samples, x.shape[0], model.latent_dim, generator=generator).to(device)
         with autocast_context(str(device), autocast_dtype):
             output = model(x, eps)
-        terms = vae_loss(
-            output.logits, x, output.mu, output.log_var, kl_weight=kl_weight, gen_loss=gen_loss, reduction=reduction
+        terms = objective_loss(
+            output,
+            x,
+            objective=objective,
+            kl_weight=kl_weight,
+            gen_loss=gen_loss,
+            reduction=reduction,
+            kl_floor=kl_floor,
         )
         totals += torch.stack([t.detach().double().cpu() for t in terms]) * x.shape[0]
         sigma_total += float(torch.exp(0.5 * output.log_var.float()).sum())

@@ -28,7 +28,8 @@ from vae.build import build_data, build_model, build_optimizer, build_scheduler
 from vae.checkpoint import CheckpointError, load_checkpoint, load_model_state, rng_state, save_checkpoint, set_rng_state
 from vae.config import ConfigError, config_dir, register_configs, validate, with_shared_defaults
 from vae.data import DataNotFoundError, DataSplits, epoch_batches
-from vae.losses import beta_effective, kl_warmup_factor
+from vae.losses import Objective, beta_effective, kl_warmup_factor
+from vae.model import init_output_bias
 from vae.runs import write_run_json
 from vae.runtime import Runtime, apply_runtime, resolve_runtime, threads_per_parallel_job
 from vae.schedules import DECAYING
@@ -140,6 +141,10 @@ class Session:
     def device(self) -> torch.device:
         return torch.device(self.runtime.device)
 
+    @property
+    def objective(self) -> Objective:
+        return Objective.from_config(self.config.get("objective"))
+
     def save(self, state: TrainState, name: str = "last") -> None:
         checkpoint = state.to_checkpoint(
             self.model, self.optimizer, self.scheduler, config=self.config, runtime=self.runtime
@@ -224,6 +229,8 @@ def set_up(cfg: DictConfig, run_dir: Path, resume_from: dict | None) -> tuple[Se
     device = torch.device(runtime.device)
     splits = load_data(config)
     model = build_model(config).to(device)
+    if resume_from is None and config["model"].get("output_bias") == "data_mean":
+        init_output_bias(model, splits.train.images.float().mean(0) / 255)  # uint8 splits: 0..255
     optimizer = build_optimizer(model.parameters(), config)
     steps_per_epoch = math.ceil(len(splits.train) / config["batch_size"])
     scheduler = build_scheduler(optimizer, config, steps_per_epoch=steps_per_epoch)
@@ -343,8 +350,11 @@ def train_step(session: Session, state: TrainState, index: torch.Tensor, *, kl_w
     binarize_dynamic = config["data"]["binarize"] == "dynamic"
     x = batch_input(session.train_images, index, runtime=runtime, binarize_dynamic=binarize_dynamic)  # (B, C, H, W)
     # The noise is drawn for the whole global batch, the same on every rank, then sliced.
-    eps = torch.randn(x.shape[0], config["latent_dim"]).to(session.device)  # (B, L)
+    objective = session.objective
+    samples = (objective.k,) if objective.name == "iwae" else ()
+    eps = torch.randn(x.shape[0], *samples, config["latent_dim"]).to(session.device)  # (B, L) or (B, K, L)
     global_size, x, eps = x.shape[0], ddp.shard(x), ddp.shard(eps)
+    eps = eps.transpose(0, 1) if samples else eps  # (K, B, L)
     terms, grad_norm = forward_backward(
         session.forward,
         session.optimizer,
@@ -356,6 +366,7 @@ def train_step(session: Session, state: TrainState, index: torch.Tensor, *, kl_w
         kl_floor=config["free_bits"],
         eps=eps,
         loss_scale=ddp.loss_scale(global_size, x.shape[0]),
+        objective=objective,
     )
     if config["on_nan"] == "skip" and not is_finite(terms, grad_norm):
         state.skipped_steps += 1
@@ -407,6 +418,8 @@ def validate_epoch(session: Session) -> dict:
         reduction=config["reduction"],
         batch_size=config["eval_batch_size"],
         channels_last=session.runtime.channels_last,
+        kl_floor=config["free_bits"],
+        objective=session.objective,
     )
     return {**terms, "beta_effective": session.beta}
 

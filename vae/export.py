@@ -1,0 +1,42 @@
+"""`python -m vae.export run=<run dir> out=<dir>`: a small run directory to share or commit.
+
+It holds `checkpoints/last.pt` (weights and config only: no optimizer state, no RNG state, no
+data path), `metrics.json` (the learning curve) and `eval.json` when the run has one.
+`python -m vae.evaluate run=<dir>` re-evaluates it, finding the data through `data_root=` or
+`VAE_DATA_DIR`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from vae.checkpoint import CheckpointError
+from vae.cli import MISSING, check, parse_args
+from vae.runs import export_run
+
+
+@dataclass
+class ExportArgs:
+    """python -m vae.export run=<run dir> out=<dir> [checkpoint=last|best]"""
+
+    run: str = MISSING
+    out: str = MISSING
+    checkpoint: str = "last"
+
+
+def main(argv=None) -> Path:
+    args = parse_args(ExportArgs, argv, usage=ExportArgs.__doc__)
+    check(args.checkpoint in ("last", "best"), "checkpoint", "last or best", args.checkpoint)
+    check(Path(args.out).resolve() != Path(args.run).resolve(), "out", "another directory than run", args.out)
+    try:
+        exported = export_run(args.run, args.out, checkpoint=args.checkpoint)
+    except CheckpointError as error:
+        raise SystemExit(f"error: {error}") from None
+    size = (Path(args.out) / "checkpoints" / "last.pt").stat().st_size
+    print(f"exported epoch {exported['epoch']} of {args.run} to {args.out} ({size / 1e6:.1f} MB)")
+    return Path(args.out)
+
+
+if __name__ == "__main__":
+    main()
