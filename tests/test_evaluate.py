@@ -105,3 +105,49 @@ def test_dataset_loss_terms_report_the_encoders_mean_sigma_over_uneven_batches()
         _, log_var = model.encode(x)
     terms = dataset_loss_terms(model, images, kl_weight=1.0, gen_loss="bce", reduction="sum", batch_size=3)
     assert math.isclose(terms["mean_sigma"], float(torch.exp(0.5 * log_var).mean()), rel_tol=1e-5)
+
+
+def test_validation_loss_carries_the_free_bits_floor_like_the_training_loss():
+    model, _ = _model_and_data()
+    images = make_synthetic(10, **MNIST_LIKE, seed=1).images
+    common = dict(kl_weight=0.5, gen_loss="bce", reduction="mean", batch_size=4)
+    plain = dataset_loss_terms(model, images, **common)
+    floored = dataset_loss_terms(model, images, **common, kl_floor=100.0)  # above every dim's KL
+    assert floored["loss"] == pytest.approx(plain["gen_loss"] + 0.5 * 100.0, rel=1e-5)
+    assert floored["kl"] == pytest.approx(plain["kl"]) and floored["neg_elbo_nats"] == pytest.approx(
+        plain["neg_elbo_nats"]
+    )
+
+
+def test_an_exported_run_has_no_optimizer_or_data_path_and_reevaluates_through_vae_data_dir(tmp_path, monkeypatch):
+    from test_data import write_fake_mnist
+
+    from vae import evaluate, export
+    from vae.checkpoint import load_checkpoint
+    from vae.train import train
+
+    from conftest import TINY, compose_config
+
+    write_fake_mnist(tmp_path / "data" / "MNIST" / "raw", gz=True, num_train=40, num_test=8)
+    run = tmp_path / "run"
+    overrides = [
+        *(word for word in TINY if not word.startswith("data")),
+        "data=mnist",
+        f"data.root={tmp_path / 'data'}",
+        "data.val_split=8",
+        "data.binarize=dynamic",
+    ]
+    train(compose_config([*overrides, "model=mlp", "model.hidden_dims=[16]", "epochs=1", "reduction=sum"]), run)
+    out = tmp_path / "shared"
+    export.main([f"run={run}", f"out={out}"])
+
+    small = load_checkpoint(out / "checkpoints" / "last.pt")
+    assert "optimizer" not in small and "rng" not in small and small["config"]["data"]["root"] is None
+    assert str(tmp_path) not in (out / "checkpoints" / "last.pt").read_bytes().decode("latin-1")
+    monkeypatch.setenv("VAE_DATA_DIR", str(tmp_path / "data"))
+    first = evaluate.main([f"run={out}", "iwae_k=4", "checkpoint=last"])
+    second = evaluate.main([f"run={out}", "iwae_k=4", "checkpoint=last"])
+    assert first["iwae_nll_nats"] == second["iwae_nll_nats"] and first["precision"] == "fp32"
+    # the same weights in the full run give the same numbers
+    assert evaluate.main([f"run={run}", "iwae_k=4", "checkpoint=last"])["iwae_nll_nats"] == first["iwae_nll_nats"]
+    assert sorted(p.name for p in out.iterdir()) == ["checkpoints", "eval.json", "metrics.json"]

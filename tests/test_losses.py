@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch.distributions import Normal
 from torch.distributions import kl_divergence as torch_kl
 
@@ -146,3 +147,22 @@ def test_free_bits_floor_the_kl_in_the_objective_only():
     terms.loss.backward()
     assert mu.grad[:, 0].abs().max() == 0  # under the floor: no pull towards the prior
     assert (mu.grad[:, 1] > 0).all()
+
+
+def test_the_gray_level_entropy_floor_is_the_least_bce_any_decoder_can_reach():
+    import importlib.util
+
+    from conftest import REPO
+
+    spec = importlib.util.spec_from_file_location("entropy_floor", REPO / "experiments/likelihood/entropy_floor.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    images = torch.randint(0, 256, (4, 1, 5, 5), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    floor = module.entropy_floor(images)
+    x = images.double() / 255
+    exact = F.binary_cross_entropy(x.clamp(1e-12, 1 - 1e-12), x, reduction="none").flatten(1).sum(1)
+    assert torch.allclose(floor, exact, atol=1e-6)
+    for seed in range(3):  # any other decoder output costs more
+        logits = torch.randn(x.shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+        bce = F.binary_cross_entropy_with_logits(logits, x, reduction="none").flatten(1).sum(1)
+        assert (bce > floor).all()

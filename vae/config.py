@@ -33,7 +33,9 @@ class DataConfig:
     download: bool = False  # download the files when they are missing
     val_source: str = "holdout"  # holdout (part of train) | test (the test split, as the lecture did)
     split_seed: int = 0  # fixes which training images are held out, whatever the run's seed
-    binarize: str = "none"  # none (gray levels) | dynamic | static
+    # none (gray levels) | dynamic (a fresh draw per batch, as Burda et al.) | static (this project's
+    # own single draw: not Larochelle & Murray's fixed "static MNIST" files, so not comparable with it)
+    binarize: str = "none"
 
 
 @dataclass

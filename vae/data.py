@@ -335,7 +335,8 @@ def make_splits(
     Validation is `num_val` images held out of the training split (`holdout`) or the test
     split (`test`, as the lecture and the book did). With `binarize`, the evaluation splits are
     binarized once with a fixed seed (`dynamic` re-draws the training split every batch, see
-    `to_model_input`; `static` binarizes it once too).
+    `to_model_input`; `static` binarizes it once too, with this project's own draw: not the
+    fixed binarized files of Larochelle & Murray that published "static MNIST" numbers use).
     """
     if val_source == "holdout":
         train, val = hold_out(train, num_val, seed=split_seed)

@@ -131,7 +131,8 @@ def main(argv=None) -> dict:
         likelihood=(
             "Bernoulli likelihood of binarized images"
             if binarize != "none"
-            else "bound under BCE on gray levels, not a likelihood; compare with the literature only when binarized"
+            else "gray levels: an upper bound on the expected NLL of a binarization of each image, including the "
+            "binarization's entropy (45.5 nats per MNIST test image); compare with the literature only when binarized"
         ),
     )
     run_dir = Path(args.run)
