@@ -25,7 +25,7 @@ KEPT = (".hydra/config.yaml", ".hydra/overrides.yaml", "metrics.json", "run.json
 DATA_ROOT_PLACEHOLDER = "<MNIST dir>"
 
 
-def collect(sources: list[Path], out: Path) -> list[dict]:
+def collect(sources: list[Path], out: Path, *, images: bool = True) -> list[dict]:
     """Copy every finished job of `sources` into `out`/<n>; refuses unfinished jobs (continue the sweep first)."""
     jobs = [job for source in sources for job in job_dirs(source)]
     unfinished = [str(job) for job in jobs if read_job(job)["status"] != "ok"]
@@ -43,9 +43,10 @@ def collect(sources: list[Path], out: Path) -> list[dict]:
                 text = text.replace(data_root, DATA_ROOT_PLACEHOLDER)
             (target / name).parent.mkdir(parents=True, exist_ok=True)
             (target / name).write_text(text)
-        (target / "images").mkdir()
-        for image in sorted((job / "images").glob("*.png")):
-            shutil.copy2(image, target / "images" / image.name)
+        if images:
+            (target / "images").mkdir()
+            for image in sorted((job / "images").glob("*.png")):
+                shutil.copy2(image, target / "images" / image.name)
         mapping.append({"job": number, "sweep": job.parent.name, "source_job": job.name})
     (out / "sources.json").write_text(json.dumps(mapping, indent=1) + "\n")
     return mapping
@@ -54,9 +55,12 @@ def collect(sources: list[Path], out: Path) -> list[dict]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument(
+        "--no-images", action="store_true", help="configs and metrics only (figures then need a report run first)"
+    )
     parser.add_argument("sweeps", type=Path, nargs="+")
     args = parser.parse_args()
-    mapping = collect(args.sweeps, args.out)
+    mapping = collect(args.sweeps, args.out, images=not args.no_images)
     print(f"collected {len(mapping)} jobs into {args.out}")
 
 

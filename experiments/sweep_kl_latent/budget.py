@@ -1,0 +1,107 @@
+"""Is a sweep's epoch budget enough? The kl_weight = 1e-3 jobs at budgets 6, 12, 24, 48: curves and doubling gains.
+
+    python experiments/sweep_kl_latent/budget.py collect <job dir> ...   # writes budget.json from run directories
+    python experiments/sweep_kl_latent/budget.py plot                     # budget.png and the table, from budget.json
+
+Every run uses experiment=sweep_kl_latent's schedule (Adam warming up to 3e-3 over 200 steps,
+cosine decay to 0 at the run's last step), so a budget is a whole schedule, not a longer run
+of the same one. The criterion (issue 13): doubling the budget improves the final val_loss by
+less than 1 %.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+HERE = Path(__file__).resolve().parent
+CRITERION = 0.01
+
+
+def collect(job_dirs: list[Path]) -> list[dict]:
+    runs = []
+    for job in job_dirs:
+        config = OmegaConf.load(job / ".hydra" / "config.yaml")
+        metrics = json.loads((job / "metrics.json").read_text())
+        if metrics["epoch"] < config.epochs:
+            raise SystemExit(f"error: {job} is unfinished ({metrics['epoch']} of {config.epochs} epochs)")
+        runs.append(
+            {
+                "kl_weight": config.kl_weight,
+                "latent_dim": config.latent_dim,
+                "seed": config.seed,
+                "budget": config.epochs,
+                "val_loss": [row["val_loss"] for row in metrics["history"]],
+                "val_neg_elbo_nats": [row["val_neg_elbo_nats"] for row in metrics["history"]],
+                "epoch_seconds": [row["epoch_seconds"] for row in metrics["history"]],
+            }
+        )
+    return runs
+
+
+def doubling_table(runs: list[dict]) -> list[dict]:
+    """Final val_loss per (latent_dim, seed) and budget, and the relative gain of each doubling."""
+    final = defaultdict(dict)
+    for run in runs:
+        final[(run["latent_dim"], run["seed"])][run["budget"]] = run["val_loss"][-1]
+    rows = []
+    for (latent_dim, seed), by_budget in sorted(final.items()):
+        for budget in sorted(by_budget):
+            if 2 * budget in by_budget:
+                gain = (by_budget[budget] - by_budget[2 * budget]) / by_budget[budget]
+                rows.append(
+                    {
+                        "latent_dim": latent_dim,
+                        "seed": seed,
+                        "budget": budget,
+                        "val_loss": by_budget[budget],
+                        "doubled": by_budget[2 * budget],
+                        "gain": gain,
+                        "converged": gain < CRITERION,
+                    }
+                )
+    return rows
+
+
+def plot(runs: list[dict]) -> None:
+    from vae.figures import plt, save
+
+    dims = sorted({run["latent_dim"] for run in runs})
+    fig, axes = plt.subplots(1, len(dims), figsize=(5.5 * len(dims), 4.2), squeeze=False, layout="constrained")
+    for ax, latent_dim in zip(axes[0], dims, strict=True):
+        for run in sorted((r for r in runs if r["latent_dim"] == latent_dim), key=lambda r: (r["budget"], r["seed"])):
+            epochs = range(1, len(run["val_loss"]) + 1)
+            ax.plot(epochs, run["val_loss"], label=f"budget {run['budget']}, seed {run['seed']}", lw=1.2)
+        ax.set_title(f"kl_weight 1e-3, latent_dim {latent_dim}")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("val_loss (held-out split)")
+        ax.set_xscale("log", base=2)
+        finals = [r["val_loss"][-1] for r in runs if r["latent_dim"] == latent_dim]
+        ax.set_ylim(min(finals) * 0.98, min(finals) * 1.15)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.suptitle("experiment=sweep_kl_latent: each budget is its own cosine schedule; 2-core EPYC, bf16")
+    save(fig, HERE / "budget.png")
+
+
+def main(argv: list[str]) -> None:
+    if argv[:1] == ["collect"]:
+        runs = collect([Path(p) for p in argv[1:]])
+        (HERE / "budget.json").write_text(json.dumps({"runs": runs}, indent=1) + "\n")
+    runs = json.loads((HERE / "budget.json").read_text())["runs"]
+    plot(runs)
+    print("| latent_dim | seed | budget | val_loss | doubled budget | gain | < 1 % |")
+    print("|---:|---:|---:|---:|---:|---:|:---:|")
+    for row in doubling_table(runs):
+        print(
+            f"| {row['latent_dim']} | {row['seed']} | {row['budget']} | {row['val_loss']:.4f} | {row['doubled']:.4f} "
+            f"| {100 * row['gain']:.2f} % | {'yes' if row['converged'] else 'no'} |"
+        )
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
