@@ -151,3 +151,23 @@ def test_an_exported_run_has_no_optimizer_or_data_path_and_reevaluates_through_v
     # the same weights in the full run give the same numbers
     assert evaluate.main([f"run={run}", "iwae_k=4", "checkpoint=last"])["iwae_nll_nats"] == first["iwae_nll_nats"]
     assert sorted(p.name for p in out.iterdir()) == ["checkpoints", "eval.json", "metrics.json"]
+
+
+def test_snapshots_keep_the_weights_every_n_epochs_for_a_learning_curve(tmp_path):
+    from vae import evaluate
+    from vae.checkpoint import load_checkpoint
+    from vae.train import train
+
+    from conftest import TINY, compose_config
+
+    train(
+        compose_config([*TINY, "data.num_train=64", "epochs=3", "snapshot_every_epochs=2", "reduction=sum"]), tmp_path
+    )
+    snapshots = sorted(p.name for p in (tmp_path / "checkpoints").glob("epoch_*.pt"))
+    assert snapshots == ["epoch_0002.pt"]
+    snapshot = load_checkpoint(tmp_path / "checkpoints" / "epoch_0002.pt")
+    assert snapshot["epoch"] == 2 and "optimizer" not in snapshot
+    last = load_checkpoint(tmp_path / "checkpoints" / "last.pt")
+    assert any(not torch.equal(snapshot["model"][k], last["model"][k]) for k in last["model"])  # epoch 3 moved on
+    results = evaluate.main([f"run={tmp_path}", "checkpoint=epoch_0002", "iwae_k=2", "max_images=8"])
+    assert results["epoch"] == 2

@@ -148,6 +148,7 @@ class Config:
     num_image_samples: int = MISSING
     grid_size: int = MISSING
     checkpoint_every_steps: int = MISSING
+    snapshot_every_epochs: int = MISSING
     on_nan: str = MISSING
     resume: str | None = MISSING
     data: DataConfig = MISSING
@@ -280,6 +281,7 @@ AT_LEAST_ZERO = {
     "seed": "an integer >= 0",
     "threads": "an integer >= 0 (0 = auto)",
     "checkpoint_every_steps": "an integer >= 0",
+    "snapshot_every_epochs": "an integer >= 0",
     "optim.weight_decay": "a number >= 0",
     "optim.warmup_steps": "an integer >= 0",
     "optim.lr_floor": "a number >= 0",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 
 import torch
@@ -67,7 +68,7 @@ def evaluate_run(
 
 @dataclass
 class EvaluateArgs:
-    """python -m vae.evaluate run=<run dir> [split=test|val] [iwae_k=1000] [batch_size=100] [max_images=0] [checkpoint=best|last] [precision=fp32|bf16] [data_root=<dir>]"""
+    """python -m vae.evaluate run=<run dir> [split=test|val] [iwae_k=1000] [batch_size=100] [max_images=0] [checkpoint=best|last|epoch_NNNN] [precision=fp32|bf16] [data_root=<dir>]"""
 
     run: str = MISSING
     split: str = "test"
@@ -99,7 +100,12 @@ def main(argv=None) -> dict:
     check(args.batch_size >= 1, "batch_size", "an integer >= 1", args.batch_size)
     check(args.chunk >= 0, "chunk", "an integer >= 0 (0 = auto)", args.chunk)
     check(args.precision in ("fp32", "bf16"), "precision", "fp32 or bf16", args.precision)
-    check(args.checkpoint in ("best", "last"), "checkpoint", "best or last", args.checkpoint)
+    check(
+        args.checkpoint in ("best", "last") or re.fullmatch(r"epoch_\d{4}", args.checkpoint) is not None,
+        "checkpoint",
+        "best, last or a snapshot epoch_NNNN",
+        args.checkpoint,
+    )
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
     loaded, splits = load_run_or_exit(args.run, checkpoint=args.checkpoint, device=device, data_root=args.data_root)
     config = loaded.checkpoint["config"]

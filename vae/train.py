@@ -54,6 +54,7 @@ RESUMABLE_OVERRIDES = {
     "threads",
     "log_every",
     "checkpoint_every_steps",
+    "snapshot_every_epochs",
     "data.root",
     "on_nan",
 }
@@ -430,6 +431,10 @@ def save_checkpoints(session: Session, state: TrainState, improved: bool) -> Non
     session.save(state)
     if improved:
         session.save(state, "best")
+    every = session.config.get("snapshot_every_epochs", 0)
+    if every and state.epoch % every == 0:  # weights only: for learning curves evaluated afterwards
+        snapshot = {"model": session.model.state_dict(), "config": session.config, "epoch": state.epoch}
+        save_checkpoint(session.run_dir / "checkpoints" / f"epoch_{state.epoch:04d}.pt", snapshot)
 
 
 def log_epoch_end(
