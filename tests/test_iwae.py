@@ -220,3 +220,14 @@ def test_training_on_the_iwae_bound_validates_on_it_and_resumes_bit_for_bit(tmp_
     # The validation loss is the k-sample bound: a few nats under the one-sample -ELBO beside it.
     val = metrics["val"]
     assert math.isfinite(val["loss"]) and val["loss"] < val["neg_elbo_nats"]
+
+
+def test_burda_conv_keeps_the_protocol_and_swaps_in_the_wide_conv_model():
+    conv = compose_dict(["experiment=burda_conv"])
+    vae = compose_dict(["experiment=burda_vae"])
+    assert conv["model"]["name"] == "conv" and conv["model"]["hidden_dim"] == 512
+    assert conv["model"]["output_bias"] == "data_mean" and conv["latent_dim"] == 50
+    assert {key: conv[key] for key in ("optim", "data", "objective", "batch_size", "epochs", "reduction")} == {
+        key: vae[key] for key in ("optim", "data", "objective", "batch_size", "epochs", "reduction")
+    }
+    validate(compose_config(["experiment=burda_conv"]))

@@ -1,0 +1,74 @@
+"""The results table of experiments/likelihood/README.md, from the committed run directories.
+
+    python experiments/likelihood/table.py            # reads runs/<experiment>-seed<N>/{eval.json,metrics.json,checkpoints/last.pt}
+
+Each run's eval.json is what `python -m vae.evaluate run=<run> checkpoint=last iwae_k=5000` wrote
+(fp32, the whole test set binarized once); re-running that command reproduces it.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from collections import defaultdict
+from pathlib import Path
+
+import torch
+
+HERE = Path(__file__).resolve().parent
+# Burda et al. (2015), Table 1, MNIST, one stochastic layer, NLL (k = 5000 evaluation).
+BURDA = {"burda_vae": ("VAE", 86.76), "burda_iwae": ("IWAE, k = 5", 85.54)}
+
+
+def _mean_sd(values: list[float], digits: int = 2) -> str:
+    if len(values) == 1:
+        return f"{values[0]:.{digits}f}"
+    return f"{statistics.mean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"
+
+
+def rows() -> list[dict]:
+    by_experiment = defaultdict(list)
+    for run in sorted((HERE / "runs").iterdir()):
+        if not (run / "eval.json").is_file():
+            continue
+        experiment = run.name.rsplit("-seed", 1)[0]
+        evaluation = json.loads((run / "eval.json").read_text())
+        metrics = json.loads((run / "metrics.json").read_text())
+        config = torch.load(run / "checkpoints" / "last.pt", weights_only=True)["config"]
+        by_experiment[experiment].append(
+            {
+                "seed": config["seed"],
+                "nll": evaluation["iwae_nll_nats"],
+                "neg_elbo": evaluation["neg_elbo_nats"],
+                "active": evaluation["active_units"],
+                "k": evaluation["iwae_k"],
+                "images": evaluation["num_images"],
+                "precision": evaluation["precision"],
+                "epochs": metrics["epoch"],
+                "divisor": config["optim"]["stage_divisor"],
+                "minutes": metrics["wall_seconds"] / 60,
+            }
+        )
+    return [{"experiment": name, "runs": runs} for name, runs in by_experiment.items()]
+
+
+def main() -> None:
+    print(
+        "| row | seeds | test NLL bound, k = 5000 (nats) | test -ELBO (nats) | active units (of 50) "
+        "| epochs (divisor) | training minutes per run | Burda et al. |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for row in rows():
+        runs = row["runs"]
+        assert all(r["k"] == 5000 and r["images"] == 10000 and r["precision"] == "fp32" for r in runs), runs
+        label, published = BURDA.get(row["experiment"], (row["experiment"], float("nan")))
+        print(
+            f"| {label} (`experiment={row['experiment']}`) | {len(runs)} ({', '.join(str(r['seed']) for r in runs)}) "
+            f"| {_mean_sd([r['nll'] for r in runs])} | {_mean_sd([r['neg_elbo'] for r in runs])} "
+            f"| {_mean_sd([r['active'] for r in runs], 1)} | {runs[0]['epochs']} ({runs[0]['divisor']:g}) "
+            f"| {_mean_sd([r['minutes'] for r in runs], 1)} | {published} |"
+        )
+
+
+if __name__ == "__main__":
+    main()
