@@ -128,6 +128,15 @@ class ConvDecoder(nn.Module):
 ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh}
 
 
+def _hidden_layers(width: int, hidden_dims, activation: str) -> tuple[list[nn.Module], int]:
+    """Linear + activation for each hidden width in turn, from `width`; returns the layers and the last width."""
+    layers: list[nn.Module] = []
+    for hidden in hidden_dims:
+        layers += [nn.Linear(width, hidden), ACTIVATIONS[activation]()]
+        width = hidden
+    return layers, width
+
+
 class MLPEncoder(nn.Module):
     """Kingma & Welling's encoder: flatten, hidden layers (ReLU or tanh), then mu and log_var."""
 
@@ -140,12 +149,8 @@ class MLPEncoder(nn.Module):
         activation: str = "relu",
     ):
         super().__init__()
-        layers: list[nn.Module] = [nn.Flatten()]
-        width = math.prod(image_shape)
-        for hidden in hidden_dims:
-            layers += [nn.Linear(width, hidden), ACTIVATIONS[activation]()]
-            width = hidden
-        self.body = nn.Sequential(*layers)
+        layers, width = _hidden_layers(math.prod(image_shape), hidden_dims, activation)
+        self.body = nn.Sequential(nn.Flatten(), *layers)
         self.mu = nn.Linear(width, latent_dim)
         self.log_var = nn.Linear(width, latent_dim)
 
@@ -167,11 +172,7 @@ class MLPDecoder(nn.Module):
     ):
         super().__init__()
         self.image_shape = tuple(image_shape)
-        layers: list[nn.Module] = []
-        width = latent_dim
-        for hidden in reversed(hidden_dims):
-            layers += [nn.Linear(width, hidden), ACTIVATIONS[activation]()]
-            width = hidden
+        layers, width = _hidden_layers(latent_dim, reversed(hidden_dims), activation)
         layers.append(nn.Linear(width, math.prod(image_shape)))
         self.body = nn.Sequential(*layers)
 

@@ -1,6 +1,6 @@
 """Training throughput of the lecture model: this project's step and data path against a naive baseline, in one process.
 
-    python experiments/bench/bench.py --data-root ../shared/data [--batch-sizes 128 512] [--out bench.json]
+    python experiments/bench/bench.py --data-root <MNIST dir> [--batch-sizes 128 512] [--out bench.json]
 
 Baseline: torchvision's MNIST with ToTensor in a DataLoader, the model in fp32 eager with
 glibc's default malloc settings (it runs first, before the project tunes them). Project:

@@ -5,7 +5,7 @@ the input image (the rest is the same for every image: bias), at initialisation,
 `model.init=torch` and `model.init=glorot`; then trains each for a few hundred steps and
 prints the loss. Usage:
 
-    python experiments/lecture/init_trap.py --data-root ../shared/data [--steps 400]
+    python experiments/lecture/init_trap.py --data-root <MNIST dir> [--steps 400]
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Decode latency of `vae.serve` as the page sees it, and a screenshot of the page.
 
-    python experiments/serve/measure.py outputs/runs/<run> --data-root ../shared/data [--requests 300]
+    python experiments/serve/measure.py outputs/runs/<run> --data-root <MNIST dir> [--requests 300]
 
 Starts the explorer's server in-process on a free port, times POST /api/decode round trips
 for one z (what a pointer move sends), and, where Debian's chromium and playwright are
