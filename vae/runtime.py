@@ -56,6 +56,17 @@ def cpu_supports_bf16() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
+def cpu_model() -> str:
+    """The CPU's model name (/proc/cpuinfo), to state beside every number measured on it."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown"
+
+
 def _count_cpu_list(text: str) -> int:
     """Count the CPUs in a Linux cpu list such as "0-3,8"."""
     count = 0

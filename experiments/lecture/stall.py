@@ -24,7 +24,7 @@ import torch
 from vae.build import build_data, build_model, build_optimizer, build_scheduler
 from vae.config import compose_dict
 from vae.data import epoch_batches
-from vae.runtime import apply_runtime, resolve_runtime
+from vae.runtime import apply_runtime, cpu_model, resolve_runtime
 from vae.step import batch_input, dataset_loss_terms, forward_backward
 
 MEAN_IMAGE = 0.225  # val_loss above this after epoch 1: the model still draws (about) the mean image
@@ -112,7 +112,7 @@ def main() -> None:
     parser.add_argument("--out", default=str(Path(__file__).with_name("stall.json")))
     args = parser.parse_args()
     results = json.loads(Path(args.out).read_text()) if Path(args.out).is_file() else {"runs": []}
-    results["cpu"] = Path("/proc/cpuinfo").read_text().split("model name")[1].split("\n")[0].strip(": \t")
+    results["cpu"] = cpu_model()
     for warmup in args.warmup:
         for seed in seeds_from(args.seeds):
             started = time.perf_counter()

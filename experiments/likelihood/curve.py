@@ -5,7 +5,9 @@
 
 Each run must have been trained with `snapshot_every_epochs=N` (checkpoints/epoch_NNNN.pt). The
 subset is the first `--images` test images (the test split binarized once with the run's fixed
-seed); the numbers are in fp32. The curves are for reading how far from converged a run is:
+seed); the numbers are in fp32. Each run's `last.pt` is evaluated too, so curve.png's right
+panel shows the final bound against the schedule's length (runs with different
+`optim.stage_divisor`), beside the full schedule's 3,280 epochs. The curves are for reading how far from converged a run is:
 no model is selected on them (the table's number is always last.pt on the whole test set).
 """
 
@@ -13,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 from pathlib import Path
 
 from vae.bounds import DECODES_PER_CALL
@@ -27,12 +28,15 @@ def run_curve(run_dir: Path, *, k: int, images: int, data_root: str | None, batc
     snapshots = sorted((run_dir / "checkpoints").glob("epoch_*.pt"))
     if not snapshots:
         raise SystemExit(f"error: {run_dir} has no snapshots (train it with snapshot_every_epochs=N)")
-    test = None
+    last = load_run(run_dir, checkpoint="last")
+    test = run_data(last, data_root=data_root).test.images[:images]
+    final_epoch = int(last.checkpoint["epoch"])
+    names = [path.stem for path in snapshots]
+    if f"epoch_{final_epoch:04d}" not in names:  # the schedule ends between two snapshots
+        names.append("last")
     points = []
-    for path in snapshots:
-        loaded = load_run(run_dir, checkpoint=path.stem)
-        if test is None:
-            test = run_data(loaded, data_root=data_root).test.images[:images]
+    for name in names:
+        loaded = last if name == "last" else load_run(run_dir, checkpoint=name)
         results = evaluate_run(
             loaded.model,
             test,
@@ -44,7 +48,7 @@ def run_curve(run_dir: Path, *, k: int, images: int, data_root: str | None, batc
         )
         points.append(
             {
-                "epoch": int(re.search(r"\d+", path.stem).group()),
+                "epoch": int(loaded.checkpoint["epoch"]),
                 "test_subset_iwae_nll_nats": results["iwae_nll_nats"],
                 "test_subset_neg_elbo_nats": results["neg_elbo_nats"],
                 "active_units": results["active_units"],
@@ -52,8 +56,12 @@ def run_curve(run_dir: Path, *, k: int, images: int, data_root: str | None, batc
         )
         print(f"{run_dir.name} epoch {points[-1]['epoch']}: IWAE k={k} {results['iwae_nll_nats']:.2f} nats")
     metrics = json.loads((run_dir / "metrics.json").read_text())
+    config = last.checkpoint["config"]
     return {
         "run": run_dir.name,
+        "objective": config.get("objective", {}).get("name", "elbo"),
+        "stage_divisor": config["optim"].get("stage_divisor"),
+        "epochs": final_epoch,
         "k": k,
         "images": int(test.shape[0]),
         "points": points,
@@ -61,22 +69,41 @@ def run_curve(run_dir: Path, *, k: int, images: int, data_root: str | None, batc
     }
 
 
-def plot(curves: list[dict], burda: dict[str, float]) -> None:
+def plot(curves: list[dict], burda: dict[str, float], *, burda_epochs: int = 3280) -> None:
+    """Left: the bound against epoch within each run. Right: each run's final bound against its schedule's length."""
     from vae.figures import plt, save
 
-    fig, ax = plt.subplots(figsize=(7.5, 4.8), layout="constrained")
+    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 5), layout="constrained")
     for curve in curves:
         epochs = [point["epoch"] for point in curve["points"]]
-        ax.plot(epochs, [p["test_subset_iwae_nll_nats"] for p in curve["points"]], marker="o", ms=3, label=curve["run"])
-    for name, value in burda.items():
-        ax.axhline(value, ls="--", lw=1, color="gray")
-        ax.text(ax.get_xlim()[0], value, f" Burda et al. {name}: {value}", va="bottom", fontsize=8, color="gray")
+        left.plot(
+            epochs, [p["test_subset_iwae_nll_nats"] for p in curve["points"]], marker="o", ms=3, label=curve["run"]
+        )
+    by_objective: dict[str, list[tuple[int, float]]] = {}
+    for curve in curves:
+        final = curve["points"][-1]
+        by_objective.setdefault(curve["objective"], []).append((final["epoch"], final["test_subset_iwae_nll_nats"]))
+    for objective, points in sorted(by_objective.items()):
+        points.sort()
+        right.plot(*zip(*points), marker="o", label=f"{objective}: last.pt of each run")
+    for ax in (left, right):
+        for name, value in burda.items():
+            ax.axhline(value, ls="--", lw=1, color="gray")
+            ax.text(1, value, f" Burda et al. {name}: {value}", va="bottom", fontsize=8, color="gray")
+        ax.set_xscale("log")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    right.axvline(burda_epochs, ls=":", color="gray")
+    right.text(burda_epochs, right.get_ylim()[1], " full schedule", va="top", fontsize=8, color="gray")
+    right.set_xlim(right=burda_epochs * 1.5)
     k, images = curves[0]["k"], curves[0]["images"]
-    ax.set_xlabel("epoch")
-    ax.set_ylabel(f"test NLL bound, IWAE k={k}, first {images} test images (nats)")
-    ax.set_xscale("log")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    label = f"test NLL bound, IWAE k={k}, first {images} test images (nats)"
+    left.set(xlabel="epoch", ylabel=label, title="within each run (snapshots)")
+    right.set(
+        xlabel="schedule length (epochs = 3280 / stage_divisor)",
+        ylabel=label,
+        title="final bound against schedule length",
+    )
     save(fig, HERE / "curve.png")
 
 
