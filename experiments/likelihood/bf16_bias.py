@@ -1,11 +1,11 @@
 """The bias of `vae.evaluate precision=bf16`: the same runs, images and noise evaluated in fp32 and in bf16.
 
-    python experiments/likelihood/bf16_bias.py --data-root <MNIST dir> [--k 5000] [--images 1000] RUN_DIR ...
+    python experiments/likelihood/bf16_bias.py --data-root <MNIST dir> [--k 5000] [--images 1000] [--out bf16_bias.json] RUN_DIR ...
 
 Both precisions draw the same importance samples (one seed), so the per-image difference
 bf16 - fp32 of the IWAE bound is the rounding alone, not Monte Carlo noise. Under bf16 the
 networks run under autocast and log p(x|z) is still summed in fp32 (vae.bounds). Writes
-bf16_bias.json beside this script, with the bf16 / fp32 wall-time ratio measured in the same run.
+bf16_bias.json beside this script (or --out), with the bf16 / fp32 wall-time ratio measured in the same run.
 State the CPU (and whether it has native bf16) beside the numbers: the ratio depends on it.
 """
 
@@ -73,10 +73,11 @@ def main() -> None:
     parser.add_argument("--data-root")
     parser.add_argument("--k", type=int, default=5000)
     parser.add_argument("--images", type=int, default=1000)
+    parser.add_argument("--out", type=Path, default=HERE / "bf16_bias.json")
     args = parser.parse_args()
     rows = [measure(run, k=args.k, images=args.images, data_root=args.data_root) for run in args.runs]
     result = {"cpu": cpu_model(), "native_bf16": cpu_supports_bf16(), "threads": torch.get_num_threads(), "runs": rows}
-    (HERE / "bf16_bias.json").write_text(json.dumps(result, indent=1) + "\n")
+    args.out.write_text(json.dumps(result, indent=1) + "\n")
 
 
 if __name__ == "__main__":
