@@ -79,8 +79,8 @@ class EvaluateArgs:
     checkpoint: str = "best"
     seed: int = 0
     # fp32 (TF32 off on GPUs): every reported number. bf16 runs the networks under autocast (log p(x|z)
-    # is still summed in fp32), about twice as fast on CPUs with native bf16, and biased: measured in
-    # experiments/likelihood/README.md; never for a number you publish.
+    # is still summed in fp32): faster on CPUs with native bf16, and biased (measured by
+    # experiments/likelihood/bf16_bias.py, stated in its README); never for a number you publish.
     precision: str = "fp32"
     device: str = "auto"
     data_root: str | None = None

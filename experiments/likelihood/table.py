@@ -1,6 +1,9 @@
 """The results table of experiments/likelihood/README.md, from the committed run directories.
 
-    python experiments/likelihood/table.py            # reads runs/<experiment>-seed<N>/{eval.json,metrics.json,checkpoints/last.pt}
+    python experiments/likelihood/table.py            # reads runs/<experiment>[-d<divisor>]-seed<N>/{eval.json,metrics.json,checkpoints/last.pt}
+
+A row is an experiment at one schedule (`optim.stage_divisor`); runs of other divisors than the
+table's main one are named with their divisor, e.g. runs/burda_vae-d10-seed0.
 
 Each run's eval.json is what `python -m vae.evaluate run=<run> checkpoint=last iwae_k=5000` wrote
 (fp32, the whole test set binarized once); re-running that command reproduces it.
@@ -9,6 +12,7 @@ Each run's eval.json is what `python -m vae.evaluate run=<run> checkpoint=last i
 from __future__ import annotations
 
 import json
+import re
 import statistics
 from collections import defaultdict
 from pathlib import Path
@@ -31,11 +35,11 @@ def rows() -> list[dict]:
     for run in sorted((HERE / "runs").iterdir()):
         if not (run / "eval.json").is_file():
             continue
-        experiment = run.name.rsplit("-seed", 1)[0]
+        experiment = re.sub(r"-d\d+$", "", run.name.rsplit("-seed", 1)[0])
         evaluation = json.loads((run / "eval.json").read_text())
         metrics = json.loads((run / "metrics.json").read_text())
         config = torch.load(run / "checkpoints" / "last.pt", weights_only=True)["config"]
-        by_experiment[experiment].append(
+        by_experiment[experiment, float(config["optim"]["stage_divisor"])].append(
             {
                 "seed": config["seed"],
                 "nll": evaluation["iwae_nll_nats"],
@@ -49,7 +53,9 @@ def rows() -> list[dict]:
                 "minutes": metrics["wall_seconds"] / 60,
             }
         )
-    return [{"experiment": name, "runs": runs} for name, runs in by_experiment.items()]
+    # the paper's order (VAE before IWAE), then the longest schedule first
+    order = sorted(by_experiment, key=lambda key: (list(BURDA).index(key[0]) if key[0] in BURDA else 99, key[1]))
+    return [{"experiment": key[0], "runs": by_experiment[key]} for key in order]
 
 
 def main() -> None:
