@@ -190,9 +190,13 @@ def test_learning_curve_evaluates_every_snapshot_and_the_last_checkpoint_between
     from conftest import TINY, compose_config
 
     train(compose_config([*TINY, "data.num_train=64", "epochs=3", "snapshot_every_epochs=2"]), tmp_path)
-    curve = _experiment_module("experiments/likelihood/curve.py").run_curve(tmp_path, k=2, images=8, data_root=None)
+    module = _experiment_module("experiments/likelihood/curve.py")
+    curve = module.run_curve(tmp_path, k=2, images=8, data_root=None)
     assert [point["epoch"] for point in curve["points"]] == [2, 3]  # epoch 3 comes from last.pt
     assert curve["epochs"] == 3 and curve["images"] == 8 and curve["objective"] == "elbo"
+    assert curve["model"] == load_run(tmp_path).config.model.name
+    final_only = module.run_curve(tmp_path, k=2, images=8, data_root=None, last_only=True)
+    assert final_only["points"] == curve["points"][-1:]  # the same draws give the same number
     first, last = (point["test_subset_iwae_nll_nats"] for point in curve["points"])
     assert math.isfinite(first) and math.isfinite(last) and first != last
 

@@ -1,6 +1,7 @@
 """Learning curves of the likelihood runs: the test bound of every snapshot, on a test subset, at a stated k.
 
     python experiments/likelihood/curve.py --data-root <MNIST dir> [--k 500] [--images 1000] RUN_DIR ...
+    python experiments/likelihood/curve.py --merge [--last-only] --data-root <MNIST dir> RUN_DIR ...   # add runs
     python experiments/likelihood/curve.py --plot-only       # curve.png from curve.json
 
 Each run must have been trained with `snapshot_every_epochs=N` (checkpoints/epoch_NNNN.pt). The
@@ -24,9 +25,11 @@ from vae.runs import load_run, run_data
 HERE = Path(__file__).resolve().parent
 
 
-def run_curve(run_dir: Path, *, k: int, images: int, data_root: str | None, batch_size: int = 100) -> dict:
-    snapshots = sorted((run_dir / "checkpoints").glob("epoch_*.pt"))
-    if not snapshots:
+def run_curve(
+    run_dir: Path, *, k: int, images: int, data_root: str | None, batch_size: int = 100, last_only: bool = False
+) -> dict:
+    snapshots = [] if last_only else sorted((run_dir / "checkpoints").glob("epoch_*.pt"))
+    if not snapshots and not last_only:
         raise SystemExit(f"error: {run_dir} has no snapshots (train it with snapshot_every_epochs=N)")
     last = load_run(run_dir, checkpoint="last")
     test = run_data(last, data_root=data_root).test.images[:images]
@@ -60,6 +63,7 @@ def run_curve(run_dir: Path, *, k: int, images: int, data_root: str | None, batc
     return {
         "run": run_dir.name,
         "objective": config.get("objective", {}).get("name", "elbo"),
+        "model": config["model"]["name"],
         "stage_divisor": config["optim"].get("stage_divisor"),
         "epochs": final_epoch,
         "k": k,
@@ -79,23 +83,24 @@ def plot(curves: list[dict], burda: dict[str, float], *, burda_epochs: int = 328
         left.plot(
             epochs, [p["test_subset_iwae_nll_nats"] for p in curve["points"]], marker="o", ms=3, label=curve["run"]
         )
-    by_objective: dict[str, list[tuple[int, float]]] = {}
+    by_kind: dict[str, list[tuple[int, float]]] = {}
     for curve in curves:
         final = curve["points"][-1]
-        by_objective.setdefault(curve["objective"], []).append((final["epoch"], final["test_subset_iwae_nll_nats"]))
-    for objective, points in sorted(by_objective.items()):
+        kind = f"{curve.get('model', 'mlp')} model, {curve['objective']} objective"
+        by_kind.setdefault(kind, []).append((final["epoch"], final["test_subset_iwae_nll_nats"]))
+    for kind, points in sorted(by_kind.items()):
         points.sort()
-        right.plot(*zip(*points), marker="o", label=f"{objective}: last.pt of each run")
+        right.plot(*zip(*points), marker="o", label=f"{kind}: last.pt of each run")
+    for (name, value), colour in zip(burda.items(), ("black", "dimgray")):
+        left.axhline(value, ls="--", lw=1, color=colour, label=f"Burda et al. {name}: {value}")
+        right.plot(
+            [burda_epochs], [value], marker="*", ms=12, ls="", color=colour, label=f"Burda et al. {name}: {value}"
+        )
     for ax in (left, right):
-        for name, value in burda.items():
-            ax.axhline(value, ls="--", lw=1, color="gray")
-            ax.text(1, value, f" Burda et al. {name}: {value}", va="bottom", fontsize=8, color="gray")
         ax.set_xscale("log")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     right.axvline(burda_epochs, ls=":", color="gray")
-    right.text(burda_epochs, right.get_ylim()[1], " full schedule", va="top", fontsize=8, color="gray")
-    right.set_xlim(right=burda_epochs * 1.5)
     k, images = curves[0]["k"], curves[0]["images"]
     label = f"test NLL bound, IWAE k={k}, first {images} test images (nats)"
     left.set(xlabel="epoch", ylabel=label, title="within each run (snapshots)")
@@ -117,9 +122,19 @@ def main() -> None:
     parser.add_argument("--k", type=int, default=500)
     parser.add_argument("--images", type=int, default=1000)
     parser.add_argument("--plot-only", action="store_true")
+    parser.add_argument("--last-only", action="store_true", help="last.pt only (no snapshots): one point per run")
+    parser.add_argument("--merge", action="store_true", help="add these runs to curve.json instead of replacing it")
     args = parser.parse_args()
     if not args.plot_only:
-        curves = [run_curve(run, k=args.k, images=args.images, data_root=args.data_root) for run in args.runs]
+        kept = json.loads((HERE / "curve.json").read_text())["curves"] if args.merge else []
+        if any((curve["k"], curve["images"]) != (args.k, args.images) for curve in kept):
+            raise SystemExit("error: --merge needs the --k and --images of the curves already in curve.json")
+        curves = [
+            run_curve(run, k=args.k, images=args.images, data_root=args.data_root, last_only=args.last_only)
+            for run in args.runs
+        ]
+        names = {curve["run"] for curve in curves}  # these runs replace their old curves
+        curves = [curve for curve in kept if curve["run"] not in names] + curves
         (HERE / "curve.json").write_text(json.dumps({"curves": curves}, indent=1) + "\n")
     plot(json.loads((HERE / "curve.json").read_text())["curves"], BURDA)
 
