@@ -105,7 +105,7 @@ def plot(curves: list[dict], burda: dict[str, float], *, burda_epochs: int = 328
     label = f"test NLL bound, IWAE k={k}, first {images} test images (nats)"
     left.set(xlabel="epoch", ylabel=label, title="within each run (snapshots)")
     right.set(
-        xlabel="schedule length (epochs = 3280 / stage_divisor)",
+        xlabel="schedule length (epochs = 3280 / stage_divisor; dotted: the full schedule)",
         ylabel=label,
         title="final bound against schedule length",
     )
