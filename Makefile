@@ -7,7 +7,7 @@ RUN ?=
 SWEEP ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install train sweep report serve bench test test-fast lint format tensorboard clean
+.PHONY: help install wheelhouse train sweep report serve bench test test-fast lint format tensorboard clean
 
 help: ## show this help
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-12s %s\n", $$1, $$2}'
@@ -51,6 +51,16 @@ format: install ## reformat the package, tests and experiments with the pinned r
 
 tensorboard: install ## open TensorBoard over every run and sweep in outputs/
 	$(VENV)/bin/tensorboard --logdir outputs
+
+wheelhouse: install ## wheels for a machine with torch but no package index: wheelhouse/, then pip install --no-index --no-deps wheelhouse/*.whl there
+	rm -rf wheelhouse && mkdir -p wheelhouse
+	$(PY) -m pip download --quiet --no-deps --only-binary=:all: --dest wheelhouse \
+		"hydra-core==$$($(PY) -c 'import hydra; print(hydra.__version__)')" \
+		"omegaconf==$$($(PY) -c 'import omegaconf; print(omegaconf.__version__)')" \
+		hydra-joblib-launcher joblib
+	$(PY) -m pip wheel --quiet --no-deps --wheel-dir wheelhouse "antlr4-python3-runtime==4.9.3"
+	$(PY) -m pip wheel --quiet --no-deps --wheel-dir wheelhouse .
+	@ls wheelhouse
 
 clean: ## remove the virtual environment and caches (keeps outputs/ and data/)
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info
