@@ -86,6 +86,7 @@ def test_collect_merges_sweeps_without_checkpoints_or_machine_paths(tiny_sweep, 
     import json
     import subprocess
     import sys
+    from pathlib import Path
 
     from omegaconf import OmegaConf
 
@@ -98,19 +99,45 @@ def test_collect_merges_sweeps_without_checkpoints_or_machine_paths(tiny_sweep, 
         config = OmegaConf.load(sweep / str(job) / ".hydra" / "config.yaml")
         config.data.root = data_root
         OmegaConf.save(config, sweep / str(job) / ".hydra" / "config.yaml")
+    def with_seed(seed: int) -> Path:  # the same sweep run again with another seed
+        copy = tmp_path / f"seed{seed}"
+        shutil.copytree(tiny_sweep, copy)
+        for job in range(4):
+            config = OmegaConf.load(copy / str(job) / ".hydra" / "config.yaml")
+            config.seed = seed
+            OmegaConf.save(config, copy / str(job) / ".hydra" / "config.yaml")
+        return copy
+
+    def run_collect(out: Path, *sources: Path) -> subprocess.CompletedProcess:
+        command = [sys.executable, "experiments/sweep_kl_latent/collect.py", "--out", str(out), *map(str, sources)]
+        return subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=120)
+
     out = tmp_path / "collected"
-    command = [sys.executable, "experiments/sweep_kl_latent/collect.py", "--out", str(out), str(sweep)]
-    result = subprocess.run([*command, str(tiny_sweep)], cwd=REPO, capture_output=True, text=True, timeout=120)
+    result = run_collect(out, sweep, with_seed(1))
     assert result.returncode == 0, result.stderr[-2000:]
 
     sources = json.loads((out / "sources.json").read_text())
     assert [entry["source_job"] for entry in sources] == ["0", "1", "2", "3"] * 2
+    assert [entry["sweep"] for entry in sources] == ["sweep"] * 4 + ["seed1"] * 4
     assert sorted(int(p.name) for p in out.iterdir() if p.is_dir()) == list(range(8))
     assert not list(out.rglob("*.pt")) and list((out / "7" / "images").glob("*.png"))
     assert all(data_root not in p.read_text() for p in out.rglob("*") if p.suffix in (".yaml", ".json"))
     assert OmegaConf.load(out / "0" / ".hydra" / "config.yaml").data.root == "<MNIST dir>"
     rows = report(out, num_samples=4)
     assert len(rows) == 8 and all(row["status"] == "ok" for row in rows)
+    assert [row["seed"] for row in rows] == [0] * 4 + [1] * 4
+
+    # The next session's sweep joins the collected directory; every job keeps where it came from.
+    result = run_collect(out, out, with_seed(2))
+    assert result.returncode == 0, result.stderr[-2000:]
+    grown = json.loads((out / "sources.json").read_text())
+    assert grown[:8] == sources and [entry["sweep"] for entry in grown[8:]] == ["seed2"] * 4
+    assert sorted(int(p.name) for p in out.iterdir() if p.is_dir()) == list(range(12))
+    assert [row["seed"] for row in report(out, num_samples=4)] == [0] * 4 + [1] * 4 + [2] * 4
+    # Collecting a sweep twice is refused, naming both copies, and the collected directory is kept as it was.
+    twice = run_collect(out, out, sweep)
+    assert twice.returncode != 0 and "same settings" in twice.stderr and str(sweep / "0") in twice.stderr
+    assert len(json.loads((out / "sources.json").read_text())) == 12
 
     # A sweep with an unfinished job is refused, naming the job, and nothing is written.
     broken = tmp_path / "broken"
@@ -124,3 +151,27 @@ def test_collect_merges_sweeps_without_checkpoints_or_machine_paths(tiny_sweep, 
         timeout=120,
     )
     assert refused.returncode != 0 and str(broken / "2") in refused.stderr and not (tmp_path / "x").exists()
+
+
+def test_budget_study_merges_sessions_and_judges_each_doubling():
+    import importlib.util
+
+    from tests.conftest import REPO
+
+    spec = importlib.util.spec_from_file_location("budget", REPO / "experiments/sweep_kl_latent/budget.py")
+    budget = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(budget)
+
+    def run(latent_dim: int, epochs: int, final: float) -> dict:
+        return {"kl_weight": 1e-3, "latent_dim": latent_dim, "seed": 0, "budget": epochs, "val_loss": [0.3, final]}
+
+    earlier = [run(2, 24, 0.1785), run(2, 48, 0.1770), run(8, 24, 0.1078)]
+    # Today's sessions: latent 2 at 48 epochs again (replaces the old run) and at 96; latent 8 at 48.
+    runs = budget.merge(earlier, [run(2, 48, 0.1763), run(2, 96, 0.1750), run(8, 48, 0.1060)])
+    assert [(r["latent_dim"], r["budget"]) for r in runs] == [(2, 24), (2, 48), (2, 96), (8, 24), (8, 48)]
+    rows = {(row["latent_dim"], row["budget"]): row for row in budget.doubling_table(runs)}
+    assert set(rows) == {(2, 24), (2, 48), (8, 24)}  # a budget without its double is not judged
+    assert rows[(2, 24)]["gain"] == pytest.approx((0.1785 - 0.1763) / 0.1785)
+    assert not rows[(2, 24)]["converged"]  # 1.23 %
+    assert rows[(2, 48)]["converged"]  # 0.74 %
+    assert not rows[(8, 24)]["converged"]  # 1.67 %

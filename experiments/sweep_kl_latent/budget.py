@@ -1,6 +1,7 @@
 """Is a sweep's epoch budget enough? The kl_weight = 1e-3 jobs at budgets 6, 12, 24, 48: curves and doubling gains.
 
     python experiments/sweep_kl_latent/budget.py collect <job dir> ...   # writes budget.json from run directories
+    python experiments/sweep_kl_latent/budget.py merge <job dir> ...     # adds runs to budget.json (same run: replaced)
     python experiments/sweep_kl_latent/budget.py plot                     # budget.png and the table, from budget.json
 
 Every run uses experiment=sweep_kl_latent's schedule (Adam warming up to 3e-3 over 200 steps,
@@ -41,6 +42,14 @@ def collect(job_dirs: list[Path]) -> list[dict]:
             }
         )
     return runs
+
+
+def merge(old: list[dict], new: list[dict]) -> list[dict]:
+    """`old` with `new` added; a new run with an old one's settings (kl_weight, latent_dim, seed, budget) replaces it."""
+    key = lambda run: (run["kl_weight"], run["latent_dim"], run["seed"], run["budget"])  # noqa: E731
+    replaced = {key(run) for run in new}
+    runs = [run for run in old if key(run) not in replaced] + new
+    return sorted(runs, key=key)
 
 
 def doubling_table(runs: list[dict]) -> list[dict]:
@@ -89,8 +98,10 @@ def plot(runs: list[dict]) -> None:
 
 
 def main(argv: list[str]) -> None:
-    if argv[:1] == ["collect"]:
+    if argv[:1] in (["collect"], ["merge"]):
         runs = collect([Path(p) for p in argv[1:]])
+        if argv[0] == "merge":
+            runs = merge(json.loads((HERE / "budget.json").read_text())["runs"], runs)
         (HERE / "budget.json").write_text(json.dumps({"runs": runs}, indent=1) + "\n")
     runs = json.loads((HERE / "budget.json").read_text())["runs"]
     plot(runs)

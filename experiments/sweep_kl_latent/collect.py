@@ -8,6 +8,15 @@ Jobs are renumbered 0, 1, ... in the order given (several sweeps become one repo
 `.hydra/config.yaml`, `.hydra/overrides.yaml`, `metrics.json`, `run.json` and `images/*.png`.
 `sources.json` maps every new job to the sweep and job it came from. The data root, a path on the
 machine that ran the sweep, is written as `<MNIST dir>`.
+
+A study that runs over several sessions grows by collecting into the directory it already has:
+
+    python experiments/sweep_kl_latent/collect.py --out experiments/sweep_kl_latent/epochs48 \
+        experiments/sweep_kl_latent/epochs48 outputs/multirun/<today's sweep>
+
+A collected directory given as a source keeps its jobs' original sources; a job whose settings
+equal another's (the same config but for the data root) is refused, so collecting a sweep twice
+cannot count its jobs twice.
 """
 
 from __future__ import annotations
@@ -25,12 +34,39 @@ KEPT = (".hydra/config.yaml", ".hydra/overrides.yaml", "metrics.json", "run.json
 DATA_ROOT_PLACEHOLDER = "<MNIST dir>"
 
 
+def _settings(job: Path) -> str:
+    """The job's config as text, data root left out: two jobs with the same settings are one job twice."""
+    config = OmegaConf.load(job / ".hydra" / "config.yaml")
+    if OmegaConf.select(config, "data.root", default=None) is not None:
+        config.data.root = None
+    return OmegaConf.to_yaml(config)
+
+
+def _origin(job: Path) -> dict:
+    """Where a job came from: its sweep and number, or, for a collected directory, what its sources.json says."""
+    sources = job.parent / "sources.json"
+    if sources.is_file():
+        for entry in json.loads(sources.read_text()):
+            if str(entry["job"]) == job.name:
+                return {"sweep": entry["sweep"], "source_job": entry["source_job"]}
+    return {"sweep": job.parent.name, "source_job": job.name}
+
+
 def collect(sources: list[Path], out: Path, *, images: bool = True) -> list[dict]:
-    """Copy every finished job of `sources` into `out`/<n>; refuses unfinished jobs (continue the sweep first)."""
+    """Copy every finished job of `sources` into `out`/<n>; refuses unfinished jobs (continue the sweep first)
+    and jobs collected twice. `out` may be one of the sources: the directory then grows."""
     jobs = [job for source in sources for job in job_dirs(source)]
     unfinished = [str(job) for job in jobs if read_job(job)["status"] != "ok"]
     if unfinished:
         raise SystemExit(f"error: unfinished jobs (continue their sweep first): {', '.join(unfinished)}")
+    seen: dict[str, Path] = {}
+    for job in jobs:
+        settings = _settings(job)
+        if settings in seen:
+            raise SystemExit(f"error: {job} has the same settings as {seen[settings]} (collected twice?)")
+        seen[settings] = job
+    origins = [_origin(job) for job in jobs]
+    final, out = out, out.with_name(out.name + ".collecting")
     if out.exists():
         shutil.rmtree(out)
     mapping = []
@@ -47,8 +83,11 @@ def collect(sources: list[Path], out: Path, *, images: bool = True) -> list[dict
             (target / "images").mkdir()
             for image in sorted((job / "images").glob("*.png")):
                 shutil.copy2(image, target / "images" / image.name)
-        mapping.append({"job": number, "sweep": job.parent.name, "source_job": job.name})
+        mapping.append({"job": number, **origins[number]})
     (out / "sources.json").write_text(json.dumps(mapping, indent=1) + "\n")
+    if final.exists():
+        shutil.rmtree(final)
+    out.rename(final)
     return mapping
 
 
