@@ -99,6 +99,7 @@ def test_collect_merges_sweeps_without_checkpoints_or_machine_paths(tiny_sweep, 
         config = OmegaConf.load(sweep / str(job) / ".hydra" / "config.yaml")
         config.data.root = data_root
         OmegaConf.save(config, sweep / str(job) / ".hydra" / "config.yaml")
+
     def with_seed(seed: int) -> Path:  # the same sweep run again with another seed
         copy = tmp_path / f"seed{seed}"
         shutil.copytree(tiny_sweep, copy)
