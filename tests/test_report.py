@@ -176,3 +176,29 @@ def test_budget_study_merges_sessions_and_judges_each_doubling():
     assert not rows[(2, 24)]["converged"]  # 1.23 %
     assert rows[(2, 48)]["converged"]  # 0.74 %
     assert not rows[(8, 24)]["converged"]  # 1.67 %
+
+
+@pytest.mark.slow  # starts worker processes
+def test_parallel_benchmark_compares_one_job_with_jobs_side_by_side(tmp_path):
+    import json
+    import statistics
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    out = tmp_path / "parallel.json"
+    command = [sys.executable, "experiments/sweep_kl_latent/parallel.py", "--seconds", "0.2", "--repeats", "1"]
+    result = subprocess.run(
+        [*command, "--cores", "2", "--out", str(out)], cwd=REPO, capture_output=True, text=True, timeout=240
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    measured = json.loads(out.read_text())
+    assert measured["cores"] == 2 and measured["cpu"] and isinstance(measured["native_bf16"], bool)
+    one, side_by_side = measured["one_job_images_per_second"], measured["side_by_side_images_per_second"]
+    assert len(one) == len(side_by_side) == 1 and min(one + side_by_side) > 0
+    assert measured["ratio_side_by_side_to_one"] == statistics.median(side_by_side) / statistics.median(one)
+    assert "ratio" in result.stdout
+
+    refused = subprocess.run([*command, "--cores", "1"], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert refused.returncode != 0 and "--cores 1" in refused.stderr
