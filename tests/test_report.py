@@ -135,9 +135,14 @@ def test_collect_merges_sweeps_without_checkpoints_or_machine_paths(tiny_sweep, 
     assert grown[:8] == sources and [entry["sweep"] for entry in grown[8:]] == ["seed2"] * 4
     assert sorted(int(p.name) for p in out.iterdir() if p.is_dir()) == list(range(12))
     assert [row["seed"] for row in report(out, num_samples=4)] == [0] * 4 + [1] * 4 + [2] * 4
-    # Collecting a sweep twice is refused, naming both copies, and the collected directory is kept as it was.
-    twice = run_collect(out, out, sweep)
-    assert twice.returncode != 0 and "same settings" in twice.stderr and str(sweep / "0") in twice.stderr
+    # A cell run again (here on one thread) is refused, naming it, and the collected directory is kept as it was.
+    again = tmp_path / "again"
+    shutil.copytree(sweep, again)
+    config = OmegaConf.load(again / "0" / ".hydra" / "config.yaml")
+    config.threads = 1
+    OmegaConf.save(config, again / "0" / ".hydra" / "config.yaml")
+    twice = run_collect(out, out, again)
+    assert twice.returncode != 0 and "same settings" in twice.stderr and str(again / "0") in twice.stderr
     assert len(json.loads((out / "sources.json").read_text())) == 12
 
     # A sweep with an unfinished job is refused, naming the job, and nothing is written.

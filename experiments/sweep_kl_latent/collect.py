@@ -15,8 +15,8 @@ A study that runs over several sessions grows by collecting into the directory i
         experiments/sweep_kl_latent/epochs48 outputs/multirun/<today's sweep>
 
 A collected directory given as a source keeps its jobs' original sources; a job whose settings
-equal another's (the same config but for the data root) is refused, so collecting a sweep twice
-cannot count its jobs twice.
+equal another's (the same config but for the data root and how it ran: threads, device, ...) is
+refused, so collecting a sweep twice, or a cell run again on another machine, cannot count twice.
 """
 
 from __future__ import annotations
@@ -34,11 +34,17 @@ KEPT = (".hydra/config.yaml", ".hydra/overrides.yaml", "metrics.json", "run.json
 DATA_ROOT_PLACEHOLDER = "<MNIST dir>"
 
 
+# How and where a job ran, not what it trained: two jobs equal but for these are one job twice.
+EXECUTION_KEYS = ("device", "threads", "compile", "channels_last", "log_every", "checkpoint_every_steps", "resume")
+
+
 def _settings(job: Path) -> str:
-    """The job's config as text, data root left out: two jobs with the same settings are one job twice."""
+    """The job's config as text without the data root and the execution keys."""
     config = OmegaConf.load(job / ".hydra" / "config.yaml")
     if OmegaConf.select(config, "data.root", default=None) is not None:
         config.data.root = None
+    for key in EXECUTION_KEYS:
+        config.pop(key, None)
     return OmegaConf.to_yaml(config)
 
 

@@ -3,8 +3,8 @@
     python experiments/sweep_kl_latent/parallel.py [--seconds 20] [--repeats 2] [--out parallel.json]
 
 Each worker is a fresh process running the trainer's own training step (experiments/bench's
-project step: experiment=sweep_kl_latent's conv model and optimizer, this machine's default
-runtime settings, batch 64) on synthetic images, timed for --seconds after a warm-up.
+project step: the lecture's conv model, which the sweep's jobs share but for latent_dim, this
+machine's default runtime settings, experiment=sweep_kl_latent's batch size) on synthetic images, timed for --seconds after a warm-up.
 "one job" is one worker with `cores` threads, as `python -m vae.train -m ...` runs a sweep;
 "side by side" is `cores` workers with one thread each, started together, as
 `hydra/launcher=joblib hydra.launcher.n_jobs=<cores>` runs it (the trainer then gives each job
@@ -87,7 +87,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--batch-size", type=int, default=0, help="0: experiment=sweep_kl_latent's")
     parser.add_argument("--cores", type=int, default=0, help="0: this machine's physical cores")
     parser.add_argument("--out", type=Path, default=HERE / "parallel.json")
     parser.add_argument("--worker", type=int, default=0, help=argparse.SUPPRESS)
@@ -95,8 +95,10 @@ def main() -> None:
     if args.worker:
         print(worker(args.worker, args.seconds, args.batch_size))
         return
+    from vae.config import compose_dict
     from vae.runtime import physical_cores
 
+    args.batch_size = args.batch_size or compose_dict(["experiment=sweep_kl_latent"])["batch_size"]
     cores = args.cores or physical_cores()
     if cores < 2:
         raise SystemExit(f"error: --cores {cores}: side by side needs at least 2 cores")
