@@ -218,15 +218,20 @@ def measured_peak_flops(runtime, *, seconds: float = 3.0) -> float:
     with FlopCounterMode(display=False) as counter:
         step()
     flops = counter.get_total_flops()
-    for _ in range(3):
+    return flops * steps_per_second(step, seconds=seconds, warmup=3, device=device.type)
+
+
+def steps_per_second(step, *, seconds: float, warmup: int, device: str = "cpu") -> float:
+    """Steps per second of `step` run back to back for `seconds`, after `warmup` untimed steps."""
+    for _ in range(warmup):
         step()
     count, start = 0, time.perf_counter()
     while time.perf_counter() - start < seconds:
         step()
         count += 1
-    if device.type == "cuda":
+    if device.startswith("cuda"):
         torch.cuda.synchronize()
-    return flops * count / (time.perf_counter() - start)
+    return count / (time.perf_counter() - start)
 
 
 def main() -> None:

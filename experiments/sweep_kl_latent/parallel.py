@@ -20,7 +20,6 @@ import json
 import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -31,7 +30,7 @@ def worker(threads: int, seconds: float, batch_size: int) -> float:
     import torch
 
     sys.path.insert(0, str(HERE.parent / "bench"))
-    from bench import project_step_factory
+    from bench import project_step_factory, steps_per_second
 
     from vae.runtime import apply_runtime, resolve_runtime
 
@@ -41,13 +40,7 @@ def worker(threads: int, seconds: float, batch_size: int) -> float:
     apply_runtime(runtime, seed=0)
     images = torch.rand(4096, 1, 28, 28, generator=torch.Generator().manual_seed(0))
     step = project_step_factory(images, batch_size, runtime)
-    for _ in range(5):
-        step()
-    count, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        step()
-        count += 1
-    return count * batch_size / (time.perf_counter() - start)
+    return batch_size * steps_per_second(step, seconds=seconds, warmup=5)
 
 
 def launch(workers: int, threads: int, seconds: float, batch_size: int) -> list[float]:
