@@ -29,6 +29,8 @@ def test_report_on_a_two_by_two_sweep_writes_table_csv_and_plots(tiny_sweep, tmp
     assert all(float(row["val_neg_elbo_nats"]) > 0 for row in table[:4])
     markdown = (sweep / "report.md").read_text()
     assert markdown.count("\n| ") == 6 and "failed" in markdown  # header + 5 jobs
+    assert all(float(row["train_minutes"]) > 0 and int(row["threads"]) >= 1 for row in table[:4])
+    assert "4 of 5 jobs finished" in markdown and table[4]["train_minutes"] == ""
     for name in ("rate_distortion.png", "samples.png"):
         image = Image.open(sweep / name).convert("L")
         low, high = image.getextrema()
@@ -70,6 +72,21 @@ def test_report_averages_seeds_and_rebuilds_its_figures_without_checkpoints(tiny
         image = Image.open(sweep / name).convert("L")
         low, high = image.getextrema()
         assert image.size[0] > 300 and low < high
+
+
+def test_train_minutes_sums_every_epoch_of_a_resumed_job_and_the_table_totals_finished_jobs():
+    from vae.report import train_minutes, wall_time_line
+
+    # Two sessions' epochs (the second resumed): each epoch's own clock counts, not the last process's.
+    assert train_minutes([{"epoch": 1, "epoch_seconds": 60.0}, {"epoch": 2, "epoch_seconds": 120.0}]) == 3.0
+    assert train_minutes([]) is None
+    rows = [
+        {"status": "ok", "train_minutes": 90.0, "threads": 1},
+        {"status": "ok", "train_minutes": 30.0, "threads": 1},
+        {"status": "incomplete", "train_minutes": 500.0, "threads": 1},
+    ]
+    line = wall_time_line(rows)
+    assert line.startswith("2 of 3 jobs finished; their epochs took 2.00 job-hours") and "at 1 thread(s)" in line
 
 
 def test_last_quarter_gain_is_the_relative_drop_over_the_last_quarter_of_epochs():

@@ -41,6 +41,8 @@ COLUMNS = [
     "test_iwae_nll_nats",
     "active_units",
     "binarize",
+    "threads",
+    "train_minutes",
     "error",
 ]
 
@@ -84,8 +86,12 @@ def read_job(job_dir: Path) -> dict:
             beta_effective=val.get("beta_effective"),
         )
         row["val_loss_gain_last_quarter"] = last_quarter_gain(metrics.get("history", []))
+        row["train_minutes"] = train_minutes(metrics.get("history", []))
         finished = metrics["epoch"] >= (row.get("epochs_planned") or metrics["epoch"])
         row["status"] = "ok" if finished else "incomplete"
+    run_path = job_dir / "run.json"
+    if run_path.is_file():
+        row["threads"] = json.loads(run_path.read_text()).get("runtime", {}).get("threads")
     eval_path = job_dir / "eval.json"
     if eval_path.is_file():
         results = json.loads(eval_path.read_text())
@@ -108,6 +114,24 @@ def last_quarter_gain(history: list[dict]) -> float | None:
         return None
     start = history[len(history) - math.ceil(len(history) / 4) - 1]["val_loss"]
     return (start - history[-1]["val_loss"]) / start
+
+
+def train_minutes(history: list[dict]) -> float | None:
+    """The job's own clock, training and validation, summed over its epochs: resumed jobs count every session's part."""
+    seconds = [record["epoch_seconds"] for record in history if "epoch_seconds" in record]
+    return sum(seconds) / 60 if seconds else None
+
+
+def wall_time_line(rows: list[dict]) -> str:
+    """How long the finished jobs took, summed: the sweep's cost in job-hours, whatever ran side by side."""
+    finished = [row for row in rows if row["status"] == "ok" and row.get("train_minutes") is not None]
+    minutes = sum(row["train_minutes"] for row in finished)
+    threads = sorted({row["threads"] for row in finished if row.get("threads") is not None})
+    per_thread = f", at {' or '.join(map(str, threads))} thread(s) per job" if threads else ""
+    return (
+        f"{len(finished)} of {len(rows)} jobs finished; their epochs took {minutes / 60:.2f} job-hours in all{per_thread} "
+        "(`train_minutes`: each job's own clock; jobs run side by side overlap in wall time)."
+    )
 
 
 def job_dirs(sweep_dir: Path) -> list[Path]:
@@ -136,6 +160,8 @@ def write_table(rows: list[dict], sweep_dir: Path) -> None:
         "images it is an upper bound on the expected NLL of a binarization of the image (it includes the",
         "binarization's entropy, 45.5 nats per MNIST test image), not a likelihood. `beta_effective` is the KL weight in",
         "per-image sums. Rate = `val_kl_nats`, distortion = `val_rec_nats`.",
+        "",
+        wall_time_line(rows),
         "",
         "| " + " | ".join(COLUMNS) + " |",
         "|" + "---|" * len(COLUMNS),
