@@ -119,6 +119,29 @@ def test_validation_loss_carries_the_free_bits_floor_like_the_training_loss():
     )
 
 
+def test_validation_runs_in_full_fp32_with_tf32_off_and_restores_the_training_setting(monkeypatch):
+    # apply_runtime turns TF32 on for training on a GPU; the reported loss terms must not use it.
+    model, _ = _model_and_data()
+    seen = []
+    forward = model.forward
+
+    def recording_forward(*args, **kwargs):
+        seen.append((torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32))
+        return forward(*args, **kwargs)
+
+    monkeypatch.setattr(model, "forward", recording_forward)
+    images = make_synthetic(5, **MNIST_LIKE, seed=2).images
+    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True  # flags only: no GPU needed
+    try:
+        dataset_loss_terms(model, images, kl_weight=1.0, gen_loss="bce", reduction="sum", batch_size=2)
+        restored = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+    assert seen == [(False, False)] * 3
+    assert restored == (True, True)
+
+
 def test_an_exported_run_has_no_optimizer_or_data_path_and_reevaluates_through_vae_data_dir(tmp_path, monkeypatch):
     from test_data import write_fake_mnist
 

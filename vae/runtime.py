@@ -47,6 +47,18 @@ def autocast_context(device: str, dtype: torch.dtype | None):
     return torch.autocast(device_type=torch.device(device).type, dtype=dtype)
 
 
+@contextlib.contextmanager
+def exact_fp32():
+    """TF32 off inside (cuBLAS and cuDNN), restored after: training may run its fp32 kernels in
+    TF32 on a GPU (`apply_runtime`), but a reported likelihood is computed in full fp32."""
+    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+
+
 def cpu_supports_bf16() -> bool:
     """True where the CPU has native bf16 dot products (AVX512-BF16 or AMX), so bf16 is faster, not slower."""
     try:
