@@ -87,6 +87,16 @@ def test_train_minutes_sums_every_epoch_of_a_resumed_job_and_the_table_totals_fi
     ]
     line = wall_time_line(rows)
     assert line.startswith("2 of 3 jobs finished; their epochs took 2.00 job-hours") and "at 1 thread(s)" in line
+    # Jobs of one sweep run on a CPU and on a GPU: the cost is split by device.
+    rows = [
+        {"status": "ok", "train_minutes": 90.0, "threads": 1, "device": "cpu"},
+        {"status": "ok", "train_minutes": 6.0, "threads": 1, "device": "cuda"},
+        {"status": "ok", "train_minutes": 6.0, "threads": 1, "device": "cuda"},
+    ]
+    line = wall_time_line(rows)
+    assert line.startswith("3 of 3 jobs finished; their epochs took 1.70 job-hours in all: 1.50 on cpu (1 jobs")
+    assert "0.20 on cuda (2 jobs, at 1 thread(s) per job)" in line
+    assert "job-hours in all on cuda, at 1 thread(s) per job" in wall_time_line(rows[1:])
 
 
 def test_last_quarter_gain_is_the_relative_drop_over_the_last_quarter_of_epochs():
@@ -198,6 +208,19 @@ def test_budget_study_merges_sessions_and_judges_each_doubling():
     assert not rows[(2, 24)]["converged"]  # 1.23 %
     assert rows[(2, 48)]["converged"]  # 0.74 %
     assert not rows[(8, 24)]["converged"]  # 1.67 %
+
+    # A GPU's run is never paired with a CPU's; the gain is averaged over seeds per device.
+    def on(device: str, seed: int, epochs: int, final: float) -> dict:
+        return {**run(32, epochs, final), "seed": seed, "device": device}
+
+    runs = [on("cpu", 0, 48, 0.0874), on("cuda", 0, 96, 0.0826), on("cuda", 1, 48, 0.0823), on("cuda", 1, 96, 0.0813)]
+    runs += [on("cuda", 2, 48, 0.0892), on("cuda", 2, 96, 0.0870)]
+    rows = budget.doubling_table(runs)
+    assert [(row["seed"], row["device"]) for row in rows] == [(1, "cuda"), (2, "cuda")]
+    (mean,) = budget.mean_gains(rows)
+    assert mean["seeds"] == 2 and mean["device"] == "cuda"
+    assert mean["gain"] == pytest.approx(((0.0823 - 0.0813) / 0.0823 + (0.0892 - 0.0870) / 0.0892) / 2)
+    assert not mean["converged"]  # 1.84 %
 
 
 @pytest.mark.slow  # starts worker processes

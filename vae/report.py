@@ -41,6 +41,7 @@ COLUMNS = [
     "test_iwae_nll_nats",
     "active_units",
     "binarize",
+    "device",
     "threads",
     "train_minutes",
     "error",
@@ -91,7 +92,8 @@ def read_job(job_dir: Path) -> dict:
         row["status"] = "ok" if finished else "incomplete"
     run_path = job_dir / "run.json"
     if run_path.is_file():
-        row["threads"] = json.loads(run_path.read_text()).get("runtime", {}).get("threads")
+        runtime = json.loads(run_path.read_text()).get("runtime", {})
+        row.update(device=runtime.get("device"), threads=runtime.get("threads"))
     eval_path = job_dir / "eval.json"
     if eval_path.is_file():
         results = json.loads(eval_path.read_text())
@@ -123,13 +125,32 @@ def train_minutes(history: list[dict]) -> float | None:
 
 
 def wall_time_line(rows: list[dict]) -> str:
-    """How long the finished jobs took, summed: the sweep's cost in job-hours, whatever ran side by side."""
+    """How long the finished jobs took, summed: the sweep's cost in job-hours, whatever ran side by side,
+    split by device where the jobs ran on several (a GPU's job-hour is not a CPU's)."""
     finished = [row for row in rows if row["status"] == "ok" and row.get("train_minutes") is not None]
-    minutes = sum(row["train_minutes"] for row in finished)
-    threads = sorted({row["threads"] for row in finished if row.get("threads") is not None})
-    per_thread = f", at {' or '.join(map(str, threads))} thread(s) per job" if threads else ""
+    by_device: dict = {}
+    for row in finished:
+        by_device.setdefault(row.get("device"), []).append(row)
+
+    def cost(jobs: list[dict]) -> tuple[float, str]:
+        threads = sorted({row["threads"] for row in jobs if row.get("threads") is not None})
+        per_thread = f"at {' or '.join(map(str, threads))} thread(s) per job" if threads else ""
+        return sum(row["train_minutes"] for row in jobs) / 60, per_thread
+
+    hours, per_thread = cost(finished)
+    if len(by_device) > 1:
+        parts = []
+        for device, jobs in sorted(by_device.items(), key=lambda item: str(item[0])):
+            device_hours, device_threads = cost(jobs)
+            parts.append(
+                f"{device_hours:.2f} on {device or 'an unrecorded device'} ({len(jobs)} jobs, {device_threads})"
+            )
+        where = ": " + "; ".join(parts)
+    else:
+        device = next(iter(by_device), None)
+        where = (f" on {device}" if device else "") + (f", {per_thread}" if per_thread else "")
     return (
-        f"{len(finished)} of {len(rows)} jobs finished; their epochs took {minutes / 60:.2f} job-hours in all{per_thread} "
+        f"{len(finished)} of {len(rows)} jobs finished; their epochs took {hours:.2f} job-hours in all{where} "
         "(`train_minutes`: each job's own clock; jobs run side by side overlap in wall time)."
     )
 
