@@ -50,6 +50,7 @@ def collect(job_dirs: list[Path]) -> list[dict]:
 
 
 def device(run: dict) -> str:
+    """cpu or cuda; budget.json's runs from before the device was recorded ran on a CPU."""
     return run.get("device", "cpu")
 
 
@@ -110,19 +111,16 @@ def plot(runs: list[dict]) -> None:
 
     dims = sorted({run["latent_dim"] for run in runs})
     fig, axes = plt.subplots(1, len(dims), figsize=(5.5 * len(dims), 4.2), squeeze=False, layout="constrained")
+    budgets = sorted({r["budget"] for r in runs})
+    colors = dict(
+        zip(budgets, plt.cm.viridis([i / max(1, len(budgets) - 1) for i in range(len(budgets))]), strict=True)
+    )
     for ax, latent_dim in zip(axes[0], dims, strict=True):
-        budgets = sorted({r["budget"] for r in runs})
-        colors = dict(
-            zip(budgets, plt.cm.viridis([i / max(1, len(budgets) - 1) for i in range(len(budgets))]), strict=True)
-        )
-        labelled = set()
+        labelled = set()  # one legend entry per budget and device; its seeds share the colour and line style
         chosen = (r for r in runs if r["latent_dim"] == latent_dim)
         for run in sorted(chosen, key=lambda r: (device(r), r["budget"], r["seed"])):
             epochs = range(1, len(run["val_loss"]) + 1)
-            group = (
-                run["budget"],
-                device(run),
-            )  # one legend entry per budget and device; its seeds share the line style
+            group = (run["budget"], device(run))
             label = None if group in labelled else f"budget {run['budget']}, {device(run)}"
             labelled.add(group)
             style = "--" if device(run) == "cuda" else "-"
