@@ -63,6 +63,7 @@ def fp32_reference() -> tuple[float, float]:
     return reference, noise
 
 
+@pytest.mark.slow  # four short training runs, the fp32 reference's included (about 25 s on 2 cores)
 @pytest.mark.parametrize(
     "option",
     [

@@ -176,6 +176,7 @@ def test_training_variants_run_and_report_finite_nats(tmp_path, overrides):
     assert all(math.isfinite(metrics["val"][name]) for name in TERMS)
 
 
+@pytest.mark.slow  # trains for a few hundred steps (about 12 s on 2 cores)
 def test_glorot_init_leaves_the_mean_image_within_a_few_hundred_steps():
     # The trap: with PyTorch's default init the lecture's network sits at the mean image.
     # Trained with the trainer's own step and default runtime (bf16 + channels_last where the CPU has bf16).
