@@ -12,12 +12,14 @@ from vae.bounds import DECODES_PER_CALL, active_units, iwae_log_likelihood
 from vae.cli import MISSING
 from vae.data import to_model_input
 from vae.model import VAE
+from vae.runtime import exact_fp32
 from vae.step import dataset_loss_terms
 
 MAX_IWAE_K = 5000  # Burda et al.'s evaluation k; memory is bounded by `chunk` whatever k
 
 
 @torch.no_grad()
+@exact_fp32()  # reported numbers: TF32 off on a GPU (bf16 only where autocast_dtype asks for it)
 def evaluate_run(
     model: VAE,
     images: torch.Tensor,
@@ -110,9 +112,6 @@ def main(argv=None) -> dict:
     loaded, splits = load_run_or_exit(args.run, checkpoint=args.checkpoint, device=device, data_root=args.data_root)
     config = loaded.checkpoint["config"]
     precision = args.precision
-    # TF32 would round the matmuls' inputs to 10 mantissa bits on GPUs: off for reported numbers.
-    torch.backends.cuda.matmul.allow_tf32 = False
-    torch.backends.cudnn.allow_tf32 = False
     loaded.model.to(memory_format=torch.channels_last)  # faster decoder convs on CPU and GPU alike
     images = getattr(splits, args.split).images
     if args.max_images:

@@ -89,6 +89,7 @@ def check_finite(terms: LossTerms, *, epoch: int, step: int, grad_norm: torch.Te
 
 
 @torch.no_grad()
+@exact_fp32()  # full fp32 where no autocast is asked for: TF32 off on a GPU
 def dataset_loss_terms(
     model: VAE,
     images: torch.Tensor,
@@ -109,32 +110,31 @@ def dataset_loss_terms(
     training (on each batch's mean KL); with objective=iwae it is the k-sample bound.
     Also `mean_sigma`: the encoder's sigma = exp(0.5 log_var) averaged over images and latent dims.
     """
-    with exact_fp32():  # full fp32 where no autocast is asked for: TF32 off on a GPU
-        device = next(model.parameters()).device
-        was_training = model.training
-        model.eval()
-        generator = torch.Generator(device="cpu").manual_seed(seed)
-        totals = torch.zeros(len(TERM_NAMES), dtype=torch.float64)
-        sigma_total = 0.0
-        for batch in images.split(batch_size):
-            x = to_model_input(batch).to(device)  # (B, C, H, W)
-            if channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
-            samples = (objective.k,) if objective.name == "iwae" else ()
-            eps = torch.randn(*samples, x.shape[0], model.latent_dim, generator=generator).to(device)
-            with autocast_context(str(device), autocast_dtype):
-                output = model(x, eps)
-            terms = objective_loss(
-                output,
-                x,
-                objective=objective,
-                kl_weight=kl_weight,
-                gen_loss=gen_loss,
-                reduction=reduction,
-                kl_floor=kl_floor,
-            )
-            totals += torch.stack([t.detach().double().cpu() for t in terms]) * x.shape[0]
-            sigma_total += float(torch.exp(0.5 * output.log_var.float()).sum())
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    generator = torch.Generator(device="cpu").manual_seed(seed)
+    totals = torch.zeros(len(TERM_NAMES), dtype=torch.float64)
+    sigma_total = 0.0
+    for batch in images.split(batch_size):
+        x = to_model_input(batch).to(device)  # (B, C, H, W)
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        samples = (objective.k,) if objective.name == "iwae" else ()
+        eps = torch.randn(*samples, x.shape[0], model.latent_dim, generator=generator).to(device)
+        with autocast_context(str(device), autocast_dtype):
+            output = model(x, eps)
+        terms = objective_loss(
+            output,
+            x,
+            objective=objective,
+            kl_weight=kl_weight,
+            gen_loss=gen_loss,
+            reduction=reduction,
+            kl_floor=kl_floor,
+        )
+        totals += torch.stack([t.detach().double().cpu() for t in terms]) * x.shape[0]
+        sigma_total += float(torch.exp(0.5 * output.log_var.float()).sum())
     model.train(was_training)
     results = {name: float(value) for name, value in zip(TERM_NAMES, totals / images.shape[0], strict=True)}
     results["mean_sigma"] = sigma_total / (images.shape[0] * model.latent_dim)

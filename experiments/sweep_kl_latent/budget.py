@@ -31,7 +31,7 @@ def collect(job_dirs: list[Path]) -> list[dict]:
     for job in job_dirs:
         config = OmegaConf.load(job / ".hydra" / "config.yaml")
         metrics = json.loads((job / "metrics.json").read_text())
-        device = json.loads((job / "run.json").read_text())["runtime"]["device"].split(":")[0]
+        where = json.loads((job / "run.json").read_text())["runtime"]["device"].split(":")[0]  # cuda:1 -> cuda
         if metrics["epoch"] < config.epochs:
             raise SystemExit(f"error: {job} is unfinished ({metrics['epoch']} of {config.epochs} epochs)")
         runs.append(
@@ -40,7 +40,7 @@ def collect(job_dirs: list[Path]) -> list[dict]:
                 "latent_dim": config.latent_dim,
                 "seed": config.seed,
                 "budget": config.epochs,
-                "device": device,
+                "device": where,
                 "val_loss": [row["val_loss"] for row in metrics["history"]],
                 "val_neg_elbo_nats": [row["val_neg_elbo_nats"] for row in metrics["history"]],
                 "epoch_seconds": [row["epoch_seconds"] for row in metrics["history"]],
