@@ -6,10 +6,11 @@ import base64
 import io
 import json
 import shutil
+import socket
 import threading
+import time
 import urllib.error
 import urllib.request
-from http.server import ThreadingHTTPServer
 
 import numpy as np
 import pytest
@@ -17,7 +18,7 @@ import torch
 from PIL import Image
 
 from vae.runs import load_run
-from vae.serve import MAX_BATCH, Explorer, make_handler
+from vae.serve import MAX_BATCH, MAX_BODY_BYTES, REQUEST_TIMEOUT_S, Explorer, make_server
 
 from conftest import run_cli
 
@@ -25,16 +26,25 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
 
 @pytest.fixture(scope="module")
-def server(tiny_run):
+def explorer(tiny_run):
     from vae.build import build_data
 
     loaded = load_run(tiny_run)
     test = build_data(loaded.checkpoint["config"]).test
-    explorer = Explorer(loaded.model, test.images, test.labels, class_names=[str(c) for c in range(10)], points=64)
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), make_handler(explorer))
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}", loaded.model
+    return Explorer(loaded.model, test.images, test.labels, class_names=[str(c) for c in range(10)], points=64)
+
+
+def serving(explorer, **options):
+    """The explorer's server on 127.0.0.1 and a free port, serving from a daemon thread."""
+    httpd = make_server(explorer, "127.0.0.1", 0, **options)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    return httpd
+
+
+@pytest.fixture(scope="module")
+def server(explorer):
+    httpd = serving(explorer)
+    yield f"http://127.0.0.1:{httpd.server_address[1]}", explorer.model
     httpd.shutdown()
     httpd.server_close()
 
@@ -99,6 +109,245 @@ def test_info_describes_the_plane_and_attribute_vectors(server):
     assert info["latent_dim"] == 2 and sorted(info["dims_by_kl"]) == [0, 1]
     assert len(info["points"]["u"]) == len(info["test_mu"]) == 64
     assert "thick strokes vs thin" in info["attributes"]
+
+
+def exchange(url: str, data: bytes, *, half_close: bool = True, timeout: float = 15.0):
+    """Send these bytes as they are on a fresh connection and read to its end.
+
+    The answer's status (None: closed without one), headers (lower-case names), body, and seconds taken.
+    """
+    port = int(url.rsplit(":", 1)[1])
+    start = time.monotonic()
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        sock.sendall(data)
+        if half_close:
+            sock.shutdown(socket.SHUT_WR)
+        received = b""
+        while chunk := sock.recv(1 << 16):
+            received += chunk
+    elapsed = time.monotonic() - start
+    if not received:
+        return None, {}, b"", elapsed
+    head, _, body = received.partition(b"\r\n\r\n")
+    status_line, *header_lines = head.decode("iso-8859-1").split("\r\n")
+    headers = {name.strip().lower(): value.strip() for name, value in (line.split(":", 1) for line in header_lines)}
+    return int(status_line.split()[1]), headers, body, elapsed
+
+
+def post(body: bytes, *, length: bytes | None = None, extra: bytes = b"") -> bytes:
+    """A raw POST /api/decode with this body; Content-Length its length unless given (b"" leaves it out)."""
+    length = str(len(body)).encode() if length is None else length
+    headers = b"Host: 127.0.0.1\r\nContent-Type: application/json\r\n" + extra
+    if length:
+        headers += b"Content-Length: " + length + b"\r\n"
+    return b"POST /api/decode HTTP/1.1\r\n" + headers + b"\r\n" + body
+
+
+GOOD = json.dumps({"z": [[0.25, -0.5]]}).encode()
+
+
+def assert_refused(answer, status: int, message: str) -> None:
+    code, headers, body, _ = answer
+    assert code == status, (code, body[:300])
+    assert headers["content-type"] == "application/json", headers
+    assert message in json.loads(body)["error"], body[:300]
+
+
+def assert_still_serves(url: str) -> None:
+    status, body = request(f"{url}/api/decode", GOOD)
+    assert status == 200 and len(json.loads(body)["images"]) == 1
+
+
+def test_body_with_invalid_utf8_after_valid_json_gets_400(server):
+    url, _ = server
+    for body in (GOOD + b" \xff\xfe", b'{"z": [["\xc3"]]}', b"\xef\xbb\xbf" + GOOD):
+        expected = "not JSON" if body.startswith(b"\xef") else "not UTF-8"  # a BOM is UTF-8, but not JSON
+        assert_refused(exchange(url, post(body)), 400, expected)
+    assert_still_serves(url)
+
+
+@pytest.mark.parametrize(
+    "number",
+    ["1" * 400, "-" + "9" * 400, "1" * 5000, "0." + "1" * 400, "1" * 40 + "e-30"],
+    ids=["400-digit int", "negative", "5000-digit int (over int's conversion limit)", "400-digit float", "exponent"],
+)
+def test_numbers_too_long_to_convert_get_400(server, number):
+    url, _ = server
+    body = b'{"z": [[' + number.encode() + b", 0]]}"
+    assert_refused(exchange(url, post(body)), 400, f"a number of {len(number)} characters")
+    assert_still_serves(url)
+
+
+def test_a_huge_python_int_is_refused_by_range_not_by_an_overflow():
+    from vae.serve import BadRequest, parse_latents
+
+    for value in (10**400, -(10**400), float("nan"), float("inf")):
+        with pytest.raises(BadRequest, match="finite numbers"):
+            parse_latents({"z": [[value, 0]]}, 2)
+
+
+@pytest.mark.parametrize("depth", [5000, 200_000])
+def test_json_nested_too_deep_gets_400(server, depth):
+    url, _ = server
+    assert_refused(exchange(url, post(b'{"z": ' + b"[" * depth + b"]" * depth + b"}")), 400, "nested too deeply")
+    body = b'{"z": ' + b"[" * 500 + b"]" * 500 + b"}"  # deep enough to hurt a repr, parsed fine: refused by shape
+    assert_refused(exchange(url, post(body)), 400, "list of 2 numbers (got a list of 1)")
+    assert_still_serves(url)
+
+
+@pytest.mark.parametrize(
+    "index",
+    [b"9" * 5000, b"\xb2", b"\xc2\xb2", b"%C2%B2", "\uff11".encode(), b"-1", b"+1", b"1e3", b"", b"0x1", b"64"],
+    ids=["5000 nines", "latin-1 superscript two", "utf-8 superscript two", "percent-encoded", "full-width one"]
+    + ["-1", "+1", "1e3", "empty", "hex", "one past the end"],
+)
+def test_test_image_paths_that_are_no_index_get_404_json(server, index):
+    url, _ = server
+    answer = exchange(url, b"GET /api/test_image/" + index + b".png HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+    assert_refused(answer, 404, "no test image")
+    assert "there are 64" in json.loads(answer[2])["error"]
+    status, _, body, _ = exchange(url, b"GET /api/test_image/63.png HTTP/1.0\r\n\r\n")
+    assert status == 200 and Image.open(io.BytesIO(body)).size == (28, 28)
+
+
+@pytest.mark.parametrize(
+    "length,status,message",
+    [
+        (b"", 411, "needs a Content-Length"),
+        (b"-1", 400, "ASCII digits"),
+        (b"abc", 400, "ASCII digits"),
+        (b"\xb2", 400, "ASCII digits"),  # int() reads "²" as 2
+        (b"+19", 400, "ASCII digits"),
+        (b"1_9", 400, "ASCII digits"),
+        (b"9" * 40, 400, "ASCII digits"),
+        (b"0", 400, "body is empty"),
+        (str(MAX_BODY_BYTES + 1).encode(), 413, "over the limit"),
+    ],
+)
+def test_bad_content_lengths_get_json_4xx(server, length, status, message):
+    url, _ = server
+    # The whole body is sent (over the limit for 413): refused unread, it must not reset the connection under the answer.
+    body = GOOD + b" " * (MAX_BODY_BYTES + 1 if status == 413 else 300_000)
+    assert_refused(exchange(url, post(body, length=length)), status, message)
+    assert_still_serves(url)
+
+
+def test_conflicting_lengths_chunked_bodies_and_short_bodies_get_json_4xx(server):
+    url, _ = server
+    twice = post(GOOD, extra=b"Content-Length: 3\r\n")
+    assert_refused(exchange(url, twice), 400, "conflicting Content-Length")
+    chunked = post(b"19\r\n" + GOOD + b"\r\n0\r\n\r\n", length=b"", extra=b"Transfer-Encoding: chunked\r\n")
+    assert_refused(exchange(url, chunked), 411, "Transfer-Encoding is not accepted")
+    assert_refused(exchange(url, post(GOOD[:5], length=b"100")), 400, "ended after 5 of the 100 bytes")
+    assert_still_serves(url)
+
+
+def test_a_body_shorter_than_its_content_length_times_out_with_408(explorer):
+    assert REQUEST_TIMEOUT_S <= 10
+    httpd = serving(explorer, timeout=1.0)
+    url = f"http://127.0.0.1:{httpd.server_address[1]}"
+    try:
+        answer = exchange(url, post(GOOD[:10], length=b"100"), half_close=False)
+        assert_refused(answer, 408, "10 of the 100 bytes")
+        assert 0.9 < answer[3] < 10
+        # Headers that never end: answered (408) or closed, within seconds; an idle connection is closed.
+        status, _, body, elapsed = exchange(url, b"POST /api/decode HTTP/1.1\r\nHost: x\r\n", half_close=False)
+        assert (status is None or (status == 408 and "error" in json.loads(body))) and elapsed < 10
+        assert exchange(url, b"", half_close=False)[0] is None
+        assert_still_serves(url)
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+@pytest.mark.parametrize("method", [b"PUT", b"DELETE", b"PATCH", b"OPTIONS", b"TRACE", b"BREW"])
+def test_other_methods_get_json_405_with_allow(server, method):
+    url, _ = server
+    answer = exchange(url, method + b" /api/decode HTTP/1.1\r\nHost: x\r\nContent-Length: 25\r\n\r\n" + GOOD)
+    assert_refused(answer, 405, "is not allowed")
+    assert answer[1]["allow"] == "GET, HEAD, POST"
+    assert_still_serves(url)
+
+
+def test_a_route_asked_with_the_wrong_method_gets_405_and_head_works(server):
+    url, _ = server
+    answer = exchange(url, b"GET /api/decode HTTP/1.0\r\n\r\n")
+    assert_refused(answer, 405, "takes a POST")
+    assert answer[1]["allow"] == "POST"
+    answer = exchange(url, b"POST /api/info HTTP/1.0\r\nContent-Length: 2\r\n\r\n{}")
+    assert_refused(answer, 405, "takes a GET")
+    assert answer[1]["allow"] == "GET, HEAD"
+    status, headers, body, _ = exchange(url, b"HEAD /api/info HTTP/1.0\r\n\r\n")
+    assert status == 200 and body == b"" and int(headers["content-length"]) > 0
+
+
+@pytest.mark.parametrize(
+    "data,status,message",
+    [
+        (b"\r\n", 400, "empty request line"),
+        (b"HELLO\r\n\r\n", 400, "Bad request syntax"),
+        (b"GET / HTTP/x.y\r\n\r\n", 400, "Bad request version"),
+        (b"GET /" + b"a" * 70_000 + b" HTTP/1.1\r\n\r\n", 414, "over 65536 bytes"),
+        (b"GET / HTTP/1.1\r\nX: " + b"a" * 70_000 + b"\r\n\r\n", 431, "Line too long"),
+        (b"GET / HTTP/1.1\r\n" + b"X: 1\r\n" * 120 + b"\r\n", 431, "Too many headers"),
+    ],
+    ids=["blank", "one word", "bad version", "long request line", "long header", "many headers"],
+)
+def test_malformed_request_lines_and_headers_get_json_4xx(server, data, status, message):
+    url, _ = server
+    assert_refused(exchange(url, data), status, message)
+    assert_still_serves(url)
+
+
+def test_a_failure_of_its_own_is_a_json_500_and_one_log_line(server, explorer, monkeypatch, capsys):
+    url, _ = server
+
+    def broken(z):
+        raise RuntimeError("decoder on fire")
+
+    monkeypatch.setattr(explorer, "decode", broken)
+    assert_refused(exchange(url, post(GOOD)), 500, "internal error: RuntimeError")
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert "500 for POST /api/decode: RuntimeError: decoder on fire" in err
+    monkeypatch.undo()
+    assert_still_serves(url)
+
+
+def test_fifty_concurrent_decodes_are_all_answered(server, explorer):
+    url, model = server
+    count = 50
+    zs = torch.linspace(-2, 2, count * 2).reshape(count, 2)
+    results: list = [None] * count
+    barrier = threading.Barrier(count)
+
+    def one(i: int) -> None:
+        barrier.wait(timeout=30)
+        results[i] = request(f"{url}/api/decode", json.dumps({"z": [zs[i].tolist()]}).encode())
+
+    start = time.monotonic()
+    threads = [threading.Thread(target=one, args=(i,), daemon=True) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert time.monotonic() - start < 60
+    assert [status for status, _ in results] == [200] * count
+    with torch.no_grad():
+        expected = (torch.sigmoid(model.decode(zs)) * 255).round().to(torch.uint8)
+    for (_, body), image in zip(results, expected, strict=True):
+        (data_url,) = json.loads(body)["images"]
+        decoded = np.array(Image.open(io.BytesIO(base64.b64decode(data_url.split(",", 1)[1]))))
+        assert decoded.shape == (28, 28) and torch.equal(torch.from_numpy(decoded), image[0])
+
+
+def test_the_server_holds_a_burst_in_its_backlog(explorer):
+    httpd = make_server(explorer)
+    try:
+        assert httpd.request_queue_size >= 128 and httpd.daemon_threads
+        assert httpd.server_address[0] == "127.0.0.1"
+    finally:
+        httpd.server_close()
 
 
 @pytest.mark.slow  # runs the CLI in a subprocess

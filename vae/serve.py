@@ -6,8 +6,14 @@ as the pointer moves. Decoding on the server keeps the page free of a model runt
 
 Endpoints: `/` and `/static/<file>` (the page), `GET /api/info` (latent plane, scatter,
 attribute vectors, test-image latents), `POST /api/decode` with `{"z": [[...], ...]}` (PNG
-images as data URLs), `GET /api/test_image/<i>.png`. Anything else is 404; a malformed
-request is 400 with a message.
+images as data URLs), `GET /api/test_image/<i>.png`. HEAD works wherever GET does.
+
+Every refusal is JSON, `{"error": "<what is wrong>"}`, with a 4xx status: 404 for a path it
+does not serve, 405 (with an Allow header) for another method, 400 for a malformed request
+line, Content-Length or body, 411 without a Content-Length, 413 for a body over
+MAX_BODY_BYTES, 408 when a request is not in within REQUEST_TIMEOUT_S. A failure of the
+server's own is a JSON 500 and one line on stderr. One thread per connection, a listen
+backlog of REQUEST_QUEUE_SIZE; the server keeps answering whatever one request did.
 """
 
 from __future__ import annotations
@@ -15,8 +21,11 @@ from __future__ import annotations
 import base64
 import io
 import json
-import math
+import re
+import socket
 import sys
+import time
+import traceback
 from dataclasses import dataclass
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -32,15 +41,30 @@ from vae.cli import MISSING, check, load_run_or_exit, parse_args
 MAX_BATCH = 64  # z per decode request
 MAX_BODY_BYTES = 1 << 20
 MAX_ABS_Z = 1e3
+MAX_NUMBER_CHARS = 32  # a JSON number longer than this is refused before Python converts it
+REQUEST_TIMEOUT_S = 5.0  # per request: its line, headers and body must be in by then
+REQUEST_QUEUE_SIZE = 128  # the listen backlog (the standard library's 5 resets connections under a burst)
+LINGER_S = 1.0  # after refusing a body unread: how long to read what the client still sends
+LINGER_BYTES = 4 * MAX_BODY_BYTES
 STATIC_FILES = {
     "index.html": "text/html; charset=utf-8",
     "app.js": "text/javascript; charset=utf-8",
     "style.css": "text/css; charset=utf-8",
 }
+GET_PATHS = ("/", "/index.html", "/api/info")  # and /static/<file>, /api/test_image/<i>.png
+ALLOW_GET = "GET, HEAD"
+ALLOW_POST = "POST"
+IMAGE_INDEX = re.compile(r"[0-9]{1,9}")  # ASCII digits only: str.isdigit() accepts "²", int() does not
+CONTENT_LENGTH = re.compile(r"[0-9]{1,15}")
 
 
 class BadRequest(ValueError):
-    """A request the server refuses with 400 and this message."""
+    """A request the server refuses with this message and a 4xx status (400 unless told)."""
+
+    def __init__(self, message: str, status: int = HTTPStatus.BAD_REQUEST, allow: str | None = None):
+        super().__init__(message)
+        self.status = HTTPStatus(status)
+        self.allow = allow
 
 
 @dataclass
@@ -65,6 +89,40 @@ def png_bytes(image: torch.Tensor) -> bytes:
     return buffer.getvalue()
 
 
+def describe(value: object) -> str:
+    """A short, safe description of a JSON value for an error message (no repr of a deep or huge value)."""
+    if isinstance(value, list):
+        return f"a list of {len(value)}"
+    if isinstance(value, dict):
+        return f"an object of {len(value)} keys"
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _number(text: str, convert):
+    if len(text) > MAX_NUMBER_CHARS:
+        raise BadRequest(f"a number of {len(text)} characters in the body (at most {MAX_NUMBER_CHARS}): {text[:12]}...")
+    return convert(text)
+
+
+def parse_json(body: bytes) -> object:
+    """The body as JSON (UTF-8, as RFC 8259 says), or BadRequest saying why not; never another exception."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise BadRequest(f"body is not UTF-8: byte {error.start} is {body[error.start]:#04x}") from None
+    try:
+        return json.loads(text, parse_int=lambda s: _number(s, int), parse_float=lambda s: _number(s, float))
+    except json.JSONDecodeError as error:
+        raise BadRequest(f"body is not JSON: {error.msg} at character {error.pos}") from None
+    except RecursionError:
+        raise BadRequest("body is JSON nested too deeply") from None
+    except BadRequest:
+        raise
+    except ValueError as error:
+        raise BadRequest(f"body is not usable JSON: {str(error)[:100]}") from None
+
+
 def parse_latents(payload: object, latent_dim: int) -> torch.Tensor:
     """Validate a decode request's `z` into a (N, latent_dim) tensor, or raise BadRequest saying what is wrong."""
     if not isinstance(payload, dict) or "z" not in payload:
@@ -76,15 +134,13 @@ def parse_latents(payload: object, latent_dim: int) -> torch.Tensor:
         raise BadRequest(f"at most {MAX_BATCH} latent vectors per request (got {len(rows)})")
     for row in rows:
         if not isinstance(row, list) or len(row) != latent_dim:
-            raise BadRequest(f"each z must be a list of {latent_dim} numbers (got {str(row)[:60]})")
+            raise BadRequest(f"each z must be a list of {latent_dim} numbers (got {describe(row)})")
         for value in row:
-            if (
-                isinstance(value, bool)
-                or not isinstance(value, (int, float))
-                or not math.isfinite(value)
-                or abs(value) > MAX_ABS_Z
-            ):
-                raise BadRequest(f"z values must be finite numbers of magnitude at most {MAX_ABS_Z:g} (got {value!r})")
+            # abs(value) <= MAX_ABS_Z is False for NaN and inf, and compares a huge int without converting it
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not abs(value) <= MAX_ABS_Z:
+                raise BadRequest(
+                    f"z values must be finite numbers of magnitude at most {MAX_ABS_Z:g} (got {describe(value)})"
+                )
     return torch.tensor(rows, dtype=torch.float32)
 
 
@@ -143,7 +199,13 @@ class Explorer:
         return [png_bytes(image) for image in images]
 
 
-def make_handler(explorer: Explorer):
+def log(message: str) -> None:
+    """One line on the server's console."""
+    print(f"vae.serve: {message}", file=sys.stderr, flush=True)
+
+
+def make_handler(explorer: Explorer, *, timeout: float = REQUEST_TIMEOUT_S):
+    """The request handler for one explorer: every answer JSON or a static file, never a traceback."""
     static = resources.files("vae") / "static"
 
     class Handler(BaseHTTPRequestHandler):
@@ -152,20 +214,175 @@ def make_handler(explorer: Explorer):
         def log_message(self, format, *args):  # noqa: A002 - keep the console quiet; errors still reach the client
             pass
 
-        def _send(self, status: int, body: bytes, content_type: str) -> None:
+        def setup(self) -> None:
+            self.timeout = timeout  # StreamRequestHandler.setup() sets it on the socket: no read waits forever
+            super().setup()
+
+        # -- answers ---------------------------------------------------------------------------
+
+        def send_response(self, code, message=None):
+            self.responded = True
+            # Always a status line and headers: http.server leaves them out for "HTTP/0.9", which is also what it
+            # assumes of a request line it cannot parse. No client speaks 0.9 any more.
+            if getattr(self, "request_version", "HTTP/0.9") == "HTTP/0.9":
+                self.request_version = "HTTP/1.0"
+            super().send_response(code, message)
+
+        def _send(self, status: int, body: bytes, content_type: str, headers: dict[str, str] | None = None) -> None:
             self.send_response(status)
             self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(body)))
             self.send_header("Cache-Control", "no-store")
             self.send_header("X-Content-Type-Options", "nosniff")
+            for name, value in (headers or {}).items():
+                self.send_header(name, value)
             self.end_headers()
-            self.wfile.write(body)
+            if self.command != "HEAD":
+                self.wfile.write(body)
 
-        def _json(self, status: int, payload: object) -> None:
-            self._send(status, json.dumps(payload).encode(), "application/json")
+        def _json(self, status: int, payload: object, headers: dict[str, str] | None = None) -> None:
+            self._send(status, json.dumps(payload).encode(), "application/json", headers)
 
-        def _error(self, status: int, message: str) -> None:
-            self._json(status, {"error": message})
+        def _error(self, status: int, message: str, allow: str | None = None) -> None:
+            self._json(status, {"error": message}, {"Allow": allow} if allow else None)
+
+        def send_error(self, code, message=None, explain=None):
+            """http.server's own refusals (request line, headers): JSON like every other answer, not its HTML page."""
+            self.close_connection = True
+            status = HTTPStatus(code)
+            text = message or status.phrase
+            self._error(status, text if text.endswith(status.phrase) else f"{status.phrase}: {text}")
+
+        # -- one request -----------------------------------------------------------------------
+
+        def handle_one_request(self) -> None:
+            """http.server's, with every failure answered: a timeout 408, a bug 500 and one log line."""
+            self.responded = False
+            self.body_unread = False
+            self.raw_requestline = b""
+            self.command = None
+            try:
+                self.raw_requestline = self.rfile.readline(65537)
+                if len(self.raw_requestline) > 65536:
+                    self.requestline, self.request_version, self.command = "", "", ""
+                    return self.send_error(HTTPStatus.REQUEST_URI_TOO_LONG, "request line over 65536 bytes")
+                if not self.raw_requestline:
+                    self.close_connection = True
+                    return
+                if not self.parse_request():
+                    if not self.responded:
+                        self.send_error(HTTPStatus.BAD_REQUEST, "empty request line")
+                    return
+                self.body_unread = self.command in ("POST", "PUT", "PATCH") or any(
+                    name in self.headers for name in ("Content-Length", "Transfer-Encoding")
+                )
+                handler = getattr(self, f"do_{self.command}", None)
+                if handler is None:
+                    raise BadRequest(
+                        f"method {self.command[:20]!r} is not allowed; this server answers {ALLOW_GET}, {ALLOW_POST}",
+                        HTTPStatus.METHOD_NOT_ALLOWED,
+                        allow=f"{ALLOW_GET}, {ALLOW_POST}",
+                    )
+                handler()
+                self.wfile.flush()
+            except BadRequest as error:
+                self.close_connection = True
+                self._error(error.status, str(error), error.allow)
+            except TimeoutError:
+                self.close_connection = True
+                self.body_unread = False  # the client is not sending: nothing to wait for
+                if self.raw_requestline and not self.responded:  # an idle connection is just closed
+                    try:
+                        self._error(HTTPStatus.REQUEST_TIMEOUT, f"request not received in full within {timeout:g} s")
+                    except OSError:
+                        pass
+            except OSError as error:  # the client went away (reset, broken pipe): nothing to answer
+                self.close_connection = True
+                self.body_unread = False
+                log(f"{self.client_address[0]} {self.command} {self._where()}: {type(error).__name__}: {error}")
+            except Exception as error:  # a bug of the server's own: a JSON 500 and one line, never a traceback
+                self.close_connection = True
+                frame = traceback.extract_tb(error.__traceback__)[-1]
+                log(
+                    f"500 for {self.command} {self._where()}: {type(error).__name__}: {error} "
+                    f"({Path(frame.filename).name}:{frame.lineno})"
+                )
+                if not self.responded:
+                    try:
+                        self._error(HTTPStatus.INTERNAL_SERVER_ERROR, f"internal error: {type(error).__name__}")
+                    except OSError:
+                        pass
+            finally:
+                if self.body_unread and self.responded:
+                    self._linger()
+
+        def _where(self) -> str:
+            path = getattr(self, "path", "") or ""
+            return path if len(path) <= 80 else path[:77] + "..."
+
+        def _linger(self) -> None:
+            """Answered before reading the body: half-close, then read (a bounded amount of) what the client still
+            sends, so closing with unread bytes does not reset the connection under the answer."""
+            try:
+                self.wfile.flush()
+                self.connection.shutdown(socket.SHUT_WR)
+                deadline, drained = time.monotonic() + LINGER_S, 0
+                while drained < LINGER_BYTES and (left := deadline - time.monotonic()) > 0:
+                    self.connection.settimeout(left)
+                    chunk = self.connection.recv(1 << 16)
+                    if not chunk:
+                        break
+                    drained += len(chunk)
+            except OSError:
+                pass
+
+        def _read_body(self) -> bytes:
+            """The request's body, all Content-Length bytes of it within the timeout, or BadRequest (400, 408, 411, 413)."""
+            if "Transfer-Encoding" in self.headers:
+                raise BadRequest(
+                    "Transfer-Encoding is not accepted: send the body with a Content-Length", HTTPStatus.LENGTH_REQUIRED
+                )
+            values = [value.strip() for value in self.headers.get_all("Content-Length") or []]
+            if not values:
+                raise BadRequest("a POST needs a Content-Length header", HTTPStatus.LENGTH_REQUIRED)
+            if len(set(values)) > 1:
+                raise BadRequest(f"conflicting Content-Length headers: {', '.join(v[:20] for v in values[:4])}")
+            if not CONTENT_LENGTH.fullmatch(values[0]):
+                raise BadRequest(f"Content-Length must be a byte count in ASCII digits (got {describe(values[0])})")
+            length = int(values[0])
+            if length == 0:
+                raise BadRequest('the body is empty: expected JSON {"z": [[...], ...]}')
+            if length > MAX_BODY_BYTES:
+                raise BadRequest(
+                    f"a body of {length} bytes is over the limit of {MAX_BODY_BYTES}",
+                    HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+                )
+            deadline, chunks, received = time.monotonic() + timeout, [], 0
+            while received < length:
+                left = deadline - time.monotonic()
+                try:
+                    if left <= 0:
+                        raise TimeoutError
+                    self.connection.settimeout(left)  # the whole body within the timeout, not each read
+                    chunk = self.rfile.read1(min(length - received, 1 << 16))
+                except TimeoutError:
+                    self.body_unread = False
+                    raise BadRequest(
+                        f"the body was not in within {timeout:g} s: {received} of the {length} bytes "
+                        "its Content-Length promised",
+                        HTTPStatus.REQUEST_TIMEOUT,
+                    ) from None
+                if not chunk:
+                    self.body_unread = False
+                    raise BadRequest(
+                        f"the body ended after {received} of the {length} bytes its Content-Length promised"
+                    )
+                chunks.append(chunk)
+                received += len(chunk)
+            self.body_unread = False
+            return b"".join(chunks)
+
+        # -- the routes ------------------------------------------------------------------------
 
         def do_GET(self):  # noqa: N802 - http.server's naming
             path = self.path.split("?", 1)[0]
@@ -178,32 +395,49 @@ def make_handler(explorer: Explorer):
                 return self._json(200, explorer.info)
             if path.startswith("/api/test_image/") and path.endswith(".png"):
                 index = path.removeprefix("/api/test_image/").removesuffix(".png")
-                if not index.isdigit() or int(index) >= len(explorer.test_images):
-                    return self._error(HTTPStatus.NOT_FOUND, f"no test image {index!r}")
+                count = len(explorer.test_images)
+                if not IMAGE_INDEX.fullmatch(index) or int(index) >= count:
+                    raise BadRequest(
+                        f"no test image {describe(index)}: there are {count}, 0 to {count - 1}", HTTPStatus.NOT_FOUND
+                    )
                 image = explorer.test_images[int(index)].float() / 255.0
                 return self._send(200, png_bytes(image), "image/png")
-            return self._error(HTTPStatus.NOT_FOUND, f"nothing at {path}")
+            if path == "/api/decode":
+                raise BadRequest("/api/decode takes a POST", HTTPStatus.METHOD_NOT_ALLOWED, allow=ALLOW_POST)
+            raise BadRequest(f"nothing at {self._where()}", HTTPStatus.NOT_FOUND)
+
+        do_HEAD = do_GET  # noqa: N815 - _send leaves the body out
 
         def do_POST(self):  # noqa: N802
-            if self.path.split("?", 1)[0] != "/api/decode":
-                return self._error(HTTPStatus.NOT_FOUND, f"nothing at {self.path}")
-            try:
-                length = int(self.headers.get("Content-Length") or 0)
-            except ValueError:
-                return self._error(HTTPStatus.BAD_REQUEST, "bad Content-Length")
-            if length <= 0 or length > MAX_BODY_BYTES:
-                return self._error(HTTPStatus.BAD_REQUEST, f"body must be 1 to {MAX_BODY_BYTES} bytes of JSON")
-            try:
-                payload = json.loads(self.rfile.read(length))
-                z = parse_latents(payload, explorer.latent_dim)
-            except json.JSONDecodeError as error:
-                return self._error(HTTPStatus.BAD_REQUEST, f"body is not JSON: {error.msg}")
-            except BadRequest as error:
-                return self._error(HTTPStatus.BAD_REQUEST, str(error))
+            path = self.path.split("?", 1)[0]
+            if path != "/api/decode":
+                if path in GET_PATHS or path.startswith(("/static/", "/api/test_image/")):
+                    raise BadRequest(f"{self._where()} takes a GET", HTTPStatus.METHOD_NOT_ALLOWED, allow=ALLOW_GET)
+                raise BadRequest(f"nothing at {self._where()}", HTTPStatus.NOT_FOUND)
+            z = parse_latents(parse_json(self._read_body()), explorer.latent_dim)
             images = ["data:image/png;base64," + base64.b64encode(png).decode() for png in explorer.decode(z)]
             return self._json(200, {"images": images})
 
     return Handler
+
+
+class ExplorerServer(ThreadingHTTPServer):
+    """http.server's threading server with a listen backlog that holds a burst, daemon threads, and one log line
+    (not a traceback) for anything that escapes a handler."""
+
+    request_queue_size = REQUEST_QUEUE_SIZE
+    daemon_threads = True
+
+    def handle_error(self, request, client_address) -> None:
+        error = sys.exc_info()[1]
+        log(f"{client_address[0]}: {type(error).__name__}: {error}")
+
+
+def make_server(
+    explorer: Explorer, host: str = "127.0.0.1", port: int = 0, *, timeout: float = REQUEST_TIMEOUT_S
+) -> ExplorerServer:
+    """The explorer's server, bound (port 0: a free one) but not yet serving: call serve_forever()."""
+    return ExplorerServer((host, port), make_handler(explorer, timeout=timeout))
 
 
 def build_explorer(args: ServeArgs) -> Explorer:
@@ -221,7 +455,7 @@ def main(argv=None) -> None:
     if not run.is_dir():
         sys.exit(f"error: run directory {run} does not exist")
     explorer = build_explorer(args)
-    server = ThreadingHTTPServer((args.host, args.port), make_handler(explorer))
+    server = make_server(explorer, args.host, args.port)
     print(f"serving {run} at http://{args.host}:{server.server_address[1]}/  (Ctrl-C to stop)", flush=True)
     try:
         server.serve_forever()
