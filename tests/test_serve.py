@@ -359,25 +359,35 @@ def test_serve_without_a_checkpoint_does_not_start(tmp_path):
     assert len(result.stderr.strip().splitlines()) == 1
 
 
-@pytest.mark.slow  # runs the CLI in a subprocess
-def test_page_redraws_the_image_as_the_pointer_moves_in_headless_chromium(server, tmp_path):
+def launch_chromium(p):
+    """Debian's headless Chromium through playwright, with what it would fetch on its own switched off."""
+    return p.chromium.launch(
+        executable_path=CHROMIUM,
+        args=[
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+        ],
+    )
+
+
+def chromium_or_skip():
     playwright = pytest.importorskip("playwright.sync_api")
     if not shutil.which(CHROMIUM):
         pytest.skip("Debian's chromium is not installed (.ci/run installs it)")
+    return playwright
+
+
+@pytest.mark.slow  # runs a browser in a subprocess
+def test_page_redraws_the_image_as_the_pointer_moves_in_headless_chromium(server, tmp_path):
+    playwright = chromium_or_skip()
     url, _ = server
     with playwright.sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=CHROMIUM,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-quic",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-            ],
-        )
+        browser = launch_chromium(p)
         page = browser.new_page()
         page.goto(url + "/")
         page.wait_for_function("document.getElementById('status').textContent.startsWith('decoded')", timeout=20000)
@@ -390,4 +400,57 @@ def test_page_redraws_the_image_as_the_pointer_moves_in_headless_chromium(server
         page.wait_for_function(f"document.getElementById('decoded').src !== {json.dumps(second)}", timeout=20000)
         assert len({first, second, page.get_attribute("#decoded", "src")}) == 3
         page.screenshot(path=str(tmp_path / "page.png"))
+        browser.close()
+
+
+@pytest.mark.slow  # runs a browser in a subprocess
+def test_sliders_and_marker_follow_interpolation_and_attribute_editing_in_headless_chromium(server):
+    playwright = chromium_or_skip()
+    url, _ = server
+    info = json.loads(request(f"{url}/api/info")[1])
+    mu, order = np.array(info["test_mu"]), info["dims_by_kl"]
+    axes = np.array(info["plane"]["axes"])
+
+    def set_input(page, selector: str, value) -> None:
+        page.eval_on_selector(
+            selector, "(el, v) => { el.value = v; el.dispatchEvent(new Event('input', {bubbles: true})); }", str(value)
+        )
+
+    def shown(page) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """What the sliders' numbers say (by dim), where their knobs are, and the plane marker's (u, v)."""
+        numbers, knobs = np.zeros(len(order)), np.zeros(len(order))
+        for dim, value, text in page.eval_on_selector_all(
+            "#sliders input",
+            "els => els.map(e => [Number(e.dataset.dim), Number(e.value), e.nextElementSibling.textContent])",
+        ):
+            knobs[dim], numbers[dim] = value, float(text)
+        return numbers, knobs, np.array(json.loads(page.get_attribute("#plane", "data-marker")))
+
+    def assert_shows(page, z: np.ndarray) -> None:
+        numbers, knobs, marker = shown(page)
+        assert np.allclose(numbers, z, atol=0.006), (numbers, z)
+        assert np.allclose(knobs, np.clip(z, -3, 3), atol=0.006), (knobs, z)
+        assert np.allclose(marker, axes @ z, atol=1e-6), (marker, axes @ z)
+
+    with playwright.sync_playwright() as p:
+        browser = launch_chromium(p)
+        page = browser.new_page()
+        page.goto(url + "/")
+        page.wait_for_function("document.getElementById('status').textContent.startsWith('decoded')", timeout=20000)
+        assert_shows(page, np.zeros(len(order)))
+        set_input(page, "#interp-a", 2)
+        set_input(page, "#interp-b", 5)
+        set_input(page, "#interp-t", 0.3)
+        assert_shows(page, 0.7 * mu[2] + 0.3 * mu[5])
+        name = "thick strokes vs thin"
+        set_input(page, "#edit-image", 7)
+        set_input(page, "#edit-vector", name)
+        set_input(page, "#edit-k", 2.5)
+        edited = mu[7] + 2.5 * np.array(info["attributes"][name])
+        assert_shows(page, edited)
+        # One slider moved: that dim changes, the others keep the edited z.
+        set_input(page, f"#sliders input[data-dim='{order[0]}']", 1.25)
+        edited[order[0]] = 1.25
+        assert_shows(page, edited)
+        page.wait_for_function("document.getElementById('z').textContent.includes('1.25')", timeout=20000)
         browser.close()

@@ -4,6 +4,7 @@ const COLOURS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b
 let info = null;
 let pending = null;   // the latest z waiting to be decoded
 let inFlight = false; // one request at a time; the newest z wins
+let current = null;   // the z the page shows; every control follows it (setZ)
 
 const $ = (id) => document.getElementById(id);
 
@@ -33,6 +34,15 @@ function show(z) {
   decodeNow();
 }
 
+// Every path that changes z (the plane, a slider, interpolation, attribute editing) comes
+// through here, so that every latent slider and the plane's marker show the z being decoded.
+function setZ(z) {
+  current = z.slice();
+  setSliders(current);
+  drawPlane(current);
+  show(current);
+}
+
 // The plane: canvas pixels <-> (u, v) <-> z = origin + u * axes[0] + v * axes[1].
 let bounds = null;
 function computeBounds() {
@@ -52,8 +62,17 @@ function planeZ(u, v) {
   const {origin, axes} = info.plane;
   return origin.map((o, i) => o + u * axes[0][i] + v * axes[1][i]);
 }
+// z's coordinates on the plane (the axes are orthonormal), and whether z lies on it.
+function planeUV(z) {
+  const {origin, axes} = info.plane;
+  const dot = (axis) => z.reduce((sum, value, i) => sum + (value - origin[i]) * axis[i], 0);
+  const u = dot(axes[0]), v = dot(axes[1]);
+  const onPlane = planeZ(u, v).every((value, i) => Math.abs(value - z[i]) < 1e-6);
+  return [u, v, onPlane];
+}
 
-function drawPlane(marker) {
+// The scatter, and a marker at z (its projection, dashed, when z is off the plane).
+function drawPlane(z) {
   const canvas = $("plane"), ctx = canvas.getContext("2d");
   ctx.clearRect(0, 0, canvas.width, canvas.height);
   const {u, v, label} = info.points;
@@ -66,11 +85,16 @@ function drawPlane(marker) {
   ctx.font = "12px sans-serif";
   ctx.fillText(info.plane.names[0] + " →", canvas.width - 70, canvas.height - 6);
   ctx.fillText("↑ " + info.plane.names[1], 4, 14);
-  if (marker) {
+  if (z) {
+    const [u, v, onPlane] = planeUV(z);
+    const [x, y] = toCanvas(u, v, canvas);
+    canvas.dataset.marker = JSON.stringify([u, v]);
     ctx.strokeStyle = "#000";
+    ctx.setLineDash(onPlane ? [] : [3, 3]);
     ctx.beginPath();
-    ctx.arc(marker[0], marker[1], 6, 0, 2 * Math.PI);
+    ctx.arc(Math.min(Math.max(x, 0), canvas.width), Math.min(Math.max(y, 0), canvas.height), 6, 0, 2 * Math.PI);
     ctx.stroke();
+    ctx.setLineDash([]);
   }
 }
 
@@ -78,10 +102,7 @@ function onPointer(event) {
   const canvas = $("plane"), rect = canvas.getBoundingClientRect();
   const x = (event.clientX - rect.left) * canvas.width / rect.width, y = (event.clientY - rect.top) * canvas.height / rect.height;
   const [u, v] = fromCanvas(x, y, canvas);
-  const z = planeZ(u, v);
-  drawPlane([x, y]);
-  setSliders(z);
-  show(z);
+  setZ(planeZ(u, v));
 }
 
 function buildSliders() {
@@ -91,21 +112,22 @@ function buildSliders() {
     label.innerHTML = `z[${dim}] <input type="range" min="-3" max="3" step="0.01" value="0" data-dim="${dim}"> <output>0.00</output> <small>KL ${info.kl_per_dim[dim].toFixed(2)}</small>`;
     box.appendChild(label);
   }
-  box.addEventListener("input", () => {
-    const z = currentSliders();
-    box.querySelectorAll("input").forEach((input) => { input.nextElementSibling.textContent = Number(input.value).toFixed(2); });
-    show(z);
+  box.addEventListener("input", (event) => {
+    // Only the moved dim changes: the others keep the current z (which may lie beyond a slider's range).
+    const z = current.slice();
+    z[Number(event.target.dataset.dim)] = Number(event.target.value);
+    setZ(z);
   });
 }
-function currentSliders() {
-  const z = new Array(info.latent_dim).fill(0);
-  $("sliders").querySelectorAll("input").forEach((input) => { z[Number(input.dataset.dim)] = Number(input.value); });
-  return z;
-}
+// Each slider at its dim of z; its number shows the value itself, marked when beyond the slider's range.
 function setSliders(z) {
   $("sliders").querySelectorAll("input").forEach((input) => {
-    input.value = z[Number(input.dataset.dim)];
-    input.nextElementSibling.textContent = Number(input.value).toFixed(2);
+    const value = z[Number(input.dataset.dim)];
+    input.value = value;
+    const output = input.nextElementSibling;
+    output.textContent = value.toFixed(2);
+    output.classList.toggle("beyond", value < Number(input.min) || value > Number(input.max));
+    output.title = output.classList.contains("beyond") ? `beyond the slider's range ${input.min} to ${input.max}` : "";
   });
 }
 
@@ -151,10 +173,10 @@ async function start() {
     $("edit-vector").appendChild(option);
   }
   const thumbs = () => { $("thumb-a").src = `/api/test_image/${$("interp-a").value}.png`; $("thumb-b").src = `/api/test_image/${$("interp-b").value}.png`; };
-  for (const id of ["interp-a", "interp-b", "interp-t"]) $(id).addEventListener("input", () => { thumbs(); show(interpolationZ()); });
-  for (const id of ["edit-image", "edit-vector", "edit-k"]) $(id).addEventListener("input", () => show(editZ()));
+  for (const id of ["interp-a", "interp-b", "interp-t"]) $(id).addEventListener("input", () => { thumbs(); setZ(interpolationZ()); });
+  for (const id of ["edit-image", "edit-vector", "edit-k"]) $(id).addEventListener("input", () => setZ(editZ()));
   thumbs();
-  show(planeZ(0, 0));
+  setZ(planeZ(0, 0));
   $("status").textContent = `latent_dim ${info.latent_dim}, ${info.points.u.length} test images`;
 }
 
