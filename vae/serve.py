@@ -2,7 +2,7 @@
 
 The page (vae/static/) draws the test set's mu on a plane and asks this server to decode any z
 as the pointer moves. Decoding on the server keeps the page free of a model runtime: one
-28x28 decode takes about a millisecond here, well under a frame (see README).
+28x28 decode and its PNG take a few milliseconds here, under a frame (see experiments/serve/README.md).
 
 Endpoints: `/` and `/static/<file>` (the page), `GET /api/info` (latent plane, scatter,
 attribute vectors, test-image latents), `POST /api/decode` with `{"z": [[...], ...]}` (PNG
