@@ -6,9 +6,10 @@ import math
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from vae.config import ConfigError
+from vae.config import ConfigError, compose_dict
 from vae.schedules import lr_factor, stage_steps
 from vae.train import resume_config, train
 
@@ -98,6 +99,7 @@ def test_extending_a_run_whose_schedule_decays_with_its_length_is_refused(tmp_pa
     [
         ("optim.schedule=exponential", "optim.schedule"),
         ("optim.warmup_steps=-1", "optim.warmup_steps"),
+        ("optim.max_warmup_epochs=-0.5", "optim.max_warmup_epochs"),
         ("optim.lr_floor=1", "optim.lr_floor"),
         ("optim.stages=[[1,0]]", "optim.stages"),
         ("optim.schedule=step", "optim.stages"),
@@ -108,3 +110,26 @@ def test_a_bad_schedule_is_refused_naming_the_key(override, key):
 
     with pytest.raises(ConfigError, match=rf"^{key} must be"):
         validate(compose_config([override]))
+
+
+def test_the_warmup_is_bounded_by_a_share_of_the_epoch_and_not_by_the_runs_length():
+    from vae.build import warmup_steps
+
+    optim = {"warmup_steps": 200, "max_warmup_epochs": 0.5}
+    assert warmup_steps(optim, steps_per_epoch=16) == 8  # 2,048 synthetic images at batch 128
+    assert warmup_steps(optim, steps_per_epoch=430) == 200  # MNIST's 55,000 at batch 128: the measured 200
+    assert warmup_steps({**optim, "max_warmup_epochs": 0}, steps_per_epoch=16) == 200  # 0: no bound
+    short, long = (compose_config([*DETERMINISTIC, f"epochs={epochs}", "optim.warmup_steps=200"]) for epochs in (1, 5))
+    short_dict, long_dict = (OmegaConf.to_container(c, resolve=True) for c in (short, long))
+    assert (
+        warmup_steps(short_dict["optim"], steps_per_epoch=4) == warmup_steps(long_dict["optim"], steps_per_epoch=4) == 2
+    )
+
+
+def test_a_run_saved_before_the_bound_existed_resumes_with_its_whole_warmup():
+    from vae.config import with_shared_defaults
+
+    saved = compose_dict(DETERMINISTIC)
+    del saved["optim"]["max_warmup_epochs"]
+    assert with_shared_defaults(saved)["optim"]["max_warmup_epochs"] == 0.0
+    assert compose_dict(DETERMINISTIC)["optim"]["max_warmup_epochs"] == 0.5  # new runs are bounded

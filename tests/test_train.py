@@ -226,3 +226,34 @@ def test_kl_warmup_is_logged_rising_to_the_configured_weight(tmp_path):
     logged = [event.value for event in events(tmp_path).Scalars("train/kl_weight")]
     # 2 steps per epoch, 4 warm-up steps: the last step of epoch 1 is step 1 (0.25), of epoch 2 step 3 (0.75).
     assert logged == pytest.approx([0.5 * 0.25, 0.5 * 0.75, 0.5])
+
+
+@pytest.fixture(scope="module")
+def first_offline_runs(tmp_path_factory):
+    """What a new user's first runs are: one epoch of the default `data=synthetic`, at kl_weight 1e-3 and 0."""
+    runs = {}
+    for kl_weight in ("1e-3", "0"):
+        run_dir = tmp_path_factory.mktemp(f"first_run_kl{kl_weight}")
+        runs[kl_weight] = (
+            run_dir,
+            train(compose_config(["data=synthetic", "epochs=1", f"kl_weight={kl_weight}"]), run_dir),
+        )
+    return runs
+
+
+@pytest.mark.slow  # two epochs of the default synthetic set (128 steps each, about 10 s on 2 cores)
+def test_one_epoch_of_the_default_synthetic_data_learns_a_latent_space_that_varies_with_z(first_offline_runs):
+    from vae.latent import decode_images, grid_latents
+
+    model, _, _ = load_run(first_offline_runs["1e-3"][0])
+    grid = decode_images(model, grid_latents(15, latent_dim=model.latent_dim, dims=(0, 1)))
+    samples = model.sample(64, generator=torch.Generator().manual_seed(0))
+    # Spent in the 200-step warm-up (the old default on 16 steps) both were one gray image: sd about 0.001.
+    assert float(grid.std(0).mean()) > 0.05
+    assert float(samples.std(0).mean()) > 0.05
+
+
+@pytest.mark.slow  # shares the two runs above
+def test_a_first_sweep_over_kl_weight_gives_jobs_that_differ(first_offline_runs):
+    with_kl, without_kl = (first_offline_runs[w][1]["val"]["neg_elbo_nats"] for w in ("1e-3", "0"))
+    assert abs(with_kl - without_kl) > 0.05 * with_kl  # lambda = 0 lets the KL grow: the -ELBO moves

@@ -6,6 +6,7 @@ every value spelled out, so no default is repeated outside the config.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from functools import partial
 from typing import Any
@@ -115,13 +116,25 @@ def build_optimizer(parameters: Iterable[torch.nn.Parameter], cfg: Mapping[str, 
     raise ValueError(f"optim.name must be adam or rmsprop (got {optim['name']!r})")
 
 
+def warmup_steps(optim: Mapping[str, Any], *, steps_per_epoch: int) -> int:
+    """The warm-up's length in steps: optim.warmup_steps, at most optim.max_warmup_epochs of an epoch.
+
+    The bound depends on the epoch's length only, never on the run's: a constant schedule's
+    first epochs are the same whatever `epochs` is.
+    """
+    bound = optim["max_warmup_epochs"]
+    if not bound:
+        return optim["warmup_steps"]
+    return min(optim["warmup_steps"], math.floor(bound * steps_per_epoch))
+
+
 def build_scheduler(optimizer: torch.optim.Optimizer, cfg: Mapping[str, Any], *, steps_per_epoch: int):
     """The config's learning-rate schedule over the run's length (epochs x steps_per_epoch), as a LambdaLR."""
     optim = cfg["optim"]
     factor = partial(
         lr_factor,
         schedule=optim["schedule"],
-        warmup_steps=optim["warmup_steps"],
+        warmup_steps=warmup_steps(optim, steps_per_epoch=steps_per_epoch),
         total_steps=cfg["epochs"] * steps_per_epoch,
         floor_ratio=optim["lr_floor"] / optim["lr"],
         stages=stage_steps(

@@ -46,7 +46,9 @@ def dead_shares(model, probe: torch.Tensor) -> dict[str, float]:
 
 def first_epoch(seed: int, warmup_steps: int, data_root: str, probe_every: int, overrides: list[str] = ()) -> dict:
     """One epoch of the default run at `seed` with `optim.warmup_steps` (and `overrides`), as the trainer takes it."""
+    # max_warmup_epochs=0: the warm-up is taken whole, as measured (400 steps are more than half an epoch)
     base = ["latent_dim=2", "kl_weight=1e-3", f"seed={seed}", f"optim.warmup_steps={warmup_steps}"]
+    base.append("optim.max_warmup_epochs=0")
     config = compose_dict([*base, f"data.root={data_root}", *overrides])
     kl_weight = config["kl_weight"]
     runtime = resolve_runtime(
