@@ -173,7 +173,71 @@ def test_an_exported_run_has_no_optimizer_or_data_path_and_reevaluates_through_v
     assert first["iwae_nll_nats"] == second["iwae_nll_nats"] and first["precision"] == "fp32"
     # the same weights in the full run give the same numbers
     assert evaluate.main([f"run={run}", "iwae_k=4", "checkpoint=last"])["iwae_nll_nats"] == first["iwae_nll_nats"]
-    assert sorted(p.name for p in out.iterdir()) == ["checkpoints", "eval.json", "metrics.json"]
+    assert sorted(p.name for p in out.iterdir()) == ["checkpoints", "eval.json", "evals", "metrics.json"]
+    assert [p.name for p in (out / "evals").iterdir()] == ["last_test_k4_dynamic_fp32_n8.json"]  # twice the same one
+
+
+def test_evaluations_of_other_settings_all_stay_on_disk_and_the_reader_picks_the_one_asked_for(
+    tiny_run, tmp_path, capsys
+):
+    import shutil
+
+    from vae import evaluate, export
+    from vae.runs import find_eval
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run, ignore=shutil.ignore_patterns("eval.json", "evals"))
+    first = evaluate.main([f"run={run}", "iwae_k=2", "max_images=8"])
+    kept_first = run / "evals" / "best_test_k2_none_fp32_n8.json"
+    assert (
+        capsys.readouterr().out.strip().endswith(f"wrote {kept_first} and {run / 'eval.json'} (the newest evaluation)")
+    )
+    second = evaluate.main([f"run={run}", "iwae_k=3", "max_images=8", "checkpoint=last"])
+    kept_second = run / "evals" / "last_test_k3_none_fp32_n8.json"
+
+    assert sorted((run / "evals").iterdir()) == [kept_first, kept_second]
+    assert json.loads(kept_first.read_text()) == first and json.loads(kept_second.read_text()) == second
+    assert json.loads((run / "eval.json").read_text()) == second  # eval.json: the newest, as before
+    assert find_eval(run, iwae_k=2) == (kept_first, first)
+    assert find_eval(run, split="test").path == kept_second  # the newest of those that match
+    assert find_eval(run, checkpoint="best", iwae_k=3) is None and find_eval(run, split="val") is None
+    with pytest.raises(TypeError, match="unknown keys"):
+        find_eval(run, k=2)
+
+    # vae.export copies evals/ with its times: the same evaluation is the newest there
+    out = tmp_path / "exported"
+    export.main([f"run={run}", f"out={out}"])
+    assert sorted(p.name for p in (out / "evals").iterdir()) == [kept_first.name, kept_second.name]
+    assert find_eval(out, split="test").path == out / "evals" / kept_second.name
+
+    # a run evaluated before evals/ existed: its eval.json when that is the one asked for, else nothing
+    shutil.rmtree(run / "evals")
+    assert find_eval(run, checkpoint="last", iwae_k=3) == (run / "eval.json", second)
+    assert find_eval(run, iwae_k=2) is None
+
+
+def test_the_likelihood_table_reads_the_k5000_evaluation_and_refuses_a_run_without_one(tmp_path, monkeypatch, capsys):
+    module = _experiment_module("experiments/likelihood/table.py")
+    run = tmp_path / "runs" / "burda_vae-seed0"
+    (run / "evals").mkdir(parents=True)
+    (run / "checkpoints").mkdir()
+    torch.save({"config": {"seed": 0, "optim": {"stage_divisor": 30}}}, run / "checkpoints" / "last.pt")
+    (run / "metrics.json").write_text(json.dumps({"epoch": 110, "wall_seconds": 600.0}))
+    common = {"checkpoint": "last", "split": "test", "binarize": "dynamic", "precision": "fp32", "num_images": 10000}
+    table_one = {**common, "iwae_k": 5000, "iwae_nll_nats": 91.3, "neg_elbo_nats": 96.2, "active_units": 22}
+    quick_look = {**common, "iwae_k": 100, "iwae_nll_nats": 92.0, "neg_elbo_nats": 96.2, "active_units": 22}
+    wanted = run / "evals" / "last_test_k5000_dynamic_fp32_n10000.json"
+    wanted.write_text(json.dumps(table_one))
+    (run / "evals" / "last_test_k100_dynamic_fp32_n10000.json").write_text(json.dumps(quick_look))
+    (run / "eval.json").write_text(json.dumps(quick_look))  # a later quick look is the newest
+    monkeypatch.setattr(module, "HERE", tmp_path)
+
+    [row] = module.rows()
+    assert row["experiment"] == "burda_vae" and [(r["nll"], r["k"]) for r in row["runs"]] == [(91.3, 5000)]
+    assert "burda_vae-seed0: read evals/last_test_k5000_dynamic_fp32_n10000.json" in capsys.readouterr().err
+    wanted.unlink()
+    with pytest.raises(SystemExit, match="no evaluation with checkpoint=last split=test iwae_k=5000 precision=fp32"):
+        module.rows()
 
 
 def test_snapshots_keep_the_weights_every_n_epochs_for_a_learning_curve(tmp_path):

@@ -247,3 +247,38 @@ def test_parallel_benchmark_compares_one_job_with_jobs_side_by_side(tmp_path):
 
     refused = subprocess.run([*command, "--cores", "1"], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert refused.returncode != 0 and "--cores 1" in refused.stderr
+
+
+def test_the_test_columns_come_from_the_evaluation_asked_for_and_name_its_file(tmp_path):
+    import json
+    import os
+
+    from vae.report import eval_line, read_job
+
+    def evaluation(job, name: str, *, split: str, k: int, nll: float, age: int) -> None:
+        path = job / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        results = {"checkpoint": "best", "split": split, "iwae_k": k, "binarize": "none", "precision": "fp32"}
+        results.update(num_images=64, iwae_nll_nats=nll, neg_elbo_nats=nll + 5, active_units=2)
+        path.write_text(json.dumps(results))
+        os.utime(path, (1e9 - age, 1e9 - age))  # older files first
+
+    job = tmp_path / "0"
+    evaluation(job, "evals/best_test_k1000_none_fp32_n64.json", split="test", k=1000, nll=90.0, age=30)
+    evaluation(job, "evals/best_test_k100_none_fp32_n64.json", split="test", k=100, nll=91.0, age=20)
+    evaluation(job, "evals/best_val_k100_none_fp32_n64.json", split="val", k=100, nll=89.0, age=10)
+    evaluation(job, "eval.json", split="val", k=100, nll=89.0, age=0)  # the newest is on val: not a test column
+    old = tmp_path / "1"  # evaluated before evals/ existed
+    evaluation(old, "eval.json", split="test", k=1000, nll=92.0, age=0)
+
+    newest = read_job(job)
+    assert newest["eval"] == "evals/best_test_k100_none_fp32_n64.json" and newest["test_iwae_nll_nats"] == 91.0
+    asked = read_job(job, iwae_k=1000)
+    assert asked["eval"] == "evals/best_test_k1000_none_fp32_n64.json" and asked["test_iwae_nll_nats"] == 90.0
+    assert read_job(old, iwae_k=1000)["eval"] == "eval.json"
+    missing = read_job(old, iwae_k=100)
+    assert "eval" not in missing and "test_iwae_nll_nats" not in missing  # no number of another k
+    line = eval_line([read_job(job, iwae_k=100), missing], iwae_k=100)
+    assert "test evaluations of iwae_k=100" in line and "None in job(s) 1" in line
+    assert "iwae_k=1000" in eval_line([asked], iwae_k=1000)  # the settings read, stated
+    assert "no job has a test evaluation" in eval_line([missing])

@@ -1,4 +1,9 @@
-"""`python -m vae.evaluate run=<run dir>`: the negative ELBO, the importance-weighted bound and active units of a run, in eval.json."""
+"""`python -m vae.evaluate run=<run dir>`: the negative ELBO, the importance-weighted bound and active units of a run.
+
+Written to `eval.json` (the newest evaluation) and to its own file in `evals/`, named by its settings
+(`<checkpoint>_<split>_k<k>_<binarize>_<precision>_n<images>.json`), which a later evaluation with other
+settings leaves alone; `vae.runs.find_eval` picks one back.
+"""
 
 from __future__ import annotations
 
@@ -89,10 +94,10 @@ class EvaluateArgs:
 
 
 def main(argv=None) -> dict:
-    import json
     from pathlib import Path
 
     from vae.cli import check, load_run_or_exit, parse_args
+    from vae.runs import write_eval
     from vae.runtime import tune_glibc_malloc
 
     tune_glibc_malloc()
@@ -141,13 +146,13 @@ def main(argv=None) -> dict:
         ),
     )
     run_dir = Path(args.run)
-    (run_dir / "eval.json").write_text(json.dumps(results, indent=2))
-    if list(run_dir.glob("events.out.tfevents.*")):  # an exported run (no event files) gets eval.json only
+    latest, kept = write_eval(run_dir, results)
+    if list(run_dir.glob("events.out.tfevents.*")):  # an exported run (no event files) gets the eval files only
         write_tensorboard(run_dir, results, split=args.split)
     print(
         f"{args.split} ({results['num_images']} images, binarize={binarize}): -ELBO {results['neg_elbo_nats']:.2f} nats "
         f"({results['neg_elbo_bits_per_dim']:.4f} bits/dim), IWAE k={args.iwae_k} NLL bound {results['iwae_nll_nats']:.2f} nats, "
-        f"active units {results['active_units']}/{len(results['kl_per_dim'])} ({precision}); wrote {run_dir / 'eval.json'}"
+        f"active units {results['active_units']}/{len(results['kl_per_dim'])} ({precision}); wrote {kept} and {latest} (the newest evaluation)"
     )
     return results
 

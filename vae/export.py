@@ -1,7 +1,7 @@
 """`python -m vae.export run=<run dir> out=<dir>`: a small run directory to share or commit.
 
 It holds `checkpoints/last.pt` (weights and config only: no optimizer state, no RNG state, no
-data path), `metrics.json` (the learning curve) and `eval.json` when the run has one.
+data path), `metrics.json` (the learning curve), and `eval.json` and `evals/` when the run has them.
 `python -m vae.evaluate run=<dir>` re-evaluates it, finding the data through `data_root=` or
 `VAE_DATA_DIR`.
 """

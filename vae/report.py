@@ -1,7 +1,9 @@
 """`python -m vae.report sweep=<sweep dir>`: a table, a CSV, a rate-distortion plot and prior samples for a sweep.
 
-Reads each job directory's `.hydra/config.yaml`, `metrics.json` and (if present) `eval.json`;
-a job without metrics is listed as failed, with the reason from its `error.txt` when there is one.
+Reads each job directory's `.hydra/config.yaml`, `metrics.json` and (if present) its test evaluation:
+the newest in `evals/` (of `iwae_k=` when given), else `eval.json` when that is one; the `eval` column
+names the file read. A job without metrics is listed as failed, with the reason from its `error.txt`
+when there is one.
 """
 
 from __future__ import annotations
@@ -17,10 +19,10 @@ import torch
 from omegaconf import OmegaConf
 
 from vae.checkpoint import CheckpointError
-from vae.cli import MISSING, parse_args
+from vae.cli import MISSING, check, parse_args
 from vae.config import register_resolvers
 from vae.figures import plt, save
-from vae.runs import load_run
+from vae.runs import describe_eval, find_eval, load_run
 
 COLUMNS = [
     "job",
@@ -40,6 +42,7 @@ COLUMNS = [
     "test_neg_elbo_nats",
     "test_iwae_nll_nats",
     "active_units",
+    "eval",
     "binarize",
     "device",
     "threads",
@@ -50,14 +53,18 @@ COLUMNS = [
 
 @dataclass
 class ReportArgs:
-    """python -m vae.report sweep=<sweep dir> [samples=16]"""
+    """python -m vae.report sweep=<sweep dir> [samples=16] [iwae_k=0]"""
 
     sweep: str = MISSING
     samples: int = 16
+    iwae_k: int = 0  # the test evaluations read: of this k (0 = each job's newest test evaluation)
 
 
-def read_job(job_dir: Path) -> dict:
-    """One row of the report: the job's settings and final numbers, or why it failed."""
+def read_job(job_dir: Path, *, iwae_k: int | None = None) -> dict:
+    """One row of the report: the job's settings and final numbers, or why it failed.
+
+    The test columns come from the job's newest test evaluation (of `iwae_k` when given); `eval` names its file.
+    """
     row: dict = {"job": job_dir.name, "status": "failed", "error": ""}
     config_path = job_dir / ".hydra" / "config.yaml"
     if config_path.is_file():
@@ -94,13 +101,15 @@ def read_job(job_dir: Path) -> dict:
     if run_path.is_file():
         runtime = json.loads(run_path.read_text()).get("runtime", {})
         row.update(device=runtime.get("device"), threads=runtime.get("threads"))
-    eval_path = job_dir / "eval.json"
-    if eval_path.is_file():
-        results = json.loads(eval_path.read_text())
+    evaluation = find_eval(job_dir, split="test", iwae_k=iwae_k or None)
+    if evaluation is not None:
+        results = evaluation.results
         row.update(
             test_neg_elbo_nats=results["neg_elbo_nats"],
             test_iwae_nll_nats=results["iwae_nll_nats"],
             active_units=results["active_units"],
+            eval=evaluation.path.relative_to(job_dir).as_posix(),
+            eval_settings=describe_eval(results),
         )
     if (job_dir / "error.txt").is_file():
         row["error"] = (job_dir / "error.txt").read_text().strip().splitlines()[0]
@@ -168,7 +177,7 @@ def _format(value) -> str:
     return str(value)
 
 
-def write_table(rows: list[dict], sweep_dir: Path) -> None:
+def write_table(rows: list[dict], sweep_dir: Path, *, iwae_k: int | None = None) -> None:
     """report.md and report.csv, one row per job, failed jobs included."""
     with open(sweep_dir / "report.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=COLUMNS, extrasaction="ignore")
@@ -183,6 +192,8 @@ def write_table(rows: list[dict], sweep_dir: Path) -> None:
         "per-image sums. Rate = `val_kl_nats`, distortion = `val_rec_nats`.",
         "",
         wall_time_line(rows),
+        "",
+        eval_line(rows, iwae_k=iwae_k),
         "",
         "| " + " | ".join(COLUMNS) + " |",
         "|" + "---|" * len(COLUMNS),
@@ -203,6 +214,19 @@ def write_table(rows: list[dict], sweep_dir: Path) -> None:
             values += [_mean_sd(cell[name]) for name in CELL_METRICS]
             lines.append("| " + " | ".join(values) + " |")
     (sweep_dir / "report.md").write_text("\n".join(lines) + "\n")
+
+
+def eval_line(rows: list[dict], *, iwae_k: int | None = None) -> str:
+    """Which test evaluation the `test_*` and `active_units` columns hold, and the jobs that have none."""
+    which = f"test evaluations of iwae_k={iwae_k}" if iwae_k else "each job's newest test evaluation"
+    command = "`python -m vae.evaluate run=<job dir>" + (f" iwae_k={iwae_k}`" if iwae_k else "`")
+    missing = [row["job"] for row in rows if not row.get("eval")]
+    if len(missing) == len(rows):
+        what = f"a test evaluation of iwae_k={iwae_k}" if iwae_k else "a test evaluation"
+        return f"`test_*`, `active_units`: empty, no job has {what} ({command} writes one)."
+    settings = "; ".join(sorted({row["eval_settings"] for row in rows if row.get("eval_settings")}))
+    line = f"`test_*`, `active_units`: {which} (`eval`: the file read; {settings})."
+    return line + (f" None in job(s) {', '.join(missing)} ({command} writes one)." if missing else "")
 
 
 CELL_METRICS = ("val_loss", "val_neg_elbo_nats", "val_rec_nats", "val_kl_nats", "val_mean_sigma")
@@ -332,12 +356,12 @@ def latent_grids_figure(rows: list[dict], sweep_dir: Path):
     return fig
 
 
-def report(sweep_dir: Path, *, num_samples: int = 16) -> list[dict]:
+def report(sweep_dir: Path, *, num_samples: int = 16, iwae_k: int | None = None) -> list[dict]:
     """Write report.md, report.csv, rate_distortion.png, samples.png and (latent_dim 2) latent_grids.png into the sweep directory."""
-    rows = [read_job(job) for job in job_dirs(sweep_dir)]
+    rows = [read_job(job, iwae_k=iwae_k) for job in job_dirs(sweep_dir)]
     if not rows:
         raise FileNotFoundError(f"{sweep_dir} holds no job directories (0, 1, ...): is it a sweep directory?")
-    write_table(rows, sweep_dir)
+    write_table(rows, sweep_dir, iwae_k=iwae_k)
     save(rate_distortion_figure(rows), sweep_dir / "rate_distortion.png")
     save(samples_figure(rows, sweep_dir, num_samples=num_samples), sweep_dir / "samples.png")
     grids = latent_grids_figure(rows, sweep_dir)
@@ -348,16 +372,20 @@ def report(sweep_dir: Path, *, num_samples: int = 16) -> list[dict]:
 
 def main(argv=None) -> list[dict]:
     args = parse_args(ReportArgs, argv, usage=ReportArgs.__doc__)
+    check(args.iwae_k >= 0, "iwae_k", "an integer >= 0 (0 = each job's newest test evaluation)", args.iwae_k)
     sweep_dir = Path(args.sweep)
     if not sweep_dir.is_dir():
         raise SystemExit(f"error: sweep directory {sweep_dir} does not exist")
     try:
-        rows = report(sweep_dir, num_samples=args.samples)
+        rows = report(sweep_dir, num_samples=args.samples, iwae_k=args.iwae_k or None)
     except FileNotFoundError as error:
         raise SystemExit(f"error: {error}") from None
     failed = [row["job"] for row in rows if row["status"] == "failed"]
+    evaluated = sum(1 for row in rows if row.get("eval"))
+    which = f" of iwae_k={args.iwae_k}" if args.iwae_k else ""
     print(
-        f"{len(rows)} jobs ({len(failed)} failed{': ' + ', '.join(failed) if failed else ''}); wrote report.md, report.csv, "
+        f"{len(rows)} jobs ({len(failed)} failed{': ' + ', '.join(failed) if failed else ''}; "
+        f"{evaluated} with a test evaluation{which}); wrote report.md, report.csv, "
         f"rate_distortion.png, samples.png in {sweep_dir}"
     )
     return rows

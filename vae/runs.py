@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -59,11 +60,65 @@ def run_data(loaded: LoadedRun, *, data_root: str | None = None):
     return build_data(config)
 
 
+# What names an evaluation: `vae.evaluate` keeps each one as evals/<checkpoint>_<split>_k<iwae_k>_<binarize>_<precision>_n<num_images>.json
+EVAL_KEYS = ("checkpoint", "split", "iwae_k", "binarize", "precision", "num_images")
+
+
+class Evaluation(NamedTuple):
+    path: Path  # evals/<name>.json, or eval.json for a run evaluated before evals/ existed
+    results: dict
+
+
+def eval_file_name(results: dict) -> str:
+    """evals/ file name of an evaluation, e.g. best_test_k1000_dynamic_fp32_n10000.json."""
+    return "{checkpoint}_{split}_k{iwae_k}_{binarize}_{precision}_n{num_images}.json".format(**results)
+
+
+def write_eval(run_dir: str | Path, results: dict) -> tuple[Path, Path]:
+    """eval.json (the newest evaluation) and evals/<name>.json (this one, kept whatever comes later): both paths."""
+    run_dir = Path(run_dir)
+    text = json.dumps(results, indent=2)
+    kept = run_dir / "evals" / eval_file_name(results)
+    kept.parent.mkdir(exist_ok=True)
+    kept.write_text(text)
+    (run_dir / "eval.json").write_text(text)
+    return run_dir / "eval.json", kept
+
+
+def run_evals(run_dir: str | Path) -> list[Evaluation]:
+    """A run's evaluations, newest first: evals/*.json, then eval.json (the newest again, or one from before evals/)."""
+    run_dir = Path(run_dir)
+    kept = sorted((run_dir / "evals").glob("*.json"), key=lambda path: path.stat().st_mtime, reverse=True)
+    paths = kept + ([run_dir / "eval.json"] if (run_dir / "eval.json").is_file() else [])
+    return [Evaluation(path, json.loads(path.read_text())) for path in paths]
+
+
+def find_eval(run_dir: str | Path, **wanted) -> Evaluation | None:
+    """The newest evaluation of a run whose `checkpoint`, `split`, `iwae_k`, `binarize`, `precision` and
+    `num_images` are those asked for (None or left out: any), or None when no evaluation matches.
+
+    evals/ first; eval.json when it matches (a run evaluated before evals/ existed has only that).
+    """
+    unknown = set(wanted) - set(EVAL_KEYS)
+    if unknown:
+        raise TypeError(f"find_eval: unknown keys {sorted(unknown)} (known: {', '.join(EVAL_KEYS)})")
+    wanted = {key: value for key, value in wanted.items() if value is not None}
+    for evaluation in run_evals(run_dir):
+        if all(evaluation.results.get(key) == value for key, value in wanted.items()):
+            return evaluation
+    return None
+
+
+def describe_eval(results: dict) -> str:
+    """checkpoint=last split=test iwae_k=5000 ...: what `vae.evaluate` was asked for (the keys present)."""
+    return " ".join(f"{key}={results[key]}" for key in EVAL_KEYS if results.get(key) is not None)
+
+
 def export_run(run_dir: str | Path, out_dir: str | Path, *, checkpoint: str = "last") -> dict:
     """A small, shareable copy of a run: weights-only `checkpoints/last.pt` with its config, and metrics.json.
 
     No optimizer state, RNG state or machine paths (data.root is dropped: `vae.evaluate` then finds
-    the data through data_root= or VAE_DATA_DIR). `eval.json` is copied when the run has one.
+    the data through data_root= or VAE_DATA_DIR). `eval.json` and `evals/` are copied when the run has them.
     """
     run_dir, out_dir = Path(run_dir), Path(out_dir)
     state = load_checkpoint(run_dir / "checkpoints" / f"{checkpoint}.pt")
@@ -75,6 +130,9 @@ def export_run(run_dir: str | Path, out_dir: str | Path, *, checkpoint: str = "l
     for name in ("metrics.json", "eval.json"):
         if (run_dir / name).is_file():
             (out_dir / name).write_text((run_dir / name).read_text())
+    for path in sorted((run_dir / "evals").glob("*.json")):
+        (out_dir / "evals").mkdir(exist_ok=True)
+        shutil.copy2(path, out_dir / "evals" / path.name)  # keeps the times: "newest" stays the same evaluation
     return small
 
 
