@@ -5,9 +5,12 @@ from __future__ import annotations
 import io
 import logging
 import os
+import shutil
 import subprocess
 import sys
+import time
 
+import pytest
 from tqdm import tqdm
 
 from vae.progress import LogProgress, duration, progress
@@ -170,3 +173,34 @@ def test_without_logging_set_up_the_lines_reach_stderr_as_they_are_written():
     lines = result.stderr.splitlines()
     assert len(lines) == 3 and all("vae.progress: work: " in line for line in lines)
     assert "1/3 items (33%)" in lines[0] and "left" in lines[0] and "3/3 items (100%)" in lines[2]
+
+
+@pytest.mark.slow  # runs the CLI in a subprocess
+def test_evaluate_into_a_file_writes_progress_lines_while_it_runs(tiny_run, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    log_path = tmp_path / "log.txt"
+    env = {**os.environ, "VAE_PROGRESS_INTERVAL_S": "0"}
+    env.pop("PYTHONUNBUFFERED", None)  # stdout to a file is block-buffered: the progress lines must not be
+    args = [f"run={run}", "iwae_k=200", "batch_size=4", "max_images=32"]
+    seen_while_running = []
+    with open(log_path, "w") as log_file:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "vae.evaluate", *args], cwd=REPO, env=env, stdout=log_file, stderr=subprocess.STDOUT
+        )
+        deadline = time.monotonic() + 300
+        while process.poll() is None and time.monotonic() < deadline:
+            if "IWAE k=200: " in log_path.read_text():
+                seen_while_running.append(log_path.read_text())
+                break
+            time.sleep(0.02)
+        assert process.wait(timeout=300) == 0, log_path.read_text()[-2000:]
+    text = log_path.read_text()
+    assert seen_while_running, f"no progress line reached the file before the command ended:\n{text}"
+    lines = [line for line in text.splitlines() if "vae.progress: IWAE k=200: " in line]
+    assert len(lines) == 8, text  # 32 images in batches of 4: one line per batch at interval 0
+    assert "1/8 batches (12%)" in lines[0] and ("batch/s" in lines[0] or "s/batch" in lines[0])
+    assert lines[0].endswith(" left") and "8/8 batches (100%)" in lines[-1] and "done in" in lines[-1]
+    assert "\r" not in text  # no bar
+    final = [line for line in text.splitlines() if line.endswith(f"{run / 'eval.json'} (the newest evaluation)")]
+    assert len(final) == 1 and f"wrote {run / 'evals' / 'best_test_k200_none_fp32_n32.json'} and" in final[0]

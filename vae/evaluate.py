@@ -17,6 +17,7 @@ from vae.bounds import DECODES_PER_CALL, active_units, iwae_log_likelihood
 from vae.cli import MISSING
 from vae.data import to_model_input
 from vae.model import VAE
+from vae.progress import progress as show_progress
 from vae.runtime import exact_fp32
 from vae.step import dataset_loss_terms
 
@@ -36,9 +37,10 @@ def evaluate_run(
     autocast_dtype: torch.dtype | None = None,
     progress: bool = True,
 ) -> dict:
-    """The numbers of eval.json for `images` (uint8, or binarized already): ELBO terms, IWAE bound, active units."""
-    from tqdm import tqdm
+    """The numbers of eval.json for `images` (uint8, or binarized already): ELBO terms, IWAE bound, active units.
 
+    `progress`: a bar over the IWAE batches on a terminal, else a log line every 15 s (vae/progress.py).
+    """
     device = next(model.parameters()).device
     model.eval()
     num_pixels = math.prod(images.shape[1:])
@@ -47,7 +49,7 @@ def evaluate_run(
     )
     generator = torch.Generator().manual_seed(seed + 1)
     log_likelihoods, mus, log_vars = [], [], []
-    for batch in tqdm(images.split(batch_size), desc=f"IWAE k={iwae_k}", disable=not progress or None, leave=False):
+    for batch in show_progress(images.split(batch_size), desc=f"IWAE k={iwae_k}", unit="batch", enabled=progress):
         x = to_model_input(batch).to(device)
         log_likelihoods.append(
             iwae_log_likelihood(

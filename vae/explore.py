@@ -31,6 +31,7 @@ from vae.latent import (
     thick_strokes,
     top_kl_dims,
 )
+from vae.progress import progress
 
 
 @dataclass
@@ -51,13 +52,25 @@ class ExploreArgs:
 
 
 def explore(
-    model, test_images: torch.Tensor, test_labels: torch.Tensor, *, args: ExploreArgs, class_names: list[str]
+    model,
+    test_images: torch.Tensor,
+    test_labels: torch.Tensor,
+    *,
+    args: ExploreArgs,
+    class_names: list[str],
+    show_progress: bool = True,
 ) -> dict:
-    """Every figure as (name, Figure) plus what was chosen, from a model and labelled test images."""
+    """Every figure as (name, Figure) plus what was chosen, from a model and labelled test images.
+
+    `show_progress`: a bar over its 6 steps on a terminal, else a log line every 15 s (vae/progress.py).
+    """
+    steps = progress(total=6, desc="explore", unit="step", enabled=show_progress)
     mu, log_var = encode_images(model, test_images)  # (N, L) each
     kl_per_dim = mean_kl_per_dim(mu, log_var)
     x = test_images.float() / 255.0 if test_images.dtype == torch.uint8 else test_images.float()
+    steps.update()
     figures, dims = latent_grid(model, kl_per_dim, grid_size=args.grid_size)
+    steps.update()
     shown = slice(0, min(args.max_points, len(mu)))
     points, axis_names = project_2d(mu[shown])
     figures["scatter"] = scatter_figure(
@@ -67,12 +80,17 @@ def explore(
         class_names=class_names,
         title=f"Test set posterior means ({axis_names})",
     )
+    steps.update()
     figures["interpolation"], pairs = interpolations(model, mu, x, test_labels, args=args, num_classes=len(class_names))
+    steps.update()
     figures["class_averages"] = class_averages(model, mu, x, test_labels, class_names=class_names)
+    steps.update()
     attribute_figures, attribute_norms = attribute_edits(
         model, mu, x, test_images, test_labels, args=args, class_names=class_names
     )
     figures.update(attribute_figures)
+    steps.update()
+    steps.close()
     summary = {
         "grid_dims": list(dims),
         "kl_per_dim": kl_per_dim.tolist(),
@@ -174,7 +192,8 @@ def main(argv=None) -> Path:
     images_dir.mkdir(exist_ok=True)
     epoch = int(loaded.checkpoint["epoch"])
     writer = SummaryWriter(log_dir=str(run_dir))
-    for name, fig in result["figures"].items():
+    figures = result["figures"].items()
+    for name, fig in progress(figures, total=len(figures), desc="explore: saving figures", unit="figure"):
         fig.savefig(images_dir / f"explore_{name}.png", dpi=100)
         writer.add_figure(f"explore/{name}", fig, global_step=epoch, close=True)
     shutil.rmtree(run_dir / f"{epoch:05d}" / "test_mu", ignore_errors=True)  # a re-run replaces the projector's data

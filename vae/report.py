@@ -22,6 +22,7 @@ from vae.checkpoint import CheckpointError
 from vae.cli import MISSING, check, parse_args
 from vae.config import register_resolvers
 from vae.figures import plt, save
+from vae.progress import progress
 from vae.runs import describe_eval, find_eval, load_run
 
 COLUMNS = [
@@ -322,7 +323,7 @@ def samples_figure(rows: list[dict], sweep_dir: Path, *, num_samples: int):
     )
     for ax in axes.flat:
         ax.axis("off")
-    for cell in cells:
+    for cell in progress(cells, desc="report: prior samples", unit="cell"):
         job_dir = sweep_dir / cell["first"]["job"]
         try:
             images = load_run(job_dir).model.sample(num_samples, generator=torch.Generator().manual_seed(0))
@@ -358,7 +359,7 @@ def latent_grids_figure(rows: list[dict], sweep_dir: Path):
 
 def report(sweep_dir: Path, *, num_samples: int = 16, iwae_k: int | None = None) -> list[dict]:
     """Write report.md, report.csv, rate_distortion.png, samples.png and (latent_dim 2) latent_grids.png into the sweep directory."""
-    rows = [read_job(job, iwae_k=iwae_k) for job in job_dirs(sweep_dir)]
+    rows = [read_job(job, iwae_k=iwae_k) for job in progress(job_dirs(sweep_dir), desc="report: jobs", unit="job")]
     if not rows:
         raise FileNotFoundError(f"{sweep_dir} holds no job directories (0, 1, ...): is it a sweep directory?")
     write_table(rows, sweep_dir, iwae_k=iwae_k)

@@ -21,7 +21,6 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.tensorboard import SummaryWriter
-from tqdm import tqdm
 
 from vae import distributed
 from vae.build import build_data, build_model, build_optimizer, build_scheduler
@@ -30,6 +29,7 @@ from vae.config import ConfigError, config_dir, register_configs, validate, with
 from vae.data import DataNotFoundError, DataSplits, epoch_batches
 from vae.losses import Objective, beta_effective, kl_warmup_factor
 from vae.model import init_output_bias
+from vae.progress import progress as show_progress
 from vae.runs import write_run_json
 from vae.runtime import Runtime, apply_runtime, resolve_runtime, threads_per_parallel_job
 from vae.schedules import DECAYING
@@ -318,8 +318,9 @@ def train_epoch(session: Session, state: TrainState, epoch: int, stop: StopSigna
     session.model.train()
     first_batch, epoch_start = state.start_epoch(session.device), time.perf_counter()
     batches = list(epoch_batches(len(session.train_images), config["batch_size"], seed=config["seed"], epoch=epoch))
-    progress = tqdm(
-        batches[first_batch:], desc=f"epoch {epoch}/{config['epochs']}", leave=False, dynamic_ncols=True, disable=None
+    # a bar on a terminal, else a log line every 15 s (console and train.log); rank 0 only under torchrun
+    progress = show_progress(
+        batches[first_batch:], desc=f"epoch {epoch}/{config['epochs']}", unit="batch", enabled=ddp.is_main
     )
     kl_warmup_steps = round(config["kl_warmup_epochs"] * len(batches))
     kl_weight, lr = config["kl_weight"], session.optimizer.param_groups[0]["lr"]
