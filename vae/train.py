@@ -23,7 +23,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.tensorboard import SummaryWriter
 
 from vae import distributed
-from vae.build import build_data, build_model, build_optimizer, build_scheduler
+from vae.build import build_data, build_model, build_optimizer, build_scheduler, warmup_steps
 from vae.checkpoint import CheckpointError, load_checkpoint, load_model_state, rng_state, save_checkpoint, set_rng_state
 from vae.config import ConfigError, config_dir, register_configs, validate, with_shared_defaults
 from vae.data import DataNotFoundError, DataSplits, epoch_batches
@@ -235,6 +235,13 @@ def set_up(cfg: DictConfig, run_dir: Path, resume_from: dict | None) -> tuple[Se
     optimizer = build_optimizer(model.parameters(), config)
     steps_per_epoch = math.ceil(len(splits.train) / config["batch_size"])
     scheduler = build_scheduler(optimizer, config, steps_per_epoch=steps_per_epoch)
+    warmup = warmup_steps(config["optim"], steps_per_epoch=steps_per_epoch)
+    if warmup < config["optim"]["warmup_steps"]:
+        log.info(
+            "lr warm-up: %d steps, optim.warmup_steps=%d bounded by optim.max_warmup_epochs=%g of an epoch "
+            "(%d steps); optim.max_warmup_epochs=0 lifts the bound",
+            *(warmup, config["optim"]["warmup_steps"], config["optim"]["max_warmup_epochs"], steps_per_epoch),
+        )
     state = TrainState() if resume_from is None else restore(resume_from, model, optimizer, scheduler)
     if runtime.channels_last:
         model = model.to(memory_format=torch.channels_last)
