@@ -95,7 +95,7 @@ def test_missing_files_without_download_explain_where_and_what_to_do(tmp_path):
 
 def test_a_failed_download_says_why_and_writes_nothing_into_a_root_with_files(tmp_path, monkeypatch):
     def offline(name, root):
-        raise OSError("[Errno -3] Temporary failure in name resolution")
+        raise data_module.DownloadFailed("[Errno -3] Temporary failure in name resolution")
 
     monkeypatch.setattr(data_module, "download_idx", offline)
     with pytest.raises(DataNotFoundError, match="name resolution"):
@@ -105,6 +105,45 @@ def test_a_failed_download_says_why_and_writes_nothing_into_a_root_with_files(tm
     before = sorted(p.name for p in (tmp_path / "full").iterdir())
     load_idx("mnist", tmp_path / "full", download=True)  # found: download is never called
     assert sorted(p.name for p in (tmp_path / "full").iterdir()) == before
+
+
+def test_a_failed_download_creates_nothing_not_even_the_root(tmp_path, monkeypatch):
+    import torchvision.datasets
+
+    class HalfwayOffline:  # torchvision's MNIST as it fails offline: its folders made, one file half written
+        def __init__(self, root, train, download):
+            raw = Path(root) / "MNIST" / "raw"
+            raw.mkdir(parents=True)
+            (raw / "train-images-idx3-ubyte.gz").write_bytes(b"\x1f\x8b partial")
+            raise RuntimeError(
+                "Error downloading train-labels-idx1-ubyte.gz:\n<urlopen error [Errno -3] name resolution>"
+            )
+
+    monkeypatch.setattr(torchvision.datasets, "MNIST", HalfwayOffline)
+    root = tmp_path / "nonexistent" / "data"
+    with pytest.raises(DataNotFoundError, match="name resolution"):
+        load_idx("mnist", root, download=True)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_whole_download_is_moved_into_the_root_file_by_file(tmp_path, monkeypatch):
+    import torchvision.datasets
+
+    files = write_fake_mnist(tmp_path / "source", gz=True)
+
+    class Online:
+        def __init__(self, root, train, download):
+            raw = Path(root) / "MNIST" / "raw"
+            raw.mkdir(parents=True)
+            for path in (tmp_path / "source").iterdir():
+                (raw / path.name).write_bytes(path.read_bytes())
+            (raw / "train-images-idx3-ubyte").write_bytes(b"extracted copy, not kept")
+
+    monkeypatch.setattr(torchvision.datasets, "MNIST", Online)
+    train, _ = load_idx("mnist", tmp_path / "root", download=True)
+    kept = sorted(p.name for p in (tmp_path / "root" / "MNIST" / "raw").iterdir())
+    assert kept == sorted(f"{stem}.gz" for stem in data_module.IDX_FILES.values())  # no .part, no extracted copy
+    assert torch.equal(train.images.squeeze(1), files["train-images-idx3-ubyte"])
 
 
 def test_synthetic_images_are_structured_not_noise():

@@ -9,9 +9,11 @@ from __future__ import annotations
 import gzip
 import math
 import os
+import shutil
 import socket
 import struct
-from collections.abc import Iterator
+import tempfile
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -128,17 +130,54 @@ def missing_data_message(name: str, root: Path, reason: str = "") -> str:
     return "\n".join(lines)
 
 
-def download_idx(name: str, root: Path) -> None:
-    """Fetch the IDX files with torchvision's downloader into root/<Name>/raw."""
-    from torchvision import datasets
+def download_into(root: Path, fetch: Callable[[Path], None], wanted: list[str]) -> None:
+    """Run `fetch(folder)` in a temporary folder and move `wanted` (paths relative to it) into `root`.
 
-    dataset_class = {"mnist": datasets.MNIST, "fashion_mnist": datasets.FashionMNIST}[name]
+    Nothing is created under `root` unless every wanted path was fetched: a failed or interrupted
+    download leaves the data root as it was (not even an empty folder). Each file is copied next to
+    its destination and renamed into place, so a kill never leaves a partial file under its name.
+    Raises DownloadFailed when `fetch` raises or leaves a wanted path missing.
+    """
     previous_timeout = socket.getdefaulttimeout()
     socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)  # fail fast when offline instead of hanging
     try:
-        dataset_class(str(root), train=True, download=True)
+        with tempfile.TemporaryDirectory(prefix="vae-download-") as scratch:
+            scratch = Path(scratch)
+            try:
+                fetch(scratch)
+            except Exception as error:  # noqa: BLE001 - any failure means: no data, say why plainly
+                lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
+                raise DownloadFailed(lines[-1] if lines else type(error).__name__) from None  # the cause is last
+            missing = [path for path in wanted if not (scratch / path).exists()]
+            if missing:
+                raise DownloadFailed(f"the downloader did not write {', '.join(missing)}")
+            for path in wanted:
+                sources = [scratch / path] if (scratch / path).is_file() else sorted((scratch / path).rglob("*"))
+                for source in filter(Path.is_file, sources):
+                    target = root / source.relative_to(scratch)
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    partial = target.with_name(target.name + ".part")
+                    shutil.copyfile(source, partial)
+                    os.replace(partial, target)
     finally:
         socket.setdefaulttimeout(previous_timeout)
+
+
+class DownloadFailed(RuntimeError):
+    """A download that did not complete; the message is its cause in one line."""
+
+
+def download_idx(name: str, root: Path) -> None:
+    """Fetch the four IDX files with torchvision's downloader into root/<Name>/raw (nothing on failure)."""
+    from torchvision import datasets
+
+    dataset_class = {"mnist": datasets.MNIST, "fashion_mnist": datasets.FashionMNIST}[name]
+    raw = Path(TORCHVISION_FOLDERS[name]) / "raw"
+    download_into(
+        root,
+        lambda folder: dataset_class(str(folder), train=True, download=True),
+        [str(raw / f"{stem}.gz") for stem in IDX_FILES.values()],
+    )
 
 
 def load_idx(name: str, root: str | os.PathLike, *, download: bool) -> tuple[Split, Split]:
@@ -150,10 +189,8 @@ def load_idx(name: str, root: str | os.PathLike, *, download: bool) -> tuple[Spl
             raise DataNotFoundError(missing_data_message(name, root))
         try:
             download_idx(name, root)
-        except Exception as error:  # noqa: BLE001 - any failure means: no data, say so plainly
-            lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
-            reason = lines[-1] if lines else type(error).__name__  # torchvision puts the cause last
-            raise DataNotFoundError(missing_data_message(name, root, reason)) from None
+        except DownloadFailed as error:
+            raise DataNotFoundError(missing_data_message(name, root, str(error))) from None
         files = find_idx_files(name, root)
         if files is None:
             raise DataNotFoundError(missing_data_message(name, root, "the downloader wrote no IDX files"))
@@ -196,16 +233,10 @@ def load_cifar10(root: str | os.PathLike, *, download: bool) -> tuple[Split, Spl
             raise DataNotFoundError(message)
         from torchvision import datasets
 
-        previous_timeout = socket.getdefaulttimeout()
-        socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)
-        try:
-            datasets.CIFAR10(str(root), train=True, download=True)
-        except Exception as error:  # noqa: BLE001
-            raise DataNotFoundError(
-                f"{message}\nDownload failed: {str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__}"
-            ) from None
-        finally:
-            socket.setdefaulttimeout(previous_timeout)
+        try:  # only the unpacked folder is kept, not the 170 MB archive
+            download_into(root, lambda into: datasets.CIFAR10(str(into), train=True, download=True), [CIFAR_FOLDER])
+        except DownloadFailed as error:
+            raise DataNotFoundError(f"{message}\nDownload failed: {error}") from None
     return read_cifar_batches(folder, train_names), read_cifar_batches(folder, ["test_batch"])
 
 
