@@ -167,7 +167,25 @@ def test_missing_data_stops_with_a_short_message(tmp_path):
     assert result.returncode != 0
     assert "t10k-labels-idx1-ubyte" in output and "data=synthetic" in output
     assert "Traceback" not in output
-    assert not (tmp_path / "run" / "checkpoints" / "last.pt").exists()
+    assert not (tmp_path / "run").exists() and "nothing is kept" in output  # a run that never started leaves nothing
+    assert not (tmp_path / "nothing").exists()
+
+
+@pytest.mark.slow  # runs the CLI in a subprocess
+def test_a_run_that_never_started_leaves_no_empty_folders_but_a_run_that_trained_keeps_its_directory(tmp_path):
+    (tmp_path / "outputs").mkdir()
+    (tmp_path / "outputs" / ".gitkeep").touch()  # the repository's outputs/ as a fresh clone has it
+    result = run_cli("vae.train", f"data.root={tmp_path / 'nothing'}", "data.download=false", cwd=tmp_path)
+    assert result.returncode == 2
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*")) == ["outputs", "outputs/.gitkeep"]
+
+    from vae.train import remove_unstarted_run
+
+    trained = tmp_path / "trained"
+    (trained / "checkpoints").mkdir(parents=True)
+    (trained / "checkpoints" / "last.pt").touch()
+    (trained / "train.log").touch()
+    assert not remove_unstarted_run(trained) and (trained / "checkpoints" / "last.pt").exists()
 
 
 @pytest.mark.parametrize("overrides", [["gen_loss=l2"], ["reduction=sum", "kl_weight=1"], ["data.binarize=dynamic"]])

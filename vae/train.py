@@ -521,6 +521,29 @@ def resume_config(run_dir: Path, composed: DictConfig, overrides: list[str]) -> 
 USER_ERRORS = (ConfigError, DataNotFoundError, CheckpointError, TrainingDiverged, Interrupted)
 
 
+# What a run directory holds when its run stopped before the first step: Hydra's config and log,
+# the error, and the (empty) checkpoint folder.
+UNSTARTED_RUN_ENTRIES = {".hydra", "train.log", "error.txt", "checkpoints"}
+
+
+def remove_unstarted_run(run_dir: Path) -> bool:
+    """Remove a new run's directory that holds nothing but what a run that never started writes, and
+    the empty folders above it (outputs/runs/) up to the working directory. False (and nothing removed)
+    when it holds anything else: a checkpoint, TensorBoard events, a file of the user's."""
+    import shutil
+
+    entries = {path.name for path in run_dir.iterdir()} if run_dir.is_dir() else set()
+    checkpoints = run_dir / "checkpoints"
+    if not entries or not entries <= UNSTARTED_RUN_ENTRIES or (checkpoints.is_dir() and any(checkpoints.iterdir())):
+        return False
+    shutil.rmtree(run_dir)
+    cwd, parent = Path.cwd().resolve(), run_dir.resolve().parent
+    while parent != cwd and cwd in parent.parents and not any(parent.iterdir()):
+        parent.rmdir()
+        parent = parent.parent
+    return True
+
+
 def _resume_dir_from_argv(argv: list[str]) -> Path | None:
     for word in argv:
         if word.startswith("resume=") and word.split("=", 1)[1] not in ("", "null"):
@@ -571,8 +594,10 @@ def _hydra_main() -> None:
         except USER_ERRORS as error:
             (run_dir / "error.txt").write_text(f"{type(error).__name__}: {error}\n")
             if multirun and not isinstance(error, Interrupted):
-                raise  # Hydra records the failed job and goes on with the others
+                raise  # Hydra records the failed job and goes on with the others (vae.report lists it)
             log.error("%s", error)
+            if resume_from is None and remove_unstarted_run(run_dir):
+                log.error("nothing was trained, so nothing is kept: %s is removed", run_dir)
             sys.exit(130 if isinstance(error, Interrupted) else 2)  # an interrupted sweep stops whole
         return metrics.get("val", {}).get("neg_elbo_nats")
 
