@@ -50,3 +50,13 @@ def test_every_file_the_code_and_docs_cite_exists():
             if not (REPO / cited).exists()
         ]
     assert missing == []
+
+
+def test_every_conf_folder_is_a_listed_package_so_installing_warns_of_none():
+    import tomllib
+
+    packages = set(tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    conf = REPO / "conf"
+    folders = {"vae.conf." + ".".join(p.relative_to(conf).parts) for p in conf.rglob("*") if p.is_dir()}
+    assert folders <= packages, sorted(folders - packages)
+    assert {"vae", "vae.conf", "vae.static"} <= packages
