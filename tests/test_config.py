@@ -11,7 +11,7 @@ from omegaconf import OmegaConf
 
 from vae.config import ConfigError, config_dir, validate
 
-from conftest import compose_config, run_cli
+from conftest import REPO, compose_config, run_cli
 
 GROUPS = ("data", "model", "optim", "experiment")
 
@@ -165,3 +165,18 @@ def test_lecture_fast_is_the_lecture_with_another_schedule():
     assert "epochs" in changed and "optim.schedule" in changed
     assert changed <= {"batch_size", "epochs", "optim.lr", "optim.warmup_steps", "optim.schedule", "optim.lr_floor"}
     assert fast["epochs"] <= 6 and fast["data.val_source"] == "test" and fast["optim.eps"] == 1e-7
+
+
+def test_help_lists_every_option_a_user_chooses_from_with_its_summary_and_no_schema_group():
+    from vae.config import config_dir, help_text, option_summaries
+
+    groups = option_summaries()
+    files = {(p.parent.relative_to(config_dir()).as_posix(), p.stem) for p in config_dir().rglob("*/*.yaml")}
+    assert {(group, option) for group, options in groups.items() for option in options} == files
+    missing = [f"{group}/{option}" for group, options in groups.items() for option, text in options.items() if not text]
+    assert missing == []  # every option's YAML file starts with a `# summary:` line
+    text = help_text()
+    assert "schema" not in text
+    for options in groups.values():
+        for option, summary in options.items():
+            assert f"{option:<16} {summary}" in text

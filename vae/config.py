@@ -12,6 +12,7 @@ name, before any data is loaded.
 from __future__ import annotations
 
 import math
+import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -203,6 +204,60 @@ def config_dir() -> Path:
     if (packaged / "config.yaml").is_file():
         return packaged
     return Path(__file__).resolve().parent.parent / "conf"
+
+
+def option_summaries() -> dict[str, dict[str, str]]:
+    """Every group a user chooses from, with each option's one-line summary: {group: {option: summary}}.
+
+    Read from conf/ itself (a `# summary: ...` line at the top of each option's YAML file), so a
+    new option's file is all it takes to be listed. The schema's groups are internal and not listed.
+    """
+    groups: dict[str, dict[str, str]] = {}
+    root = config_dir()
+    for path in sorted(root.rglob("*.yaml")):
+        group = path.parent.relative_to(root).as_posix()
+        if group == ".":
+            continue
+        summary = next(
+            (
+                line[len("# summary:") :].strip()
+                for line in path.read_text().splitlines()
+                if line.startswith("# summary:")
+            ),
+            "",
+        )
+        groups.setdefault(group, {})[path.stem] = summary
+    return groups
+
+
+def help_text() -> str:
+    """`python -m vae.train --help`: the groups to choose from, with what each option is, and how to see the rest."""
+    lines = [
+        "python -m vae.train [group=option ...] [key=value ...]   train a VAE (a run in outputs/runs/<timestamp>/)",
+        "python -m vae.train -m key=a,b ...                       a sweep (outputs/multirun/<timestamp>/<job>/)",
+        "",
+        "Groups (group=option):",
+    ]
+    for group, options in option_summaries().items():
+        lines.append(f"  {group}:")
+        lines += [f"    {option:<16} {summary}" for option, summary in options.items()]
+    defaults = compose_dict()
+    keys = ["latent_dim", "kl_weight", "gen_loss", "reduction", "epochs", "batch_size", "seed", "device"]
+    described = [
+        f"{key}={defaults[key]}" + (f" ({' | '.join(CHOICES[key])})" if key in CHOICES else "") for key in keys
+    ]
+    lines += [
+        "  hydra/launcher=joblib runs a sweep's jobs side by side (hydra.launcher.n_jobs=N)",
+        "",
+        "Keys (key=value), the most used at their defaults:",
+        *textwrap.wrap(", ".join(described), width=100, initial_indent="  ", subsequent_indent="  "),
+        "  data.root=<dir> (else the environment variable VAE_DATA_DIR, else ./data)",
+        "Every key with its value, as a run would get it:",
+        "  python -m vae.train --cfg job",
+        "  python -m vae.train experiment=lecture --cfg job",
+        "Hydra's own flags: python -m vae.train --hydra-help",
+    ]
+    return "\n".join(lines)
 
 
 def compose(overrides: Sequence[str] = ()) -> DictConfig:

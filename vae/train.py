@@ -25,7 +25,7 @@ from torch.utils.tensorboard import SummaryWriter
 from vae import distributed
 from vae.build import build_data, build_model, build_optimizer, build_scheduler, warmup_steps
 from vae.checkpoint import CheckpointError, load_checkpoint, load_model_state, rng_state, save_checkpoint, set_rng_state
-from vae.config import ConfigError, config_dir, register_configs, validate, with_shared_defaults
+from vae.config import ConfigError, config_dir, help_text, register_configs, validate, with_shared_defaults
 from vae.data import DataNotFoundError, DataSplits, epoch_batches
 from vae.losses import Objective, beta_effective, kl_warmup_factor
 from vae.model import init_output_bias
@@ -556,6 +556,9 @@ def _hydra_main() -> None:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
+    if any(word in ("--help", "-h") for word in sys.argv[1:]):
+        print(help_text())  # the groups a user chooses from, not the schema's internal ones
+        return
     resume_dir = _resume_dir_from_argv(sys.argv[1:])
     if resume_dir is not None and not (resume_dir / "checkpoints" / "last.pt").is_file():
         sys.exit(f"error: resume={resume_dir}: no checkpoints/last.pt there to resume from")
