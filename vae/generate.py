@@ -1,7 +1,13 @@
-"""`python -m vae.generate run=<run dir> n=64`: a sheet of samples from the prior of a trained run."""
+"""`python -m vae.generate run=<run dir> n=64`: a sheet of samples from the prior of a trained run.
+
+Writes two PNGs: `out=` (the sheet under a title, drawn by matplotlib at 100 dpi, so upscaled) and
+`<out stem>_raw.png` beside it (the same grid at the images' own resolution, one pixel per pixel and no
+title: the samples themselves, to reuse or compare pixel for pixel).
+"""
 
 from __future__ import annotations
 
+import inspect
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +25,11 @@ log = logging.getLogger("vae.generate")
 
 @dataclass
 class GenerateArgs:
-    """python -m vae.generate run=<run dir> [n=64] [seed=0] [temperature=1.0] [out=<path.png>] [checkpoint=best]"""
+    """python -m vae.generate run=<run dir> [n=64] [seed=0] [temperature=1.0] [out=<path.png>] [checkpoint=best] [per_row=8]
+
+    Writes out= (the sheet under a title, upscaled) and <out stem>_raw.png beside it (the same grid, not upscaled:
+    one pixel per image pixel, no title). out= defaults to <run>/images/samples_n<n>_t<temperature>.png.
+    """
 
     run: str = MISSING
     n: int = 64
@@ -36,8 +46,13 @@ def generate(model, *, n: int, seed: int, temperature: float) -> torch.Tensor:
     return model.sample(n, temperature=temperature, generator=torch.Generator().manual_seed(seed))
 
 
+def raw_path(out: Path) -> Path:
+    """Where the un-upscaled grid of a sheet written to `out` goes: `<out stem>_raw.png` beside it."""
+    return out.with_name(out.stem + "_raw.png")
+
+
 def main(argv=None) -> Path:
-    args = parse_args(GenerateArgs, argv, usage=GenerateArgs.__doc__)
+    args = parse_args(GenerateArgs, argv, usage=inspect.cleandoc(GenerateArgs.__doc__))
     check(args.n >= 1, "n", "an integer >= 1", args.n)
     check(args.temperature > 0, "temperature", "a number > 0", args.temperature)
     check(args.checkpoint in ("best", "last"), "checkpoint", "best or last", args.checkpoint)
@@ -50,8 +65,9 @@ def main(argv=None) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     title = f"{args.n} samples from the prior, temperature {args.temperature:g} (epoch {loaded.checkpoint['epoch']})"
     save(sample_sheet_figure(images, title=title, per_row=args.per_row), out)
-    save_image(images, out.with_name(out.stem + "_raw.png"), nrow=args.per_row)
-    print(f"wrote {out}")
+    raw = raw_path(out)
+    save_image(images, raw, nrow=args.per_row)
+    print(f"wrote {out} (the sheet, titled) and {raw} (the same grid, not upscaled: one pixel per image pixel)")
     return out
 
 
