@@ -3,11 +3,11 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 ARGS ?=
-RUN ?=
-SWEEP ?=
+RUN ?= latest
+SWEEP ?= latest
 
 .DEFAULT_GOAL := help
-.PHONY: help install wheelhouse train sweep report serve bench test test-fast lint format tensorboard clean
+.PHONY: help install wheelhouse train sweep report explore generate evaluate serve bench test test-fast lint format tensorboard clean
 
 help: ## show this help
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-12s %s\n", $$1, $$2}'
@@ -27,10 +27,19 @@ train: install ## train the lecture model on MNIST (python -m vae.train $(ARGS))
 sweep: install ## the kl_weight x latent_dim sweep of the README (Hydra multirun)
 	$(PY) -m vae.train -m kl_weight=0,1e-4,1e-3 latent_dim=2,16 $(ARGS)
 
-report: install ## the sweep report: make report SWEEP=outputs/multirun/<timestamp> (default: the newest)
-	$(PY) -m vae.report sweep=$(or $(SWEEP),$(lastword $(sort $(wildcard outputs/multirun/*))))
+report: install ## the sweep report: make report [SWEEP=outputs/multirun/<timestamp>] (default: the newest sweep)
+	$(PY) -m vae.report sweep=$(SWEEP) $(ARGS)
 
-serve: install ## the latent explorer in the browser: make serve RUN=outputs/runs/<timestamp> [ARGS="port=8000"]
+explore: install ## the lecture's latent views of a run: make explore [RUN=outputs/runs/<timestamp>] (default: the newest run)
+	$(PY) -m vae.explore run=$(RUN) $(ARGS)
+
+generate: install ## samples from the prior: make generate [RUN=...] [ARGS="n=100 temperature=0.7"]
+	$(PY) -m vae.generate run=$(RUN) $(ARGS)
+
+evaluate: install ## -ELBO, IWAE bound and active units on the test split: make evaluate [RUN=...] [ARGS="iwae_k=100"]
+	$(PY) -m vae.evaluate run=$(RUN) $(ARGS)
+
+serve: install ## the latent explorer in the browser: make serve [RUN=...] [ARGS="port=8000"]
 	$(PY) -m vae.serve run=$(RUN) $(ARGS)
 
 bench: install ## training throughput, project vs naive baseline, in one run (experiments/bench)

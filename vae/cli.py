@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, TypeVar
 
 from omegaconf import MISSING, OmegaConf
@@ -27,11 +28,33 @@ def parse_args(schema: type[T], argv: Sequence[str] | None = None, *, usage: str
         missing = sorted(OmegaConf.missing_keys(config))
         if missing:
             sys.exit(f"error: {missing[0]} is required, e.g. {missing[0]}=outputs/runs/<timestamp>\n{usage}")
-        return OmegaConf.to_object(config)
+        return resolve_latest(OmegaConf.to_object(config))
     except OmegaConfBaseException as error:
         key = getattr(error, "full_key", None) or ""
         first_line = str(error).splitlines()[0]
         sys.exit(f"error: {key + ': ' if key else ''}{first_line}\n{usage}")
+
+
+# `run=latest` and `sweep=latest`: the newest directory (timestamps sort by name) that holds what a tool reads.
+LATEST = {"run": ("outputs/runs", "checkpoints"), "sweep": ("outputs/multirun", "multirun.yaml")}
+
+
+def newest(folder: str, holding: str) -> Path | None:
+    """The last-named directory under `folder` (relative to the working directory) that holds `holding`."""
+    candidates = sorted(path for path in Path(folder).glob("*") if (path / holding).exists())
+    return candidates[-1] if candidates else None
+
+
+def resolve_latest(args: T) -> T:
+    """`run=latest` / `sweep=latest` replaced by the newest run or sweep under outputs/ (said on stderr)."""
+    for key, (folder, holding) in LATEST.items():
+        if getattr(args, key, None) == "latest":
+            found = newest(folder, holding)
+            if found is None:
+                sys.exit(f"error: {key}=latest: no directory under {Path(folder).resolve()} holds {holding}")
+            print(f"{key}=latest: {found}", file=sys.stderr)
+            setattr(args, key, str(found))
+    return args
 
 
 def check(condition: bool, key: str, expectation: str, value: Any) -> None:
