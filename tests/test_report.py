@@ -282,3 +282,26 @@ def test_the_test_columns_come_from_the_evaluation_asked_for_and_name_its_file(t
     assert "test evaluations of iwae_k=100" in line and "None in job(s) 1" in line
     assert "iwae_k=1000" in eval_line([asked], iwae_k=1000)  # the settings read, stated
     assert "no job has a test evaluation" in eval_line([missing])
+
+
+def test_the_report_lists_every_file_it_wrote_and_shows_its_figures(tiny_sweep, tmp_path, capsys):
+    from vae.report import main
+
+    sweep = tmp_path / "sweep"
+    shutil.copytree(tiny_sweep, sweep)
+    main([f"sweep={sweep}", "samples=4"])
+    printed = capsys.readouterr().out
+    wrote = printed.split("wrote ", 1)[1]
+    names = ["report.md", "report.csv", "rate_distortion.png", "samples.png", "latent_grids.png"]
+    assert all((sweep / name).is_file() and name in wrote for name in names)  # latent_dim 2 cells: the grids too
+    markdown = (sweep / "report.md").read_text()
+    assert all(f"]({name})" in markdown for name in names[2:])
+
+    # Without a latent_dim 2 cell there are no grids: neither written, nor named, nor shown.
+    for job in sweep.iterdir():
+        if job.is_dir() and (job / "images" / "latent_grid.png").is_file():
+            shutil.rmtree(job)
+    (sweep / "latent_grids.png").unlink()
+    main([f"sweep={sweep}", "samples=4"])
+    assert "latent_grids.png" not in capsys.readouterr().out and not (sweep / "latent_grids.png").exists()
+    assert "latent_grids.png" not in (sweep / "report.md").read_text()

@@ -1,4 +1,5 @@
-"""`python -m vae.report sweep=<sweep dir>`: a table, a CSV, a rate-distortion plot and prior samples for a sweep.
+"""`python -m vae.report sweep=<sweep dir>`: a table, a CSV, a rate-distortion plot, prior samples and (latent_dim 2)
+the decoded latent grids for a sweep; report.md shows the figures, and the command prints every file it wrote.
 
 Reads each job directory's `.hydra/config.yaml`, `metrics.json` and (if present) its test evaluation:
 the newest in `evals/` (of `iwae_k=` when given), else `eval.json` when that is one; the `eval` column
@@ -178,8 +179,17 @@ def _format(value) -> str:
     return str(value)
 
 
-def write_table(rows: list[dict], sweep_dir: Path, *, iwae_k: int | None = None) -> None:
-    """report.md and report.csv, one row per job, failed jobs included."""
+FIGURES = {
+    "rate_distortion.png": "Rate against distortion, a curve per latent_dim through the cells' means",
+    "samples.png": "Prior samples of every cell (its first seed)",
+    "latent_grids.png": "latent_dim 2: each cell's decoded grid of z, by kl_weight",
+}
+
+
+def write_table(
+    rows: list[dict], sweep_dir: Path, *, iwae_k: int | None = None, figures: list[str] | tuple[str, ...] = ()
+) -> None:
+    """report.md and report.csv, one row per job, failed jobs included; report.md shows `figures` (file names in the sweep directory)."""
     with open(sweep_dir / "report.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=COLUMNS, extrasaction="ignore")
         writer.writeheader()
@@ -214,6 +224,10 @@ def write_table(rows: list[dict], sweep_dir: Path, *, iwae_k: int | None = None)
             values = [_format(cell["kl_weight"]), str(cell["latent_dim"]), str(cell["seeds"])]
             values += [_mean_sd(cell[name]) for name in CELL_METRICS]
             lines.append("| " + " | ".join(values) + " |")
+    if figures:
+        lines += ["", "## Figures"]
+        for name in figures:
+            lines += ["", f"{FIGURES.get(name, name)} (`{name}`):", "", f"![{name}]({name})"]
     (sweep_dir / "report.md").write_text("\n".join(lines) + "\n")
 
 
@@ -357,18 +371,26 @@ def latent_grids_figure(rows: list[dict], sweep_dir: Path):
     return fig
 
 
-def report(sweep_dir: Path, *, num_samples: int = 16, iwae_k: int | None = None) -> list[dict]:
-    """Write report.md, report.csv, rate_distortion.png, samples.png and (latent_dim 2) latent_grids.png into the sweep directory."""
+def write_report(sweep_dir: Path, *, num_samples: int = 16, iwae_k: int | None = None) -> tuple[list[dict], list[str]]:
+    """Write report.md, report.csv, rate_distortion.png, samples.png and (latent_dim 2) latent_grids.png into the
+    sweep directory: the rows, and the names of the files written, in that order."""
     rows = [read_job(job, iwae_k=iwae_k) for job in progress(job_dirs(sweep_dir), desc="report: jobs", unit="job")]
     if not rows:
         raise FileNotFoundError(f"{sweep_dir} holds no job directories (0, 1, ...): is it a sweep directory?")
-    write_table(rows, sweep_dir, iwae_k=iwae_k)
+    figures = ["rate_distortion.png", "samples.png"]
     save(rate_distortion_figure(rows), sweep_dir / "rate_distortion.png")
     save(samples_figure(rows, sweep_dir, num_samples=num_samples), sweep_dir / "samples.png")
     grids = latent_grids_figure(rows, sweep_dir)
     if grids is not None:
         save(grids, sweep_dir / "latent_grids.png")
-    return rows
+        figures.append("latent_grids.png")
+    write_table(rows, sweep_dir, iwae_k=iwae_k, figures=figures)
+    return rows, ["report.md", "report.csv", *figures]
+
+
+def report(sweep_dir: Path, *, num_samples: int = 16, iwae_k: int | None = None) -> list[dict]:
+    """Write the report's files into the sweep directory (see `write_report`): one row per job."""
+    return write_report(sweep_dir, num_samples=num_samples, iwae_k=iwae_k)[0]
 
 
 def main(argv=None) -> list[dict]:
@@ -378,7 +400,7 @@ def main(argv=None) -> list[dict]:
     if not sweep_dir.is_dir():
         raise SystemExit(f"error: sweep directory {sweep_dir} does not exist")
     try:
-        rows = report(sweep_dir, num_samples=args.samples, iwae_k=args.iwae_k or None)
+        rows, written = write_report(sweep_dir, num_samples=args.samples, iwae_k=args.iwae_k or None)
     except FileNotFoundError as error:
         raise SystemExit(f"error: {error}") from None
     failed = [row["job"] for row in rows if row["status"] == "failed"]
@@ -386,8 +408,7 @@ def main(argv=None) -> list[dict]:
     which = f" of iwae_k={args.iwae_k}" if args.iwae_k else ""
     print(
         f"{len(rows)} jobs ({len(failed)} failed{': ' + ', '.join(failed) if failed else ''}; "
-        f"{evaluated} with a test evaluation{which}); wrote report.md, report.csv, "
-        f"rate_distortion.png, samples.png in {sweep_dir}"
+        f"{evaluated} with a test evaluation{which}); wrote {', '.join(written)} in {sweep_dir}"
     )
     return rows
 
