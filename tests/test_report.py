@@ -305,3 +305,38 @@ def test_the_report_lists_every_file_it_wrote_and_shows_its_figures(tiny_sweep, 
     main([f"sweep={sweep}", "samples=4"])
     assert "latent_grids.png" not in capsys.readouterr().out and not (sweep / "latent_grids.png").exists()
     assert "latent_grids.png" not in (sweep / "report.md").read_text()
+
+
+def test_the_entropy_floor_is_quoted_for_gray_level_mnist_only():
+    from vae.report import nats_lines
+    from vae.runs import likelihood_note
+
+    def text(data: str, binarize: str) -> str:
+        return " ".join(nats_lines([{"data": data, "binarize": binarize}]))
+
+    assert "45.5 nats per gray-level MNIST test image" in text("mnist", "none")
+    for data, binarize in [("synthetic", "none"), ("fashion_mnist", "none"), ("cifar10", "none"), ("mnist", "dynamic")]:
+        assert "45.5" not in text(data, binarize) and "MNIST" not in text(data, binarize), (data, binarize)
+        assert "45.5" not in likelihood_note(data, binarize) and "MNIST" not in likelihood_note(data, binarize)
+    assert "binarization's own entropy" in text("synthetic", "none") and "not a likelihood" in text("synthetic", "none")
+    assert "Bernoulli" in text("mnist", "dynamic") and "gray-level" not in text("mnist", "dynamic")
+    assert "45.5 nats per MNIST test image" in likelihood_note("mnist", "none")
+    assert likelihood_note("mnist", "static") == "Bernoulli likelihood of binarized images"
+
+
+def test_a_report_and_an_evaluation_on_synthetic_data_quote_no_mnist_floor(tiny_sweep, tiny_run, tmp_path):
+    import json
+
+    from vae.evaluate import main as evaluate
+
+    sweep = tmp_path / "sweep"
+    shutil.copytree(tiny_sweep, sweep)
+    report(sweep, num_samples=4)
+    markdown = (sweep / "report.md").read_text()
+    assert "45.5" not in markdown and "MNIST" not in markdown and "binarization's own entropy" in markdown
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    evaluate([f"run={run}", "iwae_k=2", "max_images=8", "batch_size=8"])
+    likelihood = json.loads((run / "eval.json").read_text())["likelihood"]
+    assert likelihood.startswith("gray levels") and "45.5" not in likelihood and "MNIST" not in likelihood

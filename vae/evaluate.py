@@ -99,7 +99,7 @@ def main(argv=None) -> dict:
     from pathlib import Path
 
     from vae.cli import check, load_run_or_exit, parse_args
-    from vae.runs import write_eval
+    from vae.runs import likelihood_note, write_eval
     from vae.runtime import tune_glibc_malloc
 
     tune_glibc_malloc()
@@ -140,12 +140,7 @@ def main(argv=None) -> dict:
         epoch=int(loaded.checkpoint["epoch"]),
         checkpoint=args.checkpoint,
         precision=precision,
-        likelihood=(
-            "Bernoulli likelihood of binarized images"
-            if binarize != "none"
-            else "gray levels: an upper bound on the expected NLL of a binarization of each image, including the "
-            "binarization's entropy (45.5 nats per MNIST test image); compare with the literature only when binarized"
-        ),
+        likelihood=likelihood_note(config["data"]["name"], binarize),
     )
     run_dir = Path(args.run)
     latest, kept = write_eval(run_dir, results)
