@@ -16,23 +16,42 @@ from omegaconf import DictConfig, OmegaConf
 from vae.build import build_model
 from vae.checkpoint import CheckpointError, load_checkpoint, load_model_state, save_checkpoint
 from vae.model import VAE
-from vae.runtime import git_commit, package_versions
+from vae.runtime import git_commit, machine_info, package_versions
 
 
-def write_run_json(run_dir: Path, *, runtime: dict, resumed_from_step: int | None = None) -> dict:
-    """Record the commit, the package versions and every setting resolved from `auto`; a resume is appended."""
+def write_run_json(
+    run_dir: Path, *, runtime: dict, resumed_from_step: int | None = None, saved_runtime: dict | None = None
+) -> dict:
+    """Record the commit, the package versions, the machine and every setting resolved from `auto`.
+
+    A resume is appended to `resumes`: its step, start, commit and command as before, and (added keys)
+    `runtime`, the settings resolved afresh for the machine it runs on, `saved_runtime`, those the
+    checkpoint was saved with, `machine` and `versions`, so a run that moved between machines says where
+    each part of it ran.
+    """
     path = Path(run_dir) / "run.json"
     now = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    machine = machine_info(runtime["device"])
     if resumed_from_step is not None and path.is_file():
         info = json.loads(path.read_text())
         info.setdefault("resumes", []).append(
-            {"step": resumed_from_step, "started": now, "git": git_commit(), "command": sys.argv}
+            {
+                "step": resumed_from_step,
+                "started": now,
+                "git": git_commit(),
+                "command": sys.argv,
+                "runtime": runtime,
+                "saved_runtime": saved_runtime,
+                "machine": machine,
+                "versions": package_versions(),
+            }
         )
     else:
         info = {
             "git": git_commit(),
             "versions": package_versions(),
             "runtime": runtime,
+            "machine": machine,
             "command": sys.argv,
             "started": now,
         }

@@ -22,7 +22,9 @@ _M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_THRESHOLD = -1, -2, -3
 
 @dataclass
 class Runtime:
-    """Settings resolved from `auto`; recorded in run.json and reused on resume."""
+    """Settings resolved from `auto` for the machine at hand; recorded in run.json and in each checkpoint.
+
+    A resume resolves them afresh for the machine it runs on (only `deterministic` is the run's own)."""
 
     device: str
     threads: int
@@ -69,14 +71,22 @@ def cpu_supports_bf16() -> bool:
 
 
 def cpu_model() -> str:
-    """The CPU's model name (/proc/cpuinfo), to state beside every number measured on it."""
+    """The CPU's model name (/proc/cpuinfo, else platform.processor()), to state beside every number measured on it."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
                 return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return "unknown"
+    return platform.processor() or "unknown"
+
+
+def machine_info(device: str) -> dict:
+    """The machine a run runs on: the CPU's model and whether it has native bf16, and the GPU's name on CUDA."""
+    info = {"cpu": cpu_model(), "cpu_bf16": cpu_supports_bf16(), "gpu": None}
+    if device.startswith("cuda") and torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(torch.device(device))
+    return info
 
 
 def _count_cpu_list(text: str) -> int:
