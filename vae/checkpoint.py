@@ -55,7 +55,13 @@ def save_checkpoint(path: Path, checkpoint: dict[str, Any]) -> None:
 
 
 def load_checkpoint(path: Path, *, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load safely (`weights_only=True`: a checkpoint cannot run code); one clear line when it cannot be read."""
+    """Load safely (`weights_only=True`: a checkpoint cannot run code); one clear line when it cannot be read.
+
+    Every tensor lands on `map_location`, the CPU by default, whatever device it was saved from: a
+    checkpoint written on a GPU loads on a CPU-only machine. The RNG states must stay CPU tensors
+    (`set_rng_state`); `load_state_dict` copies the weights and the optimizer state onto the device of
+    the model's parameters (Adam's fused `step` included), so a resume loads here and moves them there.
+    """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"no checkpoint at {path}")

@@ -46,12 +46,15 @@ from vae.summaries import flat_hparams, log_epoch, write_epoch_images, write_hpa
 
 log = logging.getLogger("vae.train")
 # Keys a resumed run may change: where and how fast it runs, and how long. Anything else
-# (the model, the loss, the data) would make the continued run a different experiment.
+# (the model, the loss, the data, `deterministic`) would make the continued run a different experiment.
 RESUMABLE_OVERRIDES = {
     "resume",
     "epochs",
     "device",
     "threads",
+    "precision",
+    "compile",
+    "channels_last",
     "log_every",
     "checkpoint_every_steps",
     "snapshot_every_epochs",
@@ -224,7 +227,7 @@ def set_up(cfg: DictConfig, run_dir: Path, resume_from: dict | None) -> tuple[Se
     ddp = distributed.from_environment()  # torchrun's rank and world size; one process otherwise
     if ddp.is_main:
         (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
-    runtime = run_runtime(config, ddp, saved=resume_from["runtime"] if resume_from is not None else None)
+    runtime = run_runtime(config, ddp, saved=resume_from.get("runtime") if resume_from is not None else None)
     apply_runtime(runtime, seed=config["seed"])  # the same seed on every rank: the same noise for the global batch
     distributed.init_process_group(ddp, runtime.device)
     device = torch.device(runtime.device)
@@ -250,7 +253,12 @@ def set_up(cfg: DictConfig, run_dir: Path, resume_from: dict | None) -> tuple[Se
         forward = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     forward = torch.compile(forward) if runtime.compile else forward
     if ddp.is_main:
-        write_run_json(run_dir, runtime=runtime.as_dict(), resumed_from_step=state.step if resume_from else None)
+        write_run_json(
+            run_dir,
+            runtime=runtime.as_dict(),
+            resumed_from_step=state.step if resume_from else None,
+            saved_runtime=resume_from.get("runtime") if resume_from else None,
+        )
     log.info("run directory %s | %s", run_dir, runtime.as_dict())
     beta = beta_effective(
         kl_weight=config["kl_weight"],
@@ -272,19 +280,21 @@ def set_up(cfg: DictConfig, run_dir: Path, resume_from: dict | None) -> tuple[Se
 
 
 def run_runtime(config: dict, ddp: distributed.Distributed, *, saved: dict | None) -> Runtime:
-    """The run's settings: resolved from `auto` for this machine, or a resumed run's own unless the command line moves them."""
-    if saved is not None:
-        runtime = Runtime(**{**saved, "device": saved["device"] if config["device"] == "auto" else config["device"]})
-        runtime.threads = config["threads"] or runtime.threads
-    else:
-        runtime = resolve_runtime(
-            device=config["device"],
-            threads=config["threads"],
-            precision=config["precision"],
-            compile=config["compile"],
-            channels_last=config["channels_last"],
-            deterministic=config["deterministic"],
-        )
+    """The run's settings, resolved for this machine from the config: `auto`, or what the command line says.
+
+    A resumed run resolves them afresh too (`config` is its own, with the overrides a resume may make),
+    so a run moves between machines: one started on a GPU goes on on a CPU and the other way round.
+    Only `deterministic`, which defines the run, is kept from the settings it was saved with (`saved`).
+    """
+    deterministic = config["deterministic"] if saved is None else saved.get("deterministic", config["deterministic"])
+    runtime = resolve_runtime(
+        device=config["device"],
+        threads=config["threads"],
+        precision=config["precision"],
+        compile=config["compile"],
+        channels_last=config["channels_last"],
+        deterministic=deterministic,
+    )
     if ddp.enabled and config["threads"] == 0 and runtime.device == "cpu":  # ranks on one machine share its cores
         runtime.threads = max(1, runtime.threads // int(os.environ.get("LOCAL_WORLD_SIZE", ddp.world_size)))
     if ddp.enabled and runtime.device == "cuda":
