@@ -95,17 +95,82 @@ def test_tensorboard_has_one_hparams_entry(tiny_run):
     assert b"kl_weight" in content["_hparams_/session_start_info"]
 
 
-def test_hparams_dashboard_shows_the_studys_knobs_first_and_the_final_nats_as_columns(tiny_run):
+def dashboard_columns(run_dir) -> tuple[list[str], list[str], list[str]]:
+    """The HParams dashboard's columns for a run: (ticked hparams, every hparam, ticked metric tags).
+
+    TensorBoard's backend sorts the hparams by (not differs, name); its dashboard (tf-hparams-query-pane,
+    TensorBoard 2.21) sorts them by differs again and ticks the first five, and ticks the first five
+    metric columns in the order the experiment declares them.
+    """
     from tensorboard.plugins.hparams import backend_context, metadata
 
     experiment = metadata.parse_experiment_plugin_data(
-        events(tiny_run).PluginTagToContent("hparams")["_hparams_/experiment"]
+        events(run_dir).PluginTagToContent("hparams")["_hparams_/experiment"]
     )
-    backend_context._sort_and_reduce_to_hparams_limit(experiment)  # the order the dashboard uses
-    assert [info.name for info in experiment.hparam_infos][:3] == ["beta_effective", "kl_weight", "latent_dim"]
-    assert {"batch_size", "seed", "lr", "data"} <= {info.name for info in experiment.hparam_infos}
-    columns = [info.name.tag for info in experiment.metric_infos]
-    assert columns[:3] == ["hparams/val_neg_elbo_nats", "hparams/val_rec_nats", "hparams/val_kl_nats"]
+    backend_context._sort_and_reduce_to_hparams_limit(experiment)
+    infos = sorted(experiment.hparam_infos, key=lambda info: not info.differs)  # stable, as the dashboard's
+    names = [info.name for info in infos]
+    return names[:5], names, [info.name.tag for info in experiment.metric_infos][:5]
+
+
+def test_hparams_dashboard_shows_the_studys_knobs_first_and_the_final_nats_as_columns(tiny_run):
+    ticked, declared, metrics = dashboard_columns(tiny_run)
+    assert ticked[:3] == ["beta_effective", "kl_weight", "latent_dim"]
+    # Outside a sweep the other two are the seed and the reduction (what kl_weight means), never a constant
+    # such as batch_size or binarize: those are recorded and listed, unticked.
+    assert ticked[3:] == ["reduction", "seed"]
+    assert {"batch_size", "binarize", "lr", "data"} <= set(declared) - set(ticked)
+    assert metrics == [
+        "hparams/val_neg_elbo_nats",
+        "hparams/val_rec_nats",
+        "hparams/val_kl_nats",
+        "hparams/test_neg_elbo_nats",  # vae.evaluate writes these two: declared, so ticked before it runs
+        "hparams/test_iwae_nll_nats",
+    ]
+
+
+def test_the_hparams_a_sweep_varies_are_recorded_and_ticked(tmp_path):
+    from omegaconf import OmegaConf
+
+    from vae.summaries import flat_hparams, shown_hparams, swept_keys
+
+    # What Hydra's basic sweeper leaves in the sweep directory, and a job's own `hydra` node.
+    command_line = ["data=synthetic", "batch_size=32", "optim.lr=1e-3,3e-3", "optim.warmup_steps=range(0,20,10)"]
+    OmegaConf.save({"hydra": {"overrides": {"task": command_line}}}, tmp_path / "multirun.yaml")
+    hydra = {
+        "mode": "MULTIRUN",
+        "sweep": {"dir": str(tmp_path)},
+        "sweeper": {"params": {"data.binarize": "none,dynamic"}},
+    }
+    assert swept_keys(OmegaConf.create(hydra)) == ["data.binarize", "optim.lr", "optim.warmup_steps"]
+    assert swept_keys(OmegaConf.create({**hydra, "mode": "RUN"})) == []
+    assert swept_keys() == []  # no Hydra job running
+
+    config = compose_config([*TINY, "optim.warmup_steps=10"])
+    hparams = flat_hparams(OmegaConf.to_container(config, resolve=True), swept=swept_keys(OmegaConf.create(hydra)))
+    assert hparams["optim.warmup_steps"] == 10 and hparams["lr"] == config.optim.lr  # a swept key outside the list
+    shown = shown_hparams({**hparams, "beta_effective": 0.4}, ["data.binarize", "optim.lr", "optim.warmup_steps"])
+    assert shown == ["kl_weight", "latent_dim", "beta_effective", "binarize", "lr", "optim.warmup_steps"]
+    assert "batch_size" not in shown
+
+
+@pytest.mark.slow  # runs the CLI in a subprocess
+def test_a_sweeps_runs_tick_what_the_sweep_varies_in_hparams(tmp_path):
+    sweep_dir = tmp_path / "sweep"
+    result = run_cli(
+        "vae.train",
+        "-m",
+        *TINY,
+        "data.num_train=64",
+        "epochs=1",
+        "optim.warmup_steps=0,4",
+        f"hydra.sweep.dir={sweep_dir}",
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    for job in ("0", "1"):
+        ticked, declared, _ = dashboard_columns(sweep_dir / job)
+        assert ticked == ["beta_effective", "kl_weight", "latent_dim", "optim.warmup_steps", "seed"], job
+        assert {"batch_size", "binarize"} <= set(declared)
 
 
 def test_run_json_records_versions_and_resolved_settings(tiny_run):

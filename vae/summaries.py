@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import torch
@@ -13,17 +13,33 @@ from torchvision.utils import make_grid, save_image
 from vae.data import DataSplits, to_model_input
 from vae.latent import decoded_grid
 
-# The HParams dashboard shows the hyperparameters declared as varying first (then the others by
-# name) and ticks only the first few: the study's knobs are declared so, whatever the run.
+# The HParams dashboard (TensorBoard 2.x) sorts the hparams by `differs` (True first), then by name,
+# and ticks the first SHOWN_HPARAMS of them; the others are listed, unticked. `differs` is declared
+# here for what is shown: the study's knobs, what the run's sweep varies (`swept_keys`), and, while
+# fewer than five, FILL_HPARAMS (each named to sort after the knobs). Constants such as batch_size
+# and binarize are still recorded and listed, unticked.
 STUDY_HPARAMS = ("kl_weight", "latent_dim", "beta_effective")
-# Its metric columns: final numbers, under a prefix of their own that keeps them off the val/* charts.
+FILL_HPARAMS = ("seed", "reduction", "lr", "model", "optim")
+SHOWN_HPARAMS = 5
+# Its metric columns, under a prefix of their own that keeps them off the val/* charts: the final
+# numbers and the test ones vae.evaluate writes (empty until then). The dashboard ticks the first
+# five in this order, so val loss, the objective in the run's own units (not comparable across
+# reductions and kl_weights), comes last, listed and unticked.
 HPARAM_METRICS = {
     "val_neg_elbo_nats": "val -ELBO (nats)",
     "val_rec_nats": "val reconstruction (nats)",
     "val_kl_nats": "val KL (nats)",
-    "val_loss": "val loss (objective)",
     "test_neg_elbo_nats": "test -ELBO (nats, vae.evaluate)",
     "test_iwae_nll_nats": "test IWAE NLL bound (nats, vae.evaluate)",
+    "val_loss": "val loss (objective)",
+}
+# The config key behind each hparam that is not named by its key.
+HPARAM_KEYS = {
+    "data": "data.name",
+    "binarize": "data.binarize",
+    "model": "model.name",
+    "optim": "optim.name",
+    "lr": "optim.lr",
 }
 
 
@@ -40,8 +56,62 @@ def image_sheet(images: torch.Tensor, *, per_row: int = 8) -> torch.Tensor:
     return make_grid(images.clamp(0, 1), nrow=per_row, padding=2, pad_value=0.5)
 
 
-def flat_hparams(cfg: Mapping) -> dict[str, float | int | str | bool]:
-    """The settings a sweep varies, flattened to the scalar types the HParams plugin takes."""
+def swept_keys(hydra_cfg: Mapping | None = None) -> list[str]:
+    """The config keys the running Hydra multirun varies: its sweeper's `params` and the command line's
+    sweep overrides (`kl_weight=0,1e-3`, `range(...)`, `interval(...)`), the latter read from the sweep's
+    multirun.yaml, which Hydra's basic sweeper writes before the jobs start. [] outside a multirun.
+
+    `hydra_cfg`: the `hydra` node (default: the running job's HydraConfig, when there is one).
+    """
+    from omegaconf import OmegaConf
+
+    if hydra_cfg is None:
+        from hydra.core.hydra_config import HydraConfig
+
+        if not HydraConfig.initialized():
+            return []
+        hydra_cfg = HydraConfig.get()
+    if str(hydra_cfg.get("mode")) not in ("MULTIRUN", "RunMode.MULTIRUN"):
+        return []
+    words = [f"{key}={value}" for key, value in ((hydra_cfg.get("sweeper") or {}).get("params") or {}).items()]
+    multirun = Path(str(hydra_cfg["sweep"]["dir"])) / "multirun.yaml"
+    if multirun.is_file():
+        words += list(OmegaConf.select(OmegaConf.load(multirun), "hydra.overrides.task", default=None) or [])
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import OverrideParseException
+
+    parser, keys = OverridesParser.create(), []
+    for word in words:
+        try:
+            (override,) = parser.parse_overrides([str(word)])
+        except OverrideParseException:  # names no sweep this Hydra can tell
+            continue
+        key = override.key_or_group
+        if override.is_sweep_override() and not key.startswith("hydra.") and key not in keys:
+            keys.append(key)
+    return keys
+
+
+def hparam_name(key: str) -> str:
+    """The HParams name of a config key: `optim.lr` is `lr`, `data` (the group) is `data`, others their key."""
+    names = {config_key: name for name, config_key in HPARAM_KEYS.items()}
+    return names.get(key, key)
+
+
+def _config_value(cfg: Mapping, key: str):
+    value = cfg
+    for part in key.split("."):
+        if not isinstance(value, Mapping) or part not in value:
+            return None
+        value = value[part]
+    if isinstance(value, Mapping):  # a group chosen on the command line: its `name`
+        value = value.get("name")
+    return str(value) if isinstance(value, (list, tuple)) else value
+
+
+def flat_hparams(cfg: Mapping, *, swept: Sequence[str] | None = None) -> dict[str, float | int | str | bool]:
+    """The run's settings, flattened to the scalar types the HParams plugin takes: the usual ones, and
+    every key its sweep varies (`swept`, default: the running multirun's, `swept_keys`)."""
     values = {
         "latent_dim": cfg["latent_dim"],
         "kl_weight": float(cfg["kl_weight"]),
@@ -58,11 +128,23 @@ def flat_hparams(cfg: Mapping) -> dict[str, float | int | str | bool]:
         "kl_warmup_epochs": float(cfg.get("kl_warmup_epochs", 0)),
         "free_bits": float(cfg.get("free_bits", 0.0)),
     }
-    return {key: value for key, value in values.items() if value is not None}
+    for key in swept_keys() if swept is None else swept:
+        if hparam_name(key) not in values:
+            values[hparam_name(key)] = _config_value(cfg, key)
+    return {key: value for key, value in values.items() if isinstance(value, (bool, int, float, str))}
 
 
-def hparams_experiment(hparams: Mapping[str, float | int | str | bool]):
-    """The HParams dashboard's experiment: the study's knobs first and shown, the final metrics as columns."""
+def shown_hparams(hparams: Mapping, swept: Sequence[str] = ()) -> list[str]:
+    """The hparams the dashboard ticks: the study's knobs, the swept ones, then FILL_HPARAMS up to five."""
+    shown = [name for name in STUDY_HPARAMS if name in hparams]
+    shown += [name for name in map(hparam_name, swept) if name in hparams and name not in shown]
+    fill = [name for name in FILL_HPARAMS if name in hparams and name not in shown]
+    return shown + fill[: max(0, SHOWN_HPARAMS - len(shown))]
+
+
+def hparams_experiment(hparams: Mapping[str, float | int | str | bool], *, shown: Sequence[str] | None = None):
+    """The HParams dashboard's experiment: every hparam declared, those `shown` (default: the study's knobs
+    and the fill) declared as differing so that the dashboard ticks them; the final metrics as columns."""
     from tensorboard.compat.proto.summary_pb2 import Summary, SummaryMetadata
     from tensorboard.plugins.hparams import api_pb2, metadata
     from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
@@ -72,10 +154,10 @@ def hparams_experiment(hparams: Mapping[str, float | int | str | bool]):
             return api_pb2.DATA_TYPE_BOOL
         return api_pb2.DATA_TYPE_FLOAT64 if isinstance(value, (int, float)) else api_pb2.DATA_TYPE_STRING
 
-    names = [name for name in STUDY_HPARAMS if name in hparams]
-    names += sorted(name for name in hparams if name not in STUDY_HPARAMS)
+    shown = shown_hparams(hparams) if shown is None else list(shown)
+    names = [*shown, *sorted(name for name in hparams if name not in shown)]
     hparam_infos = [
-        api_pb2.HParamInfo(name=name, type=data_type(hparams[name]), differs=name in STUDY_HPARAMS) for name in names
+        api_pb2.HParamInfo(name=name, type=data_type(hparams[name]), differs=name in shown) for name in names
     ]
     metric_infos = [
         api_pb2.MetricInfo(name=api_pb2.MetricName(tag=f"hparams/{name}"), display_name=label)
@@ -87,11 +169,17 @@ def hparams_experiment(hparams: Mapping[str, float | int | str | bool]):
     return Summary(value=[Summary.Value(tag=metadata.EXPERIMENT_TAG, metadata=SummaryMetadata(plugin_data=plugin))])
 
 
-def write_hparams_entry(writer: SummaryWriter, hparams: Mapping[str, float | int | str | bool]) -> None:
-    """Declare this run in the HParams dashboard; its `hparams/*` scalars fill the metric columns."""
+def write_hparams_entry(
+    writer: SummaryWriter, hparams: Mapping[str, float | int | str | bool], *, swept: Sequence[str] | None = None
+) -> None:
+    """Declare this run in the HParams dashboard; its `hparams/*` scalars fill the metric columns.
+
+    `swept`: the config keys the run's sweep varies (default: the running multirun's, `swept_keys`), ticked.
+    """
+    swept = swept_keys() if swept is None else swept
     _, session_start, session_end = hparams_summary(dict(hparams), {f"hparams/{name}": 0.0 for name in HPARAM_METRICS})
     file_writer = writer._get_file_writer()
-    for summary in (hparams_experiment(hparams), session_start, session_end):
+    for summary in (hparams_experiment(hparams, shown=shown_hparams(hparams, swept)), session_start, session_end):
         file_writer.add_summary(summary)
 
 
