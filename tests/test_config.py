@@ -180,3 +180,11 @@ def test_help_lists_every_option_a_user_chooses_from_with_its_summary_and_no_sch
     for options in groups.values():
         for option, summary in options.items():
             assert f"{option:<16} {summary}" in text
+
+
+def test_the_readme_describes_every_experiment():
+    from vae.config import option_summaries
+
+    readme = (REPO / "README.md").read_text()
+    for experiment in option_summaries()["experiment"]:
+        assert f"`{experiment}`" in readme, experiment
