@@ -12,6 +12,7 @@ from torchvision.utils import make_grid, save_image
 
 from vae.data import DataSplits, to_model_input
 from vae.latent import decoded_grid
+from vae.metrics import epoch_scalars, hparams_columns
 
 # The HParams dashboard (TensorBoard 2.x) sorts the hparams by `differs` (True first), then by name,
 # and ticks the first SHOWN_HPARAMS of them; the others are listed, unticked. `differs` is declared
@@ -21,18 +22,6 @@ from vae.latent import decoded_grid
 STUDY_HPARAMS = ("kl_weight", "latent_dim", "beta_effective")
 FILL_HPARAMS = ("seed", "reduction", "lr", "model", "optim")
 SHOWN_HPARAMS = 5
-# Its metric columns, under a prefix of their own that keeps them off the val/* charts: the final
-# numbers and the test ones vae.evaluate writes (empty until then). The dashboard ticks the first
-# five in this order, so val loss, the objective in the run's own units (not comparable across
-# reductions and kl_weights), comes last, listed and unticked.
-HPARAM_METRICS = {
-    "val_neg_elbo_nats": "val -ELBO (nats)",
-    "val_rec_nats": "val reconstruction (nats)",
-    "val_kl_nats": "val KL (nats)",
-    "test_neg_elbo_nats": "test -ELBO (nats, vae.evaluate)",
-    "test_iwae_nll_nats": "test IWAE NLL bound (nats, vae.evaluate)",
-    "val_loss": "val loss (objective)",
-}
 # The config key behind each hparam that is not named by its key.
 HPARAM_KEYS = {
     "data": "data.name",
@@ -159,9 +148,11 @@ def hparams_experiment(hparams: Mapping[str, float | int | str | bool], *, shown
     hparam_infos = [
         api_pb2.HParamInfo(name=name, type=data_type(hparams[name]), differs=name in shown) for name in names
     ]
+    # The metric columns, under a prefix of their own that keeps them off the val/* charts: the final
+    # numbers and the test ones vae.evaluate writes (empty until then), the ticked ones first (vae.metrics).
     metric_infos = [
         api_pb2.MetricInfo(name=api_pb2.MetricName(tag=f"hparams/{name}"), display_name=label)
-        for name, label in HPARAM_METRICS.items()
+        for name, label in hparams_columns().items()
     ]
     experiment = api_pb2.Experiment(hparam_infos=hparam_infos, metric_infos=metric_infos)
     content = HParamsPluginData(experiment=experiment, version=metadata.PLUGIN_DATA_VERSION).SerializeToString()
@@ -177,27 +168,20 @@ def write_hparams_entry(
     `swept`: the config keys the run's sweep varies (default: the running multirun's, `swept_keys`), ticked.
     """
     swept = swept_keys() if swept is None else swept
-    _, session_start, session_end = hparams_summary(dict(hparams), {f"hparams/{name}": 0.0 for name in HPARAM_METRICS})
+    columns = {f"hparams/{name}": 0.0 for name in hparams_columns()}
+    _, session_start, session_end = hparams_summary(dict(hparams), columns)
     file_writer = writer._get_file_writer()
     for summary in (hparams_experiment(hparams, shown=shown_hparams(hparams, swept)), session_start, session_end):
         file_writer.add_summary(summary)
 
 
-# The scalars of an epoch: (TensorBoard tag, key in the train or val metrics). `hparams/*` are the
-# same numbers under the HParams dashboard's metric names, kept apart from the val/* curves.
-TRAIN_SCALARS = [(f"train/{name}", name) for name in ("loss", "gen_loss", "kl", "neg_elbo_nats")]
-TRAIN_SCALARS.append(("hparams/train_loss", "loss"))
-VAL_SCALARS = [(f"val/{name}", name) for name in ("loss", "gen_loss", "kl", "neg_elbo_nats", "kl_nats", "rec_nats")]
-VAL_SCALARS += [(f"hparams/val_{name}", name) for _, name in VAL_SCALARS]
-VAL_SCALARS.append(("val/mean_sigma", "mean_sigma"))
-
-
 def log_epoch(writer: SummaryWriter, epoch: int, *, train: Mapping, val: Mapping, extra: Mapping[str, float]) -> None:
-    """Write an epoch's scalars at step = epoch: the train and val terms, and `extra` tags as they are."""
-    for tag, name in TRAIN_SCALARS:
-        writer.add_scalar(tag, train[name], epoch)
-    for tag, name in VAL_SCALARS:
-        writer.add_scalar(tag, val[name], epoch)
+    """Write an epoch's scalars at step = epoch: the train and val terms (vae.metrics: the `train/*` and `val/*`
+    curves, and `hparams/*`, the same numbers under the HParams dashboard's metric names, kept apart from the
+    curves), and `extra` tags as they are."""
+    for split, values in (("train", train), ("val", val)):
+        for tag, name in epoch_scalars(split):
+            writer.add_scalar(tag, values[name], epoch)
     for tag, value in extra.items():
         writer.add_scalar(tag, value, epoch)
 
