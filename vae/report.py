@@ -23,34 +23,28 @@ from vae.checkpoint import CheckpointError
 from vae.cli import MISSING, check, parse_args
 from vae.config import register_resolvers
 from vae.figures import plt, save
+from vae.metrics import report_columns, report_format, report_values
 from vae.progress import progress
 from vae.runs import describe_eval, entropy_floor_nats, find_eval, load_run
 
-COLUMNS = [
-    "job",
-    "status",
-    "kl_weight",
-    "latent_dim",
-    "seed",
-    "reduction",
-    "beta_effective",
-    "epochs_done",
-    "val_loss",
-    "val_loss_gain_last_quarter",
-    "val_neg_elbo_nats",
-    "val_rec_nats",
-    "val_kl_nats",
-    "val_mean_sigma",
-    "test_neg_elbo_nats",
-    "test_iwae_nll_nats",
-    "active_units",
-    "eval",
-    "binarize",
-    "device",
-    "threads",
-    "train_minutes",
-    "error",
-]
+# report.csv's and report.md's columns around the metrics' (vae.metrics): the job's settings before, the
+# test evaluation's other fields, the job's machine and clock and its error after.
+SETTING_COLUMNS = ["job", "status", "kl_weight", "latent_dim", "seed", "reduction", "beta_effective", "epochs_done"]
+OTHER_COLUMNS = ["active_units", "eval", "binarize", "device", "threads", "train_minutes", "error"]
+
+
+def columns() -> list[str]:
+    """report.csv's and report.md's columns: the settings, the metrics' `val_*` columns (the convergence hint
+    `val_loss_gain_last_quarter` after `val_loss`) and `test_*` columns, then the others."""
+    val = report_columns("val")
+    if "val_loss" in val:
+        val.insert(val.index("val_loss") + 1, "val_loss_gain_last_quarter")
+    return [*SETTING_COLUMNS, *val, *report_columns("test"), *OTHER_COLUMNS]
+
+
+def cell_metrics() -> list[str]:
+    """The columns averaged over a cell's seeds: the metrics' `val_*` columns."""
+    return report_columns("val")
 
 
 @dataclass
@@ -87,15 +81,7 @@ def read_job(job_dir: Path, *, iwae_k: int | None = None) -> dict:
     if metrics_path.is_file():
         metrics = json.loads(metrics_path.read_text())
         val = metrics["val"]
-        row.update(
-            epochs_done=metrics["epoch"],
-            val_loss=val["loss"],
-            val_neg_elbo_nats=val["neg_elbo_nats"],
-            val_rec_nats=val.get("rec_nats"),
-            val_kl_nats=val.get("kl_nats"),
-            val_mean_sigma=val.get("mean_sigma"),
-            beta_effective=val.get("beta_effective"),
-        )
+        row.update(epochs_done=metrics["epoch"], beta_effective=val.get("beta_effective"), **report_values("val", val))
         row["val_loss_gain_last_quarter"] = last_quarter_gain(metrics.get("history", []))
         row["train_minutes"] = train_minutes(metrics.get("history", []))
         finished = metrics["epoch"] >= (row.get("epochs_planned") or metrics["epoch"])
@@ -108,8 +94,7 @@ def read_job(job_dir: Path, *, iwae_k: int | None = None) -> dict:
     if evaluation is not None:
         results = evaluation.results
         row.update(
-            test_neg_elbo_nats=results["neg_elbo_nats"],
-            test_iwae_nll_nats=results["iwae_nll_nats"],
+            **report_values("test", results),
             active_units=results["active_units"],
             eval=evaluation.path.relative_to(job_dir).as_posix(),
             eval_settings=describe_eval(results),
@@ -172,11 +157,12 @@ def job_dirs(sweep_dir: Path) -> list[Path]:
     return sorted((p for p in sweep_dir.iterdir() if p.is_dir() and p.name.isdigit()), key=lambda p: int(p.name))
 
 
-def _format(value) -> str:
+def _format(value, fmt: str | None = None) -> str:
+    """A cell of report.md: a float in its column's format (vae.metrics; .4g for other columns)."""
     if value is None or value == "":
         return ""
     if isinstance(value, float):
-        return f"{value:.4g}"
+        return format(value, fmt or ".4g")
     return str(value)
 
 
@@ -211,8 +197,9 @@ def write_table(
     rows: list[dict], sweep_dir: Path, *, iwae_k: int | None = None, figures: list[str] | tuple[str, ...] = ()
 ) -> None:
     """report.md and report.csv, one row per job, failed jobs included; report.md shows `figures` (file names in the sweep directory)."""
+    names = columns()
     with open(sweep_dir / "report.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=COLUMNS, extrasaction="ignore")
+        writer = csv.DictWriter(f, fieldnames=names, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
     lines = [
@@ -224,13 +211,18 @@ def write_table(
         "",
         eval_line(rows, iwae_k=iwae_k),
         "",
-        "| " + " | ".join(COLUMNS) + " |",
-        "|" + "---|" * len(COLUMNS),
+        "| " + " | ".join(names) + " |",
+        "|" + "---|" * len(names),
     ]
-    lines += ["| " + " | ".join(_format(row.get(column)) for column in COLUMNS) + " |" for row in rows]
+    formats = [report_format(column) for column in names]
+    lines += [
+        "| " + " | ".join(_format(row.get(column), fmt) for column, fmt in zip(names, formats, strict=True)) + " |"
+        for row in rows
+    ]
     cells = cell_summaries(rows)
     if any(cell["seeds"] > 1 for cell in cells):
-        names = ["kl_weight", "latent_dim", "seeds", *CELL_METRICS]
+        averaged = cell_metrics()
+        names = ["kl_weight", "latent_dim", "seeds", *averaged]
         lines += [
             "",
             "## By cell: mean ± sd over seeds",
@@ -240,7 +232,7 @@ def write_table(
         ]
         for cell in cells:
             values = [_format(cell["kl_weight"]), str(cell["latent_dim"]), str(cell["seeds"])]
-            values += [_mean_sd(cell[name]) for name in CELL_METRICS]
+            values += [_mean_sd(cell[name], report_format(name)) for name in averaged]
             lines.append("| " + " | ".join(values) + " |")
     if figures:
         lines += ["", "## Figures"]
@@ -262,9 +254,6 @@ def eval_line(rows: list[dict], *, iwae_k: int | None = None) -> str:
     return line + (f" None in job(s) {', '.join(missing)} ({command} writes one)." if missing else "")
 
 
-CELL_METRICS = ("val_loss", "val_neg_elbo_nats", "val_rec_nats", "val_kl_nats", "val_mean_sigma")
-
-
 def cell_summaries(rows: list[dict]) -> list[dict]:
     """The finished jobs grouped by (kl_weight, latent_dim): each metric's values over the cell's seeds."""
     cells: dict[tuple, dict] = {}
@@ -276,19 +265,21 @@ def cell_summaries(rows: list[dict]) -> list[dict]:
     summaries = []
     for (kl_weight, latent_dim), cell in sorted(cells.items()):
         summary = {"kl_weight": kl_weight, "latent_dim": latent_dim, "seeds": len(cell["rows"])}
-        for name in CELL_METRICS:
+        for name in cell_metrics():
             summary[name] = [row[name] for row in cell["rows"] if row.get(name) is not None]
         summary["first"] = min(cell["rows"], key=lambda row: row.get("seed") or 0)
         summaries.append(summary)
     return summaries
 
 
-def _mean_sd(values: list[float]) -> str:
+def _mean_sd(values: list[float], fmt: str | None = None) -> str:
+    """A cell's mean over its seeds in the column's format (.4g by default) ± their sd (.2g)."""
     if not values:
         return ""
+    fmt = fmt or ".4g"
     if len(values) == 1:
-        return f"{values[0]:.4g}"
-    return f"{statistics.mean(values):.4g} ± {statistics.stdev(values):.2g}"
+        return format(values[0], fmt)
+    return f"{format(statistics.mean(values), fmt)} ± {statistics.stdev(values):.2g}"
 
 
 def rate_distortion_figure(rows: list[dict]):
