@@ -11,7 +11,8 @@ import pytest
 
 from vae.build import build_model
 from vae.config import compose, compose_dict
-from vae.model import VAE
+from vae.distributions import DiagonalGaussian, LatentLayer, StandardNormal
+from vae.model import VAE, VAEOutput
 
 REPO = Path(__file__).resolve().parent.parent
 # A run small enough for a test: synthetic data, a handful of steps.
@@ -46,6 +47,12 @@ def make_vae(
     config = compose_dict(overrides)
     config["data"]["image_shape"] = list(image_shape)
     return build_model(config)
+
+
+def one_layer_output(logits, mu, log_var, z=None) -> VAEOutput:
+    """A model output with one stochastic layer: q = N(mu, exp(log_var)), the prior N(0, I), z (mu when not given)."""
+    posterior = DiagonalGaussian(mu, log_var)
+    return VAEOutput(logits, (LatentLayer(posterior, StandardNormal(mu.shape[-1]), mu if z is None else z),))
 
 
 def run_cli(*args: str, cwd: Path = REPO, timeout: int = 180) -> subprocess.CompletedProcess:

@@ -14,11 +14,13 @@ from vae.bounds import active_units, iwae_log_likelihood
 from vae.build import build_data
 from vae.data import make_synthetic, to_model_input
 from vae.latent import encode_images, mean_kl_per_dim
+from vae.objectives import ELBO
 from vae.runs import load_run
 from vae.step import dataset_loss_terms
 
 from conftest import MNIST_LIKE, make_vae, run_cli
 
+NEG_ELBO = ELBO(kl_weight=1.0, gen_loss="bce", reduction="sum")
 EVAL_KEYS = {
     "neg_elbo_nats",
     "neg_elbo_bits_per_dim",
@@ -45,8 +47,8 @@ def test_bound_with_one_sample_is_a_monte_carlo_elbo_with_the_same_noise():
     bound = iwae_log_likelihood(model, x, num_samples=1, generator=torch.Generator().manual_seed(7))
     eps = torch.randn(1, x.shape[0], 3, generator=torch.Generator().manual_seed(7))[0]
     with torch.no_grad():
-        mu, log_var = model.encode(x)
-        sigma = torch.exp(0.5 * log_var)
+        posterior = model.encode(x)
+        mu, sigma = posterior.mean, posterior.std
         z = mu + sigma * eps
         log_px_z = -F.binary_cross_entropy_with_logits(model.decode(z), x, reduction="none").flatten(1).sum(1)
         # Monte Carlo KL from the same z, not the closed form.
@@ -72,8 +74,7 @@ def test_active_units_count_a_models_live_dims():
         model.encoder.mu.weight[[1, 3]] = 0.0
         model.encoder.mu.weight[[0, 2, 4]] *= 20.0
     x = to_model_input(make_synthetic(200, **MNIST_LIKE, seed=1).images)
-    mu, _ = model.encode(x)
-    assert active_units(mu) == 3
+    assert active_units(model.encode(x).mean) == 3
     assert active_units(torch.zeros(10, 4)) == 0
 
 
@@ -90,9 +91,9 @@ def test_evaluate_writes_eval_json_with_the_contract_keys(tiny_run):
     # Active units and the KL per dim are those of the run's best model on the same 32 test images.
     loaded = load_run(tiny_run)
     test = build_data(loaded.checkpoint["config"]).test.images[:32]
-    mu, log_var = encode_images(loaded.model, test)
-    assert results["active_units"] == active_units(mu)
-    torch.testing.assert_close(torch.tensor(results["kl_per_dim"]), mean_kl_per_dim(mu, log_var), rtol=1e-4, atol=1e-5)
+    posterior = encode_images(loaded.model, test)
+    assert results["active_units"] == active_units(posterior.mean)
+    torch.testing.assert_close(torch.tensor(results["kl_per_dim"]), mean_kl_per_dim(posterior), rtol=1e-4, atol=1e-5)
 
 
 def test_dataset_loss_terms_report_the_encoders_mean_sigma_over_uneven_batches():
@@ -102,17 +103,17 @@ def test_dataset_loss_terms_report_the_encoders_mean_sigma_over_uneven_batches()
         for layer in model.encoder.log_var.modules():
             if isinstance(layer, torch.nn.Linear):
                 torch.nn.init.normal_(layer.bias, mean=-1.0)  # sigmas well away from 1
-        _, log_var = model.encode(x)
-    terms = dataset_loss_terms(model, images, kl_weight=1.0, gen_loss="bce", reduction="sum", batch_size=3)
-    assert math.isclose(terms["mean_sigma"], float(torch.exp(0.5 * log_var).mean()), rel_tol=1e-5)
+        sigma = model.encode(x).std
+    terms = dataset_loss_terms(model, images, objective=NEG_ELBO, batch_size=3)
+    assert math.isclose(terms["mean_sigma"], float(sigma.mean()), rel_tol=1e-5)
 
 
 def test_validation_loss_carries_the_free_bits_floor_like_the_training_loss():
     model, _ = _model_and_data()
     images = make_synthetic(10, **MNIST_LIKE, seed=1).images
-    common = dict(kl_weight=0.5, gen_loss="bce", reduction="mean", batch_size=4)
-    plain = dataset_loss_terms(model, images, **common)
-    floored = dataset_loss_terms(model, images, **common, kl_floor=100.0)  # above every dim's KL
+    plain = dataset_loss_terms(model, images, objective=ELBO(0.5, "bce", "mean"), batch_size=4)
+    # a floor above every dim's KL
+    floored = dataset_loss_terms(model, images, objective=ELBO(0.5, "bce", "mean", free_bits=100.0), batch_size=4)
     assert floored["loss"] == pytest.approx(plain["gen_loss"] + 0.5 * 100.0, rel=1e-5)
     assert floored["kl"] == pytest.approx(plain["kl"]) and floored["neg_elbo_nats"] == pytest.approx(
         plain["neg_elbo_nats"]
@@ -134,7 +135,7 @@ def test_validation_runs_in_full_fp32_with_tf32_off_and_restores_the_training_se
     saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True  # flags only: no GPU needed
     try:
-        dataset_loss_terms(model, images, kl_weight=1.0, gen_loss="bce", reduction="sum", batch_size=2)
+        dataset_loss_terms(model, images, objective=NEG_ELBO, batch_size=2)
         restored = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
     finally:
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved

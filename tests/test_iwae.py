@@ -12,10 +12,10 @@ from vae.bounds import log_importance_weights
 from vae.build import build_scheduler
 from vae.config import ConfigError, compose_dict, validate
 from vae.data import make_synthetic, to_model_input
-from vae.losses import iwae_loss, vae_loss
 from vae.model import init_output_bias
+from vae.objectives import ELBO, IWAE
 
-from conftest import MNIST_LIKE, compose_config, make_vae
+from conftest import MNIST_LIKE, compose_config, make_vae, one_layer_output
 
 
 def _model_and_batch(latent_dim: int = 3, num_images: int = 5, **model):
@@ -33,7 +33,8 @@ def _grads(model, loss) -> dict[str, torch.Tensor]:
 
 def _reference_log_weights(model, x, eps, *, stop_posterior: bool = False):
     """log p(x|z) + log p(z) - log q(z|x) with torch.distributions: (K, B)."""
-    mu, log_var = model.encode(x)
+    posterior = model.encode(x)
+    mu, log_var = posterior.mean, posterior.log_var
     sigma = torch.exp(0.5 * log_var)
     z = mu + sigma * eps  # (K, B, L)
     logits = model.decode(z.reshape(-1, z.shape[-1])).view(*z.shape[:2], -1)
@@ -46,7 +47,7 @@ def test_iwae_with_one_sample_is_the_monte_carlo_elbo_in_value_and_gradient():
     model, x = _model_and_batch()
     eps = torch.randn(1, x.shape[0], 3, generator=torch.Generator().manual_seed(3))
     output = model(x, eps)
-    terms = iwae_loss(output.logits, x, output.z, output.mu, output.log_var)
+    terms = IWAE(k=1)(output, x)
     ours = _grads(model, terms.loss)
 
     reference_loss = -_reference_log_weights(model, x, eps)[0].mean()  # the ELBO with a Monte Carlo KL
@@ -55,7 +56,9 @@ def test_iwae_with_one_sample_is_the_monte_carlo_elbo_in_value_and_gradient():
     for name, grad in reference.items():
         assert torch.allclose(ours[name], grad, rtol=1e-4, atol=1e-5), name
     # and not the closed-form-KL ELBO: the objective is the bound, not vae_loss at k=1
-    closed = vae_loss(output.logits[0], x, output.mu, output.log_var, kl_weight=1.0, gen_loss="bce", reduction="sum")
+    closed = ELBO(kl_weight=1.0, gen_loss="bce", reduction="sum")(
+        one_layer_output(output.logits[0], output.mu, output.log_var), x
+    )
     assert abs(closed.loss.item() - terms.loss.item()) > 1e-3
 
 
@@ -64,7 +67,7 @@ def test_iwae_loss_is_the_log_mean_of_importance_weights():
     eps = torch.randn(7, x.shape[0], 3, generator=torch.Generator().manual_seed(4))
     with torch.no_grad():
         output = model(x, eps)
-        terms = iwae_loss(output.logits, x, output.z, output.mu, output.log_var)
+        terms = IWAE(k=7)(output, x)
         log_w = _reference_log_weights(model, x, eps)
     expected = -(torch.logsumexp(log_w, 0) - math.log(7)).mean()
     assert terms.loss.item() == pytest.approx(expected.item(), rel=1e-5)
@@ -77,10 +80,10 @@ def test_dreg_keeps_the_value_and_the_decoder_gradient_and_weights_the_encoders_
     eps = torch.randn(k, x.shape[0], 3, generator=torch.Generator().manual_seed(5))
 
     output = model(x, eps)
-    iwae = iwae_loss(output.logits, x, output.z, output.mu, output.log_var)
+    iwae = IWAE(k)(output, x)
     plain = _grads(model, iwae.loss)
     output = model(x, eps)
-    dreg = iwae_loss(output.logits, x, output.z, output.mu, output.log_var, estimator="dreg")
+    dreg = IWAE(k, estimator="dreg")(output, x)
     ours = _grads(model, dreg.loss)
     assert dreg.loss.item() == pytest.approx(iwae.loss.item(), rel=1e-6)
 
@@ -130,7 +133,8 @@ def test_evaluations_log_likelihood_is_summed_in_fp32_under_bf16():
     model, x = _model_and_batch(latent_dim=4, num_images=3)
     eps = torch.randn(8, 3, 4, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
-        mu, log_var = model.encode(x)
+        posterior = model.encode(x)
+        mu, log_var = posterior.mean, posterior.log_var
         # What log p(x|z) must be for the decoder's bf16 logits: summed in float64.
         z = mu + torch.exp(0.5 * log_var) * eps
         with torch.autocast("cpu", dtype=torch.bfloat16):
@@ -138,9 +142,9 @@ def test_evaluations_log_likelihood_is_summed_in_fp32_under_bf16():
         logits = logits.double().view(3, 8, -1).transpose(0, 1)
         exact = Bernoulli(logits=logits).log_prob(x.double().flatten(1)).sum(-1)
         exact += (Normal(0.0, 1.0).log_prob(z) - Normal(mu, torch.exp(0.5 * log_var)).log_prob(z)).double().sum(-1)
-        ours = log_importance_weights(model, x, mu, log_var, eps, autocast_dtype=torch.bfloat16)
+        ours = log_importance_weights(model, x, posterior, eps, autocast_dtype=torch.bfloat16)
         with torch.autocast("cpu", dtype=torch.bfloat16):  # a caller's autocast does not reach the sum either
-            nested = log_importance_weights(model, x, mu, log_var, eps, autocast_dtype=torch.bfloat16)
+            nested = log_importance_weights(model, x, posterior, eps, autocast_dtype=torch.bfloat16)
     assert ours.dtype == torch.float32
     # bf16 sums of ~500 nats would be off by whole nats; fp32 agrees to a thousandth.
     assert (ours.double() - exact).abs().max() < 1e-3

@@ -9,6 +9,7 @@ import torch
 from PIL import Image
 from torch.distributions import Normal
 
+from vae.distributions import DiagonalGaussian
 from vae.latent import (
     attribute_vector,
     class_mean_latents,
@@ -48,7 +49,7 @@ def test_top_kl_dims_are_chosen_on_a_constructed_case():
     mu[:, 4] = torch.linspace(-3, 3, 100)  # the most informative dim
     mu[:, 1] = torch.linspace(-1, 1, 100)
     log_var[:, 2] = -0.5  # a little KL from a narrower posterior
-    kl = mean_kl_per_dim(mu, log_var)
+    kl = mean_kl_per_dim(DiagonalGaussian(mu, log_var))
     assert top_kl_dims(kl, 2) == [4, 1]
     points, names = project_2d(mu, kl_per_dim=kl, method="top_kl")
     assert torch.equal(points, mu[:, [4, 1]]) and "z[4]" in names

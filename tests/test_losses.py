@@ -10,7 +10,21 @@ import torch.nn.functional as F
 from torch.distributions import Normal
 from torch.distributions import kl_divergence as torch_kl
 
-from vae.losses import beta_effective, kl_divergence, nats_to_bits_per_dim, vae_loss
+from vae.distributions import DiagonalGaussian, StandardNormal
+from vae.losses import beta_effective, nats_to_bits_per_dim
+from vae.objectives import ELBO
+
+from conftest import one_layer_output
+
+
+def kl_divergence(mu, log_var):
+    """The closed-form KL per dim of N(mu, exp(log_var)) against N(0, I)."""
+    return DiagonalGaussian(mu, log_var).kl(StandardNormal(mu.shape[-1]))
+
+
+def vae_loss(logits, x, mu, log_var, *, kl_weight, gen_loss, reduction, free_bits=0.0):
+    """The ELBO objective's terms for decoder logits and a one-layer posterior (mu, log_var)."""
+    return ELBO(kl_weight, gen_loss, reduction, free_bits)(one_layer_output(logits, mu, log_var), x)
 
 
 def _posterior(seed: int = 0, batch: int = 4, latent_dim: int = 3, dtype=torch.float64):
@@ -141,7 +155,7 @@ def test_free_bits_floor_the_kl_in_the_objective_only():
     logits, x = torch.zeros(2, 1, 2, 2), torch.full((2, 1, 2, 2), 0.5)
     mu = torch.tensor([[0.1, 3.0], [0.1, 3.0]], requires_grad=True)  # dim 0: KL 0.005, dim 1: KL 4.5
     log_var = torch.zeros(2, 2)
-    terms = vae_loss(logits, x, mu, log_var, kl_weight=1.0, gen_loss="bce", reduction="sum", kl_floor=0.5)
+    terms = vae_loss(logits, x, mu, log_var, kl_weight=1.0, gen_loss="bce", reduction="sum", free_bits=0.5)
     assert math.isclose(terms.kl.item(), 0.005 + 4.5, rel_tol=1e-5)  # reported: the true KL
     assert math.isclose(terms.loss.item() - terms.gen_loss.item(), 0.5 + 4.5, rel_tol=1e-5)  # objective: floored
     terms.loss.backward()

@@ -11,10 +11,13 @@ import pytest
 import torch
 
 from vae.data import make_synthetic
+from vae.objectives import ELBO
 from vae.runtime import Runtime, cpu_supports_bf16
 from vae.step import batch_input, forward_backward
 
 from conftest import MNIST_LIKE, make_vae
+
+LECTURE_LOSS = ELBO(kl_weight=1e-3, gen_loss="bce", reduction="mean")
 
 
 def losses_after_training(runtime: Runtime, *, steps: int = 80, noise_seed: int = 1) -> list[float]:
@@ -30,9 +33,7 @@ def losses_after_training(runtime: Runtime, *, steps: int = 80, noise_seed: int 
         index = torch.randint(0, len(images), (64,), generator=generator)
         eps = torch.randn(64, 2, generator=generator)
         x = batch_input(images, index, runtime=runtime)
-        terms, _ = forward_backward(
-            model, optimizer, x, runtime=runtime, kl_weight=1e-3, gen_loss="bce", reduction="mean", eps=eps
-        )
+        terms, _ = forward_backward(model, optimizer, x, runtime=runtime, objective=LECTURE_LOSS, eps=eps)
         optimizer.step()
         losses.append(terms.loss.item())
     return losses

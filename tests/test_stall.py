@@ -17,6 +17,7 @@ import torch
 from vae.build import build_data, build_model, build_optimizer, build_scheduler
 from vae.config import compose_dict
 from vae.data import epoch_batches
+from vae.objectives import build_objective
 from vae.runtime import apply_runtime, resolve_runtime
 from vae.step import batch_input, forward_backward
 
@@ -45,9 +46,7 @@ def dead_encoder_units_after(steps: int, *, seed: int, overrides: list[str]) -> 
             optimizer,
             x,
             runtime=runtime,
-            kl_weight=config["kl_weight"],
-            gen_loss=config["gen_loss"],
-            reduction=config["reduction"],
+            objective=build_objective(config),
             eps=eps,
         )
         optimizer.step()

@@ -12,12 +12,14 @@ from omegaconf import OmegaConf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from vae.data import make_synthetic, to_model_input
-from vae.losses import vae_loss
+from vae.objectives import ELBO
 from vae.runs import load_run
 from vae.step import TrainingDiverged, check_finite
 from vae.train import train
 
-from conftest import MNIST_LIKE, REPO, TINY, compose_config, make_vae, run_cli
+from conftest import MNIST_LIKE, REPO, TINY, compose_config, make_vae, one_layer_output, run_cli
+
+LECTURE_LOSS = ELBO(kl_weight=1e-3, gen_loss="bce", reduction="mean")
 
 CONTRACT_SCALARS = {
     "train/loss",
@@ -280,26 +282,17 @@ def test_glorot_init_leaves_the_mean_image_within_a_few_hundred_steps():
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, eps=1e-7)
     for _ in range(300):
         batch = batch_input(images, torch.randint(0, len(images), (64,)), runtime=runtime)
-        forward_backward(model, optimizer, batch, runtime=runtime, kl_weight=1e-3, gen_loss="bce", reduction="mean")
+        forward_backward(model, optimizer, batch, runtime=runtime, objective=LECTURE_LOSS)
         optimizer.step()
     with torch.no_grad():
         output = model(x[:256])
-        final = vae_loss(
-            output.logits, x[:256], output.mu, output.log_var, kl_weight=1e-3, gen_loss="bce", reduction="mean"
-        ).gen_loss.item()
+        final = LECTURE_LOSS(output, x[:256]).gen_loss.item()
     assert final < 0.85 * mean_image_bce
 
 
 def test_nan_loss_stops_training_naming_the_term():
-    terms = vae_loss(
-        torch.zeros(1, 1, 2, 2),
-        torch.zeros(1, 1, 2, 2),
-        torch.tensor([[float("nan"), 0.0]]),
-        torch.zeros(1, 2),
-        kl_weight=1.0,
-        gen_loss="bce",
-        reduction="sum",
-    )
+    output = one_layer_output(torch.zeros(1, 1, 2, 2), torch.tensor([[float("nan"), 0.0]]), torch.zeros(1, 2))
+    terms = ELBO(kl_weight=1.0, gen_loss="bce", reduction="sum")(output, torch.zeros(1, 1, 2, 2))
     with pytest.raises(TrainingDiverged, match=r"epoch 3, step 7 \(bad term: kl\)"):
         check_finite(terms, epoch=3, step=7)
 

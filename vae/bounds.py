@@ -1,7 +1,9 @@
 """Bounds on log p(x) and what they say of the latent space: the importance-weighted bound, active units.
 
-The importance weights live here, apart from the `vae.evaluate` command, so that training
-objectives and evaluation use the same code.
+The importance weights live here, apart from the `vae.evaluate` command; their log densities are
+the distributions' own (vae/distributions.py), the ones the training objectives use. A model with
+one stochastic layer is encoded once per batch and decoded image-major; one with several runs its
+forward for each chunk of samples, and its weights are `vae.losses.log_weights`, the training bound's.
 """
 
 from __future__ import annotations
@@ -11,11 +13,10 @@ import math
 import torch
 import torch.nn.functional as F
 
+from vae.distributions import DiagonalGaussian
+from vae.losses import log_weights
 from vae.model import VAE
 from vae.runtime import autocast_context
-
-LOG_2PI = math.log(2 * math.pi)
-
 
 # Decodes per call in the IWAE loop: on CPU, 512 keep the decoder's activations in the cache and
 # are 3x faster than 4096 (experiments/bench/README.md); a GPU wants large calls.
@@ -25,24 +26,23 @@ DECODES_PER_CALL = {"cpu": 512, "cuda": 16384}
 def log_importance_weights(
     model: VAE,
     x: torch.Tensor,
-    mu: torch.Tensor,
-    log_var: torch.Tensor,
+    posterior: DiagonalGaussian,
     eps: torch.Tensor,
     *,
     autocast_dtype: torch.dtype | None = None,
 ) -> torch.Tensor:
-    """log p(x|z) + log p(z) - log q(z|x) for z = mu + sigma * eps: eps (K, B, L) -> (K, B), in fp32.
+    """log p(x|z) + log p(z) - log q(z|x) for z = posterior.rsample(eps): eps (K, B, L) -> (K, B), in fp32.
 
-    The Bernoulli likelihood is BCE with logits summed over pixels; on gray-level images it is
-    the same bound under BCE on gray levels, not a likelihood. It is computed as
-    log p(x|z) = sum_p x_p * l_p - softplus(l_p), the x-term one batched matmul, so the K copies
-    of x are never materialised. Only the decoder runs under `autocast_dtype`: log p(x|z), a sum
-    of hundreds of nats, is always summed in fp32 (in bf16 its 8-bit mantissa rounds it in
-    steps of 2-4 nats, and log-sum-exp over such noisy weights biases the bound low).
+    One stochastic layer: `posterior` is q(z|x) (fp32), the prior the model's. The Bernoulli
+    likelihood is BCE with logits summed over pixels; on gray-level images it is the same bound
+    under BCE on gray levels, not a likelihood. It is computed as log p(x|z) = sum_p x_p * l_p -
+    softplus(l_p), the x-term one batched matmul, so the K copies of x are never materialised.
+    log q is computed from eps (`log_prob_of_noise`). Only the decoder runs under `autocast_dtype`:
+    log p(x|z), a sum of hundreds of nats, is always summed in fp32 (in bf16 its 8-bit mantissa
+    rounds it in steps of 2-4 nats, and log-sum-exp over such noisy weights biases the bound low).
     """
     num_samples, batch = eps.shape[:2]
-    sigma = torch.exp(0.5 * log_var)
-    z = mu.unsqueeze(0) + sigma.unsqueeze(0) * eps  # (K, B, L)
+    z = posterior.rsample(eps)  # (K, B, L)
     # Decode image-major, so each image's K logits are one contiguous (K, P) block.
     with autocast_context(str(x.device), autocast_dtype):
         logits = model.decode(z.transpose(0, 1).reshape(batch * num_samples, -1))  # (B*K, C, H, W)
@@ -50,9 +50,19 @@ def log_importance_weights(
         logits = logits.float().reshape(batch, num_samples, -1)  # (B, K, P); a view for C = 1 or NCHW logits
         target = x.float().reshape(batch, -1, 1)  # (B, P, 1)
         log_px_z = torch.bmm(logits, target).squeeze(-1) - F.softplus(logits).sum(-1)  # (B, K)
-    log_pz = (-0.5 * (z.pow(2) + LOG_2PI)).sum(-1)
-    log_qz_x = (-0.5 * (eps.pow(2) + LOG_2PI) - 0.5 * log_var.unsqueeze(0)).sum(-1)
+    log_pz = model.prior.log_prob(z)
+    log_qz_x = posterior.log_prob_of_noise(eps)
     return log_px_z.t() + log_pz - log_qz_x
+
+
+def model_log_weights(
+    model, x: torch.Tensor, eps: torch.Tensor, *, autocast_dtype: torch.dtype | None = None
+) -> torch.Tensor:
+    """The log importance weights of any model from its forward: eps (K, B, sum(latent_dims)) -> (K, B), fp32."""
+    with autocast_context(str(x.device), autocast_dtype):
+        output = model(x, eps)
+    with torch.autocast(device_type=x.device.type, enabled=False):
+        return log_weights(output.logits, x, output.layers)[0]
 
 
 @torch.no_grad()
@@ -65,17 +75,24 @@ def iwae_log_likelihood(
     generator: torch.Generator | None = None,
     autocast_dtype: torch.dtype | None = None,
 ) -> torch.Tensor:
-    """Burda et al.'s bound log (1/K) sum_k p(x, z_k) / q(z_k|x) per image: (B,). K=1 is a one-sample ELBO."""
+    """Burda et al.'s bound log (1/K) sum_k p(x, z_k) / q(z_k|x) per image: (B,). K=1 is a one-sample ELBO.
+
+    With several stochastic layers, every layer's p and q are in the weights.
+    """
     device = x.device
-    mu, log_var = model.encode(x)
-    mu, log_var = mu.float(), log_var.float()
-    log_weights = []
+    one_layer = len(model.latent_dims) == 1
+    posterior = model.encode(x).float() if one_layer else None
+    noise_shape = (x.shape[0], sum(model.latent_dims))
+    weights = []
     for start in range(0, num_samples, chunk):
         count = min(chunk, num_samples - start)
-        eps = torch.randn(count, *mu.shape, generator=generator).to(device)
-        log_weights.append(log_importance_weights(model, x, mu, log_var, eps, autocast_dtype=autocast_dtype))
-    log_weights = torch.cat(log_weights)  # (K, B)
-    return torch.logsumexp(log_weights, 0) - math.log(num_samples)
+        eps = torch.randn(count, *noise_shape, generator=generator).to(device)
+        if one_layer:
+            weights.append(log_importance_weights(model, x, posterior, eps, autocast_dtype=autocast_dtype))
+        else:
+            weights.append(model_log_weights(model, x, eps, autocast_dtype=autocast_dtype))
+    weights = torch.cat(weights)  # (K, B)
+    return torch.logsumexp(weights, 0) - math.log(num_samples)
 
 
 def active_units(mu: torch.Tensor, *, threshold: float = 0.01) -> int:

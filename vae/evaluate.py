@@ -16,10 +16,17 @@ import torch
 from vae.bounds import DECODES_PER_CALL, active_units, iwae_log_likelihood
 from vae.cli import MISSING
 from vae.data import to_model_input
+from vae.distributions import DiagonalGaussian
+from vae.latent import mean_kl_per_dim
+from vae.losses import layer_term_names
 from vae.model import VAE
+from vae.objectives import ELBO
 from vae.progress import progress as show_progress
 from vae.runtime import exact_fp32
 from vae.step import dataset_loss_terms
+
+# The negative ELBO reported in nats: beta 1, BCE, sums (whatever the run trained on).
+NEG_ELBO = ELBO(kl_weight=1.0, gen_loss="bce", reduction="sum")
 
 MAX_IWAE_K = 5000  # Burda et al.'s evaluation k; memory is bounded by `chunk` whatever k
 
@@ -40,13 +47,14 @@ def evaluate_run(
     """The numbers of eval.json for `images` (uint8, or binarized already): ELBO terms, IWAE bound, active units.
 
     `progress`: a bar over the IWAE batches on a terminal, else a log line every 15 s (vae/progress.py).
+    The ELBO and the bound take every stochastic layer; `active_units`, `kl_per_dim` and `mean_sigma`
+    are the top layer's (`model.encode`), and a model with several layers adds each one's KL
+    (`kl_nats_z1`, ...).
     """
     device = next(model.parameters()).device
     model.eval()
     num_pixels = math.prod(images.shape[1:])
-    terms = dataset_loss_terms(
-        model, images, kl_weight=1.0, gen_loss="bce", reduction="sum", batch_size=batch_size, seed=seed
-    )
+    terms = dataset_loss_terms(model, images, objective=NEG_ELBO, batch_size=batch_size, seed=seed)
     generator = torch.Generator().manual_seed(seed + 1)
     log_likelihoods, mus, log_vars = [], [], []
     for batch in show_progress(images.split(batch_size), desc=f"IWAE k={iwae_k}", unit="batch", enabled=progress):
@@ -56,21 +64,21 @@ def evaluate_run(
                 model, x, num_samples=iwae_k, chunk=chunk, generator=generator, autocast_dtype=autocast_dtype
             ).cpu()
         )
-        mu, log_var = model.encode(x)
-        mus.append(mu.float().cpu())
-        log_vars.append(log_var.float().cpu())
-    mu, log_var = torch.cat(mus), torch.cat(log_vars)
-    kl_per_dim = (0.5 * (mu.pow(2) + log_var.exp() - log_var - 1.0)).mean(0)
+        posterior = model.encode(x)
+        mus.append(posterior.mean.float().cpu())
+        log_vars.append(posterior.log_var.float().cpu())
+    posterior = DiagonalGaussian(torch.cat(mus), torch.cat(log_vars))
     return {
         "neg_elbo_nats": terms["neg_elbo_nats"],
         "neg_elbo_bits_per_dim": terms["neg_elbo_nats"] / (num_pixels * math.log(2.0)),
         "gen_nats": terms["rec_nats"],
         "kl_nats": terms["kl_nats"],
+        **{name: terms[name] for name in layer_term_names(len(model.latent_dims))},
         "iwae_nll_nats": float(-torch.cat(log_likelihoods).double().mean()),
         "iwae_k": iwae_k,
-        "active_units": active_units(mu),
-        "kl_per_dim": kl_per_dim.tolist(),
-        "mean_sigma": float(torch.exp(0.5 * log_var).mean()),
+        "active_units": active_units(posterior.mean),
+        "kl_per_dim": mean_kl_per_dim(posterior).tolist(),
+        "mean_sigma": float(posterior.std.mean()),
         "num_images": int(images.shape[0]),
     }
 

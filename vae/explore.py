@@ -62,11 +62,14 @@ def explore(
 ) -> dict:
     """Every figure as (name, Figure) plus what was chosen, from a model and labelled test images.
 
+    The views need one latent: a model with several stochastic layers is explored in its top one
+    (`model.encode`, `model.decode`).
+
     `show_progress`: a bar over its 6 steps on a terminal, else a log line every 15 s (vae/progress.py).
     """
     steps = progress(total=6, desc="explore", unit="step", enabled=show_progress)
-    mu, log_var = encode_images(model, test_images)  # (N, L) each
-    kl_per_dim = mean_kl_per_dim(mu, log_var)
+    posterior = encode_images(model, test_images)  # the top layer's, (N, L)
+    mu, kl_per_dim = posterior.mean, mean_kl_per_dim(posterior)
     x = test_images.float() / 255.0 if test_images.dtype == torch.uint8 else test_images.float()
     steps.update()
     figures, dims = latent_grid(model, kl_per_dim, grid_size=args.grid_size)
@@ -94,7 +97,7 @@ def explore(
     summary = {
         "grid_dims": list(dims),
         "kl_per_dim": kl_per_dim.tolist(),
-        "mean_sigma": float(torch.exp(0.5 * log_var).mean()),
+        "mean_sigma": float(posterior.std.mean()),
         "attribute_vector_norms": attribute_norms,
         "interpolation": args.interpolation,
         "pairs": pairs,

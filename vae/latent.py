@@ -1,4 +1,8 @@
-"""Views of the latent space as tensors: the decoded grid, and the dims that carry information."""
+"""Views of the latent space as tensors: the decoded grid, and the dims that carry information.
+
+They need one latent: for a model with several stochastic layers, the top one (the prior's N(0, I)
+layer, the one `model.encode` returns and `model.decode` takes).
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,7 @@ import torch
 from torch.distributions import Normal
 from torchvision.utils import make_grid
 
+from vae.distributions import DiagonalGaussian, StandardNormal
 from vae.model import VAE
 
 
@@ -49,21 +54,21 @@ def top_kl_dims(kl_per_dim: torch.Tensor, count: int = 2) -> list[int]:
 
 
 @torch.no_grad()
-def encode_images(model: VAE, images: torch.Tensor, *, batch_size: int = 1000) -> tuple[torch.Tensor, torch.Tensor]:
-    """The posterior's (mu, log_var) for uint8 or [0, 1] images, on CPU: each (N, latent_dim)."""
+def encode_images(model: VAE, images: torch.Tensor, *, batch_size: int = 1000) -> DiagonalGaussian:
+    """The (top layer's) posterior of uint8 or [0, 1] images, on CPU in fp32: mean and log_var (N, latent_dim)."""
     device = next(model.parameters()).device
     mus, log_vars = [], []
     for batch in images.split(batch_size):
         x = batch.float() / 255.0 if batch.dtype == torch.uint8 else batch.float()
-        mu, log_var = model.encode(x.to(device))
-        mus.append(mu.float().cpu())
-        log_vars.append(log_var.float().cpu())
-    return torch.cat(mus), torch.cat(log_vars)
+        posterior = model.encode(x.to(device))
+        mus.append(posterior.mean.float().cpu())
+        log_vars.append(posterior.log_var.float().cpu())
+    return DiagonalGaussian(torch.cat(mus), torch.cat(log_vars))
 
 
-def mean_kl_per_dim(mu: torch.Tensor, log_var: torch.Tensor) -> torch.Tensor:
+def mean_kl_per_dim(posterior: DiagonalGaussian) -> torch.Tensor:
     """KL(q(z|x) || N(0, 1)) of each latent dim, averaged over the images: (latent_dim,)."""
-    return (0.5 * (mu.pow(2) + log_var.exp() - log_var - 1.0)).mean(0)
+    return posterior.kl(StandardNormal(posterior.dim)).mean(0)
 
 
 def interpolate(z_start: torch.Tensor, z_end: torch.Tensor, steps: int, *, method: str = "linear") -> torch.Tensor:

@@ -1,4 +1,8 @@
-"""Generation loss, KL, the weighted total, and the negative ELBO in nats.
+"""Generation loss, KL, the weighted total (the ELBO's terms), the importance-weighted bound, the negative ELBO in nats.
+
+The functions take a model's output as its logits and its stochastic layers (`vae.distributions.LatentLayer`):
+the KL and the log-weights sum over the layers. `vae.objectives` builds the objective the config names
+and calls them.
 
 Two reductions (docs/design.md, "Loss conventions"):
 - `mean` (the lecture's): BCE averaged over pixels, KL averaged over latent dims, both
@@ -11,17 +15,39 @@ the number of pixel values per image (784 for MNIST).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 
+from vae.distributions import LatentLayer
+
 GEN_LOSSES = ("bce", "l2")
 REDUCTIONS = ("mean", "sum")
+ESTIMATORS = ("iwae", "dreg")  # the IWAE bound's gradient: its plain one, or Tucker et al.'s doubly reparameterized
+
+
+# The terms every objective reports, in order: what the trainer sums over an epoch and the validation pass averages.
+TERM_NAMES = ("loss", "gen_loss", "kl", "neg_elbo_nats", "rec_nats", "kl_nats")
+
+
+def layer_term_names(num_layers: int) -> tuple[str, ...]:
+    """The per-layer KL terms of a model with several stochastic layers (kl_nats_z1 next to x, ...); none for one."""
+    return tuple(f"kl_nats_z{i}" for i in range(1, num_layers + 1)) if num_layers > 1 else ()
+
+
+def term_names(num_layers: int = 1) -> tuple[str, ...]:
+    """TERM_NAMES, then the KL of each layer when there is more than one."""
+    return TERM_NAMES + layer_term_names(num_layers)
 
 
 class LossTerms(NamedTuple):
-    """Batch means. `loss`, `gen_loss`, `kl` are in the training reduction; `*_nats` per image."""
+    """Batch means. `loss`, `gen_loss`, `kl` are in the training reduction; `*_nats` per image.
+
+    `layer_kl_nats`: the KL of each stochastic layer in nats per image (from x up), only when there
+    are several (`kl_nats` is their sum).
+    """
 
     loss: torch.Tensor
     gen_loss: torch.Tensor
@@ -29,14 +55,14 @@ class LossTerms(NamedTuple):
     neg_elbo_nats: torch.Tensor
     rec_nats: torch.Tensor
     kl_nats: torch.Tensor
+    layer_kl_nats: tuple[torch.Tensor, ...] = ()
 
+    def scalars(self) -> tuple[torch.Tensor, ...]:
+        """Every term, in the order of `names()`."""
+        return (*self[: len(TERM_NAMES)], *self.layer_kl_nats)
 
-def kl_divergence(mu: torch.Tensor, log_var: torch.Tensor) -> torch.Tensor:
-    """KL(N(mu, sigma^2) || N(0, I)) per latent dim, in closed form: (B, L).
-
-    0.5 * (mu^2 + sigma^2 - log sigma^2 - 1); Kingma & Welling 2014, appendix B.
-    """
-    return 0.5 * (mu.pow(2) + log_var.exp() - log_var - 1.0)
+    def names(self) -> tuple[str, ...]:
+        return TERM_NAMES + layer_term_names(len(self.layer_kl_nats))
 
 
 def gen_loss_per_pixel(logits: torch.Tensor, x: torch.Tensor, *, gen_loss: str) -> torch.Tensor:
@@ -48,37 +74,47 @@ def gen_loss_per_pixel(logits: torch.Tensor, x: torch.Tensor, *, gen_loss: str) 
     raise ValueError(f"gen_loss must be one of {GEN_LOSSES} (got {gen_loss!r})")
 
 
-def vae_loss(
+def _layer_kls(layers: Sequence[LatentLayer]) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+    """The KL per latent dim of every layer side by side, (..., sum of dims), in fp32; and each layer's KL
+    in nats per image when there are several."""
+    kls = [layer.float().kl() for layer in layers]
+    if len(kls) == 1:
+        return kls[0], ()
+    return torch.cat(kls, -1), tuple(kl.sum(-1).mean() for kl in kls)
+
+
+def elbo_loss(
     logits: torch.Tensor,
     x: torch.Tensor,
-    mu: torch.Tensor,
-    log_var: torch.Tensor,
+    layers: Sequence[LatentLayer],
     *,
     kl_weight: float,
     gen_loss: str,
     reduction: str,
-    kl_floor: float = 0.0,
+    free_bits: float = 0.0,
 ) -> LossTerms:
     """The training objective gen + kl_weight * KL, and the negative ELBO (beta 1, BCE, sums) beside it.
 
-    `kl_floor` (free bits, nats per latent dim) floors each dim's batch-mean KL inside the
-    objective only; the reported `kl` and `kl_nats` stay the true values.
+    KL sums the layers' (`LatentLayer.kl`: closed form against N(0, I), else at the layer's z); with
+    `reduction=mean` it is averaged over every layer's latent dims. `free_bits` (nats per latent dim)
+    floors each dim's batch-mean KL inside the objective only; the reported `kl` and `kl_nats` stay
+    the true values.
     """
     if reduction not in REDUCTIONS:
         raise ValueError(f"reduction must be one of {REDUCTIONS} (got {reduction!r})")
-    logits, mu, log_var = logits.float(), mu.float(), log_var.float()
+    logits = logits.float()
     per_pixel = gen_loss_per_pixel(logits, x, gen_loss=gen_loss).flatten(1)  # (B, D)
-    kl_per_dim = kl_divergence(mu, log_var)  # (B, L)
+    kl_per_dim, layer_kl_nats = _layer_kls(layers)  # (B, L)
     if gen_loss == "bce":
         bce_per_pixel = per_pixel
     else:
         bce_per_pixel = F.binary_cross_entropy_with_logits(logits, x, reduction="none").flatten(1)
 
     kl_objective = kl_per_dim
-    if kl_floor > 0:
+    if free_bits > 0:
         # Free bits (Kingma et al. 2016): a dim whose batch-mean KL is under the floor costs the
         # floor, so the objective stops pushing it towards the prior.
-        kl_objective = kl_per_dim.mean(0).clamp(min=kl_floor).expand_as(kl_per_dim)
+        kl_objective = kl_per_dim.mean(0).clamp(min=free_bits).expand_as(kl_per_dim)
 
     if reduction == "mean":
         gen = per_pixel.mean()
@@ -97,6 +133,7 @@ def vae_loss(
         neg_elbo_nats=rec_nats + kl_nats,
         rec_nats=rec_nats,
         kl_nats=kl_nats,
+        layer_kl_nats=layer_kl_nats,
     )
 
 
@@ -121,43 +158,18 @@ def nats_to_bits_per_dim(nats: float, num_pixels: int) -> float:
     return nats / (num_pixels * math.log(2.0))
 
 
-OBJECTIVES = ("elbo", "iwae")
-ESTIMATORS = ("iwae", "dreg")
-LOG_2PI = math.log(2 * math.pi)
-
-
-class Objective(NamedTuple):
-    """What training maximises: `elbo` (vae_loss) or `iwae` with k samples and a gradient estimator."""
-
-    name: str = "elbo"
-    k: int = 1
-    estimator: str = "iwae"
-
-    @classmethod
-    def from_config(cls, objective: dict | None) -> Objective:
-        """From the config's objective group (absent in runs saved before it existed: the ELBO)."""
-        objective = objective or {"name": "elbo"}
-        if objective["name"] not in OBJECTIVES:
-            raise ValueError(f"objective.name must be one of {OBJECTIVES} (got {objective['name']!r})")
-        if objective["name"] == "elbo":
-            return cls()
-        return cls("iwae", objective["k"], objective["estimator"])
-
-
 def log_weights(
     logits: torch.Tensor,
     x: torch.Tensor,
-    z: torch.Tensor,
-    mu: torch.Tensor,
-    log_var: torch.Tensor,
+    layers: Sequence[LatentLayer],
     *,
     stop_posterior_gradient: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """log w = log p(x|z) + log p(z) - log q(z|x) for K samples per image, and log p(x|z): each (K, B), fp32.
+    """log w = log p(x|z) + sum over layers of log p(z_l) - log q(z_l) for K samples per image, and log p(x|z): each (K, B), fp32.
 
-    logits (K, B, C, H, W), x (B, C, H, W), z (K, B, L), mu and log_var (B, L). With
-    `stop_posterior_gradient`, q's parameters are held constant in log q (z still carries their
-    gradient): the doubly reparameterized estimator's form.
+    logits (K, B, C, H, W), x (B, C, H, W), each layer's z (K, B, L_l) (its distributions' parameters
+    broadcast to it). With `stop_posterior_gradient`, q's parameters are held constant in log q (z still
+    carries their gradient): the doubly reparameterized estimator's form.
     """
     logits = logits.float()
     log_px_z = (
@@ -165,70 +177,65 @@ def log_weights(
         .flatten(2)
         .sum(-1)
     )
-    z, mu, log_var = z.float(), mu.float(), log_var.float()
-    if stop_posterior_gradient:
-        mu, log_var = mu.detach(), log_var.detach()
-    log_pz = -0.5 * (z.pow(2) + LOG_2PI).sum(-1)
-    log_qz_x = -0.5 * ((z - mu).pow(2) * torch.exp(-log_var) + log_var + LOG_2PI).sum(-1)
-    return log_px_z + log_pz - log_qz_x, log_px_z
+    log_w = log_px_z
+    for layer in layers:
+        posterior, prior, z = layer.float()
+        if stop_posterior_gradient:
+            posterior = posterior.detach()
+        log_w = log_w + prior.log_prob(z) - posterior.log_prob(z)
+    return log_w, log_px_z
+
+
+def with_sample_axis(logits: torch.Tensor, x: torch.Tensor, layers: Sequence[LatentLayer]):
+    """A one-sample output (logits of x's shape, z (B, L)) as one of K = 1 samples; a K-sample one as it is."""
+    if logits.dim() > x.dim():
+        return logits, tuple(layers)
+    return logits.unsqueeze(0), tuple(
+        LatentLayer(layer.posterior, layer.prior, layer.z.unsqueeze(0)) for layer in layers
+    )
 
 
 def iwae_loss(
-    logits: torch.Tensor,
-    x: torch.Tensor,
-    z: torch.Tensor,
-    mu: torch.Tensor,
-    log_var: torch.Tensor,
-    *,
-    estimator: str = "iwae",
+    logits: torch.Tensor, x: torch.Tensor, layers: Sequence[LatentLayer], *, estimator: str = "iwae"
 ) -> LossTerms:
     """The negative importance-weighted bound -log (1/K) sum_k w_k, averaged over the batch (Burda et al. 2015).
 
     `loss` is the bound in nats per image; `gen_loss`/`rec_nats` the mean -log p(x|z) over the K
-    samples, `kl`/`kl_nats` the closed-form KL, `neg_elbo_nats` their sum (the single-sample
-    -ELBO, beside the bound). With `estimator="dreg"` the value is the same and the gradient is
-    Tucker et al.'s (2018) doubly reparameterized one: the decoder gets sum_k w~_k d log w_k, the
-    encoder sum_k w~_k^2 (d log w_k / d z_k)(d z_k / d phi), with w~ the normalised weights.
+    samples, `kl`/`kl_nats` the layers' KL (closed form against N(0, I), else the mean over the K
+    samples of log q - log p), `neg_elbo_nats` their sum (the single-sample -ELBO, beside the bound).
+    With `estimator="dreg"` the value is the same and the gradient is Tucker et al.'s (2018) doubly
+    reparameterized one: the decoder gets sum_k w~_k d log w_k, the encoder sum_k w~_k^2
+    (d log w_k / d z_k)(d z_k / d phi), with w~ the normalised weights (one stochastic layer only:
+    with several, z_l depends on z_(l-1) and the hook below would weight some paths twice).
     """
     if estimator not in ESTIMATORS:
         raise ValueError(f"objective.estimator must be one of {ESTIMATORS} (got {estimator!r})")
-    dreg = estimator == "dreg" and z.requires_grad
-    log_w, log_px_z = log_weights(logits, x, z, mu, log_var, stop_posterior_gradient=dreg)
+    logits, layers = with_sample_axis(logits, x, layers)
+    dreg = estimator == "dreg" and any(layer.z.requires_grad for layer in layers)
+    if dreg and len(layers) > 1:
+        raise ValueError(
+            f"objective.estimator=dreg is implemented for one stochastic layer (this model has {len(layers)})"
+        )
+    log_w, log_px_z = log_weights(logits, x, layers, stop_posterior_gradient=dreg)
     num_samples = log_w.shape[0]
     loss = -(torch.logsumexp(log_w, 0) - math.log(num_samples)).mean()
     if dreg:
         weights = torch.softmax(log_w.detach(), 0)  # (K, B)
         # The gradient reaching z_k is scaled by w~_k once more: the encoder's w~^2 (the decoder keeps w~).
-        z.register_hook(lambda grad: grad * weights.unsqueeze(-1).to(grad.dtype))
+        layers[0].z.register_hook(lambda grad: grad * weights.unsqueeze(-1).to(grad.dtype))
         surrogate = -(weights * log_w).sum(0).mean()
         loss = loss.detach() + (surrogate - surrogate.detach())
-    kl_nats = kl_divergence(mu.float(), log_var.float()).sum(1).mean()
+    kls = [layer.float().kl().sum(-1).mean() for layer in layers]
+    kl_nats = kls[0]
+    for kl in kls[1:]:
+        kl_nats = kl_nats + kl
     rec_nats = -log_px_z.mean()
     return LossTerms(
-        loss=loss, gen_loss=rec_nats, kl=kl_nats, neg_elbo_nats=rec_nats + kl_nats, rec_nats=rec_nats, kl_nats=kl_nats
-    )
-
-
-def objective_loss(
-    output,
-    x: torch.Tensor,
-    *,
-    objective: Objective,
-    kl_weight: float,
-    gen_loss: str,
-    reduction: str,
-    kl_floor: float = 0.0,
-) -> LossTerms:
-    """The loss terms of `objective` for a model output (`VAEOutput`): vae_loss, or iwae_loss for K samples."""
-    if objective.name == "iwae":
-        return iwae_loss(output.logits, x, output.z, output.mu, output.log_var, estimator=objective.estimator)
-    return vae_loss(
-        output.logits,
-        x,
-        output.mu,
-        output.log_var,
-        kl_weight=kl_weight,
-        gen_loss=gen_loss,
-        reduction=reduction,
-        kl_floor=kl_floor,
+        loss=loss,
+        gen_loss=rec_nats,
+        kl=kl_nats,
+        neg_elbo_nats=rec_nats + kl_nats,
+        rec_nats=rec_nats,
+        kl_nats=kl_nats,
+        layer_kl_nats=tuple(kls) if len(kls) > 1 else (),
     )

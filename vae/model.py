@@ -1,4 +1,4 @@
-"""The VAE: an encoder to (mu, log_var), the reparameterization, a decoder to logits.
+"""The VAE: an encoder to the posterior q(z|x), the reparameterization, a decoder to logits.
 
 The convolutional model is the lecture's *intended* network (Shusen Wang's Keras VAE):
 its code feeds conv2's output to conv4 (conv3 is dead) and ends the decoder in a ReLU,
@@ -14,28 +14,37 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
+from vae.distributions import DiagonalGaussian, LatentLayer, StandardNormal
 from vae.layers import ConvTranspose2d, FewChannelsConv2d
-
-# log_var is clamped to this range before exp(): sigma from about 3e-7 to 2e4. Outside it
-# exp() over- or underflows in bf16/fp32 and one bad batch turns the run into NaN.
-LOG_VAR_MIN, LOG_VAR_MAX = -30.0, 20.0
 
 
 class VAEOutput(NamedTuple):
-    logits: torch.Tensor  # (B, C, H, W): Bernoulli logits / Gaussian mean before sigmoid
-    mu: torch.Tensor  # (B, L)
-    log_var: torch.Tensor  # (B, L)
-    z: torch.Tensor  # (B, L)
+    """A model's forward: the decoder's logits and one `LatentLayer` (posterior, prior, z) per stochastic layer.
 
+    `layers` runs from the layer next to x up to the top one, whose prior is N(0, I); `mu`, `log_var`,
+    `z` and `posterior` are the top layer's, for callers that need one latent.
+    """
 
-class Reparameterize(nn.Module):
-    """The lecture's sampling network: sigma = exp(0.5 log_var), z = mu + sigma * eps."""
+    logits: (
+        torch.Tensor
+    )  # (B, C, H, W), or (K, B, C, H, W) for K samples: Bernoulli logits / Gaussian mean before sigmoid
+    layers: tuple[LatentLayer, ...]
 
-    def forward(self, mu: torch.Tensor, log_var: torch.Tensor, eps: torch.Tensor | None = None) -> torch.Tensor:
-        if eps is None:
-            eps = torch.randn_like(mu)
-        sigma = torch.exp(0.5 * log_var)
-        return mu + sigma * eps
+    @property
+    def posterior(self) -> DiagonalGaussian:
+        return self.layers[-1].posterior
+
+    @property
+    def mu(self) -> torch.Tensor:
+        return self.layers[-1].posterior.mean  # (B, L)
+
+    @property
+    def log_var(self) -> torch.Tensor:
+        return self.layers[-1].posterior.log_var  # (B, L)
+
+    @property
+    def z(self) -> torch.Tensor:
+        return self.layers[-1].z  # (B, L) or (K, B, L)
 
 
 class FlattenHWC(nn.Module):
@@ -78,9 +87,9 @@ class ConvEncoder(nn.Module):
         self.mu = nn.Linear(hidden_dim, latent_dim)
         self.log_var = nn.Linear(hidden_dim, latent_dim)
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor) -> DiagonalGaussian:
         hidden = self.dense(self.convs(x))  # (B, hidden_dim)
-        return self.mu(hidden), self.log_var(hidden).clamp(LOG_VAR_MIN, LOG_VAR_MAX)
+        return DiagonalGaussian(self.mu(hidden), self.log_var(hidden))  # (B, latent_dim) each
 
 
 class ConvDecoder(nn.Module):
@@ -154,9 +163,9 @@ class MLPEncoder(nn.Module):
         self.mu = nn.Linear(width, latent_dim)
         self.log_var = nn.Linear(width, latent_dim)
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor) -> DiagonalGaussian:
         hidden = self.body(x)  # (B, hidden)
-        return self.mu(hidden), self.log_var(hidden).clamp(LOG_VAR_MIN, LOG_VAR_MAX)
+        return DiagonalGaussian(self.mu(hidden), self.log_var(hidden))  # (B, latent_dim) each
 
 
 class MLPDecoder(nn.Module):
@@ -186,18 +195,30 @@ class MLPDecoder(nn.Module):
 
 
 class VAE(nn.Module):
-    """Encoder -> (mu, log_var) -> Reparameterize -> decoder; forward returns logits and the posterior."""
+    """Encoder -> q(z|x) -> reparameterized z -> decoder, with the prior N(0, I): one stochastic layer.
+
+    What the trainer and the tools ask of a model (another model, e.g. with several stochastic
+    layers, provides the same): `forward(x, eps)` -> `VAEOutput` (eps: the reparameterization noise
+    of every layer side by side, (B, sum(latent_dims)) or (K, B, sum(latent_dims))); `latent_dims`, each
+    layer's size from x up; `latent_dim`, the top layer's; `encode(x)`, the top layer's posterior;
+    `decode(z)`, logits from a top-layer z; `sample(n)`, images from the prior; `prior`, the top
+    layer's prior (the evaluation bound of a one-layer model reads it).
+    """
 
     def __init__(self, encoder: nn.Module, decoder: nn.Module, *, latent_dim: int, image_shape: tuple[int, int, int]):
         super().__init__()
         self.encoder = encoder
-        self.reparameterize = Reparameterize()
         self.decoder = decoder
+        self.prior = StandardNormal(latent_dim)  # a learned prior would go here (vae/distributions.py)
         self.latent_dim = latent_dim
         self.image_shape = tuple(image_shape)
 
-    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The posterior's parameters (mu, log_var), each (B, latent_dim)."""
+    @property
+    def latent_dims(self) -> tuple[int, ...]:
+        return (self.latent_dim,)
+
+    def encode(self, x: torch.Tensor) -> DiagonalGaussian:
+        """The posterior q(z|x): mean and log_var, each (B, latent_dim)."""
         return self.encoder(x)
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
@@ -206,12 +227,12 @@ class VAE(nn.Module):
 
     def forward(self, x: torch.Tensor, eps: torch.Tensor | None = None) -> VAEOutput:
         """One z per image (eps (B, L) or None), or K per image (eps (K, B, L): logits (K, B, C, H, W), z (K, B, L))."""
-        mu, log_var = self.encode(x)
-        z = self.reparameterize(mu, log_var, eps)
+        posterior = self.encode(x)
+        z = posterior.rsample(eps)  # the lecture's sampling layer: z = mu + exp(0.5 log_var) * eps
         if z.dim() == 2:
-            return VAEOutput(self.decode(z), mu, log_var, z)
+            return VAEOutput(self.decode(z), (LatentLayer(posterior, self.prior, z),))
         logits = self.decode(z.reshape(-1, z.shape[-1]))  # sample-major: (K * B, C, H, W)
-        return VAEOutput(logits.view(*z.shape[:2], *logits.shape[1:]), mu, log_var, z)
+        return VAEOutput(logits.view(*z.shape[:2], *logits.shape[1:]), (LatentLayer(posterior, self.prior, z),))
 
     @torch.no_grad()
     def sample(
@@ -219,7 +240,7 @@ class VAE(nn.Module):
     ) -> torch.Tensor:
         """Images decoded from z ~ N(0, temperature^2 I), values in [0, 1]."""
         device = next(self.parameters()).device
-        z = torch.randn(num_samples, self.latent_dim, generator=generator, device="cpu").to(device)
+        z = self.prior.sample(num_samples, generator=generator, device=device)
         return torch.sigmoid(self.decode(z * temperature).float())
 
 

@@ -145,7 +145,10 @@ def parse_latents(payload: object, latent_dim: int) -> torch.Tensor:
 
 
 class Explorer:
-    """What the page needs from one trained run: the plane, the scatter, attribute vectors, and a decoder."""
+    """What the page needs from one trained run: the plane, the scatter, attribute vectors, and a decoder.
+
+    One latent: a model with several stochastic layers is shown in its top one (`model.encode`, `model.decode`).
+    """
 
     def __init__(
         self, model, test_images: torch.Tensor, test_labels: torch.Tensor, *, class_names: list[str], points: int
@@ -155,8 +158,8 @@ class Explorer:
         self.model = model.eval()
         self.lock = Lock()  # one decode at a time: torch's CPU threads are shared anyway
         self.test_images = test_images[:points]
-        mu, log_var = encode_images(model, test_images)
-        kl = mean_kl_per_dim(mu, log_var)
+        posterior = encode_images(model, test_images)  # the top layer's, for a model with several
+        mu, kl = posterior.mean, mean_kl_per_dim(posterior)
         self.latent_dim = mu.shape[1]
         order = kl.argsort(descending=True).tolist()
         # The plane: z = origin + u * axis_u + v * axis_v. Latent dim 2: the latent itself; more: the two top-KL dims.

@@ -11,14 +11,10 @@ from __future__ import annotations
 import torch
 
 from vae.data import to_model_input
-from vae.losses import LossTerms, Objective, objective_loss
+from vae.losses import TERM_NAMES, LossTerms
 from vae.model import VAE
+from vae.objectives import Objective
 from vae.runtime import Runtime, autocast_context, exact_fp32
-
-ELBO = Objective()  # the default objective: vae_loss with the run's kl_weight and reduction
-
-# The terms of `LossTerms`, in order: what the trainer sums over an epoch and the validation pass averages.
-TERM_NAMES = LossTerms._fields
 
 
 class TrainingDiverged(RuntimeError):
@@ -39,28 +35,24 @@ def forward_backward(
     x: torch.Tensor,
     *,
     runtime: Runtime,
-    kl_weight: float,
-    gen_loss: str,
-    reduction: str,
-    kl_floor: float = 0.0,
+    objective: Objective,
+    kl_scale: float = 1.0,
     eps: torch.Tensor | None = None,
     loss_scale: float = 1.0,
-    objective: Objective = ELBO,
 ) -> tuple[LossTerms, torch.Tensor]:
     """One step's forward and backward (autocast as the runtime says); returns the loss terms and the gradient norm.
 
-    `forward` is the model (or its DDP / compiled wrapper); `eps` the reparameterization noise,
-    (B, L) (drawn inside when None), or (K, B, L) for objective=iwae; `loss_scale` multiplies the
-    loss before backward (DDP shards of unequal size). The optimizer's step is the caller's,
-    after it has checked the terms.
+    `forward` is the model (or its DDP / compiled wrapper); `objective` what the step minimises
+    (vae.objectives), `kl_scale` the KL warm-up's share of its kl_weight; `eps` the reparameterization
+    noise, (B, L) (drawn inside when None), or (K, B, L) when the objective takes K = objective.samples
+    > 1 per image; `loss_scale` multiplies the loss before backward (DDP shards of unequal size). The
+    optimizer's step is the caller's, after it has checked the terms.
     """
-    if objective.name == "iwae" and (eps is None or eps.dim() != 3):
-        raise ValueError("objective=iwae needs its noise as eps of shape (k, batch, latent_dim)")
+    if objective.samples > 1 and (eps is None or eps.dim() != 3 or eps.shape[0] != objective.samples):
+        raise ValueError(f"{objective} needs its noise as eps of shape ({objective.samples}, batch, latent_dim)")
     with autocast_context(runtime.device, runtime.autocast_dtype):
         output = forward(x, eps)
-    terms = objective_loss(
-        output, x, objective=objective, kl_weight=kl_weight, gen_loss=gen_loss, reduction=reduction, kl_floor=kl_floor
-    )
+    terms = objective(output, x, kl_scale)
     optimizer.zero_grad(set_to_none=True)
     (terms.loss * loss_scale if loss_scale != 1.0 else terms.loss).backward()
     grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
@@ -94,48 +86,40 @@ def dataset_loss_terms(
     model: VAE,
     images: torch.Tensor,
     *,
-    kl_weight: float,
-    gen_loss: str,
-    reduction: str,
+    objective: Objective,
     batch_size: int,
     channels_last: bool = False,
     autocast_dtype: torch.dtype | None = None,
     seed: int = 0,
-    kl_floor: float = 0.0,
-    objective: Objective = ELBO,
 ) -> dict[str, float]:
     """Per-image averages of every loss term over `images` (uint8, as the data sets hold them), z drawn with a fixed seed.
 
-    The loss is the training objective's: with free bits (`kl_floor`) the floor is in it, as in
-    training (on each batch's mean KL); with objective=iwae it is the k-sample bound.
-    Also `mean_sigma`: the encoder's sigma = exp(0.5 log_var) averaged over images and latent dims.
+    The loss is the training objective's at its full kl_weight: with free bits the floor is in it, as
+    in training (on each batch's mean KL); for IWAE it is the k-sample bound. A model with several
+    stochastic layers adds each layer's KL (`kl_nats_z1`, ...). Also `mean_sigma`: the encoder's
+    sigma = exp(0.5 log_var) averaged over images and latent dims (the top layer's).
     """
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
     generator = torch.Generator(device="cpu").manual_seed(seed)
-    totals = torch.zeros(len(TERM_NAMES), dtype=torch.float64)
+    totals, names = None, TERM_NAMES
     sigma_total = 0.0
+    samples = (objective.samples,) if objective.samples > 1 else ()
     for batch in images.split(batch_size):
         x = to_model_input(batch).to(device)  # (B, C, H, W)
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        samples = (objective.k,) if objective.name == "iwae" else ()
-        eps = torch.randn(*samples, x.shape[0], model.latent_dim, generator=generator).to(device)
+        eps = torch.randn(*samples, x.shape[0], sum(model.latent_dims), generator=generator).to(device)
         with autocast_context(str(device), autocast_dtype):
             output = model(x, eps)
-        terms = objective_loss(
-            output,
-            x,
-            objective=objective,
-            kl_weight=kl_weight,
-            gen_loss=gen_loss,
-            reduction=reduction,
-            kl_floor=kl_floor,
-        )
-        totals += torch.stack([t.detach().double().cpu() for t in terms]) * x.shape[0]
+        terms = objective(output, x)
+        batch_totals = torch.stack([t.detach().double().cpu() for t in terms.scalars()]) * x.shape[0]
+        totals, names = (batch_totals, terms.names()) if totals is None else (totals + batch_totals, names)
         sigma_total += float(torch.exp(0.5 * output.log_var.float()).sum())
     model.train(was_training)
-    results = {name: float(value) for name, value in zip(TERM_NAMES, totals / images.shape[0], strict=True)}
+    if totals is None:
+        totals = torch.zeros(len(names), dtype=torch.float64)
+    results = {name: float(value) for name, value in zip(names, totals / images.shape[0], strict=True)}
     results["mean_sigma"] = sigma_total / (images.shape[0] * model.latent_dim)
     return results

@@ -203,7 +203,7 @@ def write_epoch_images(
     device = next(model.parameters()).device
     with torch.no_grad():
         x = to_model_input(splits.val.images[: min(num_samples, 32)]).to(device)  # (B, C, H, W)
-        mu, _ = model.encode(x.contiguous(memory_format=torch.channels_last) if channels_last else x)
+        mu = model.encode(x.contiguous(memory_format=torch.channels_last) if channels_last else x).mean
         reconstructions = torch.sigmoid(model.decode(mu).float())
         samples = model.sample(num_samples, generator=torch.Generator().manual_seed(seed))
     sheets = {

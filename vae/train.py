@@ -27,8 +27,9 @@ from vae.build import build_data, build_model, build_optimizer, build_scheduler,
 from vae.checkpoint import CheckpointError, load_checkpoint, load_model_state, rng_state, save_checkpoint, set_rng_state
 from vae.config import ConfigError, config_dir, help_text, register_configs, validate, with_shared_defaults
 from vae.data import DataNotFoundError, DataSplits, epoch_batches
-from vae.losses import Objective, beta_effective, kl_warmup_factor
+from vae.losses import beta_effective, kl_warmup_factor, layer_term_names, term_names
 from vae.model import init_output_bias
+from vae.objectives import Objective, build_objective
 from vae.progress import progress as show_progress
 from vae.runs import write_run_json
 from vae.runtime import Runtime, apply_runtime, resolve_runtime, threads_per_parallel_job
@@ -114,7 +115,7 @@ class TrainState:
     def end_epoch(self) -> None:
         """The training pass of an epoch is done (on every rank): count it and clear its sums."""
         self.epoch, self.batch_in_epoch, self.epoch_seen = self.epoch + 1, 0, 0
-        self.epoch_sums = torch.zeros(len(TERM_NAMES))
+        self.epoch_sums = torch.zeros(len(self.epoch_sums))
 
     def record_epoch(self, val_loss: float, record: dict) -> bool:
         """Add the epoch to the history; True when its val_loss is the best so far."""
@@ -140,14 +141,12 @@ class Session:
     train_images: torch.Tensor  # the training split, uint8, on the device
     writer: SummaryWriter | NoWriter
     beta: float  # the KL weight in per-image sums
+    objective: Objective  # what training minimises, built once from the config (vae.objectives)
+    term_names: tuple[str, ...]  # the loss terms summed over an epoch: TERM_NAMES, then each layer's KL if several
 
     @property
     def device(self) -> torch.device:
         return torch.device(self.runtime.device)
-
-    @property
-    def objective(self) -> Objective:
-        return Objective.from_config(self.config.get("objective"))
 
     def save(self, state: TrainState, name: str = "last") -> None:
         checkpoint = state.to_checkpoint(
@@ -245,7 +244,11 @@ def set_up(cfg: DictConfig, run_dir: Path, resume_from: dict | None) -> tuple[Se
             "(%d steps); optim.max_warmup_epochs=0 lifts the bound",
             *(warmup, config["optim"]["warmup_steps"], config["optim"]["max_warmup_epochs"], steps_per_epoch),
         )
-    state = TrainState() if resume_from is None else restore(resume_from, model, optimizer, scheduler)
+    names = term_names(len(model.latent_dims))
+    if resume_from is None:
+        state = TrainState(epoch_sums=torch.zeros(len(names)))
+    else:
+        state = restore(resume_from, model, optimizer, scheduler)
     if runtime.channels_last:
         model = model.to(memory_format=torch.channels_last)
     forward = model
@@ -274,7 +277,9 @@ def set_up(cfg: DictConfig, run_dir: Path, resume_from: dict | None) -> tuple[Se
             write_hparams_entry(writer, {**flat_hparams(config), "beta_effective": beta})
     train_images = splits.train.images.to(device)  # the whole split lives on the device
     session = Session(
-        config, run_dir, runtime, ddp, splits, model, forward, optimizer, scheduler, train_images, writer, beta
+        *(config, run_dir, runtime, ddp, splits, model, forward, optimizer, scheduler, train_images, writer, beta),
+        objective=build_objective(config),
+        term_names=names,
     )
     return session, state
 
@@ -343,9 +348,10 @@ def train_epoch(session: Session, state: TrainState, epoch: int, stop: StopSigna
     kl_weight, lr = config["kl_weight"], session.optimizer.param_groups[0]["lr"]
     for batch_number, index in enumerate(progress, start=first_batch + 1):
         state.batch_in_epoch = batch_number
-        kl_weight = config["kl_weight"] * kl_warmup_factor(state.step, warmup_steps=kl_warmup_steps)
+        kl_scale = kl_warmup_factor(state.step, warmup_steps=kl_warmup_steps)
+        kl_weight = config["kl_weight"] * kl_scale  # what this step weighs the KL by (logged)
         lr = session.optimizer.param_groups[0]["lr"]  # what this step uses
-        if not train_step(session, state, index, kl_weight=kl_weight, epoch=epoch):
+        if not train_step(session, state, index, kl_scale=kl_scale, epoch=epoch):
             continue  # a skipped non-finite batch
         if state.step % config["log_every"] == 0:
             progress.set_postfix(loss=f"{float(state.epoch_sums[0]) / state.epoch_seen:.4f}")
@@ -357,21 +363,21 @@ def train_epoch(session: Session, state: TrainState, epoch: int, stop: StopSigna
         raise TrainingDiverged(f"every batch of epoch {epoch} was skipped as non-finite")
     state.end_epoch()
     return (
-        {name: float(value) / seen for name, value in zip(TERM_NAMES, sums.tolist(), strict=True)},
+        {name: float(value) / seen for name, value in zip(session.term_names, sums.tolist(), strict=True)},
         seen / train_seconds,
         {"train/kl_weight": kl_weight, "train/lr": lr},
     )
 
 
-def train_step(session: Session, state: TrainState, index: torch.Tensor, *, kl_weight: float, epoch: int) -> bool:
+def train_step(session: Session, state: TrainState, index: torch.Tensor, *, kl_scale: float, epoch: int) -> bool:
     """One optimizer step on the batch `index`; False when on_nan=skip skipped it as non-finite."""
     config, ddp, runtime = session.config, session.ddp, session.runtime
     binarize_dynamic = config["data"]["binarize"] == "dynamic"
     x = batch_input(session.train_images, index, runtime=runtime, binarize_dynamic=binarize_dynamic)  # (B, C, H, W)
-    # The noise is drawn for the whole global batch, the same on every rank, then sliced.
-    objective = session.objective
-    samples = (objective.k,) if objective.name == "iwae" else ()
-    eps = torch.randn(x.shape[0], *samples, config["latent_dim"]).to(session.device)  # (B, L) or (B, K, L)
+    # The noise is drawn for the whole global batch, the same on every rank, then sliced: every
+    # layer's eps side by side, K per image when the objective takes several.
+    samples = (session.objective.samples,) if session.objective.samples > 1 else ()
+    eps = torch.randn(x.shape[0], *samples, sum(session.model.latent_dims)).to(session.device)  # (B, L) or (B, K, L)
     global_size, x, eps = x.shape[0], ddp.shard(x), ddp.shard(eps)
     eps = eps.transpose(0, 1) if samples else eps  # (K, B, L)
     terms, grad_norm = forward_backward(
@@ -379,13 +385,10 @@ def train_step(session: Session, state: TrainState, index: torch.Tensor, *, kl_w
         session.optimizer,
         x,
         runtime=runtime,
-        kl_weight=kl_weight,
-        gen_loss=config["gen_loss"],
-        reduction=config["reduction"],
-        kl_floor=config["free_bits"],
+        objective=session.objective,
+        kl_scale=kl_scale,
         eps=eps,
         loss_scale=ddp.loss_scale(global_size, x.shape[0]),
-        objective=objective,
     )
     if config["on_nan"] == "skip" and not is_finite(terms, grad_norm):
         state.skipped_steps += 1
@@ -403,7 +406,7 @@ def train_step(session: Session, state: TrainState, index: torch.Tensor, *, kl_w
     session.scheduler.step()
     state.step += 1
     state.epoch_seen += x.shape[0]
-    state.epoch_sums += torch.stack([t.detach() for t in terms]) * x.shape[0]
+    state.epoch_sums += torch.stack([t.detach() for t in terms.scalars()]) * x.shape[0]
     if state.step % config["log_every"] == 0:
         session.writer.add_scalar("train_step/loss", terms.loss.item(), state.step)
         session.writer.add_scalar("train_step/grad_norm", grad_norm.item(), state.step)
@@ -432,13 +435,9 @@ def validate_epoch(session: Session) -> dict:
     terms = dataset_loss_terms(
         session.model,
         session.splits.val.images,
-        kl_weight=config["kl_weight"],
-        gen_loss=config["gen_loss"],
-        reduction=config["reduction"],
+        objective=session.objective,
         batch_size=config["eval_batch_size"],
         channels_last=session.runtime.channels_last,
-        kl_floor=config["free_bits"],
-        objective=session.objective,
     )
     return {**terms, "beta_effective": session.beta}
 
@@ -461,6 +460,8 @@ def log_epoch_end(
     """The epoch's scalars and images to TensorBoard (and images/), metrics.json, and a line to the console."""
     config, epoch, images_per_second = session.config, state.epoch, state.history[-1]["images_per_second"]
     extra = {"train/images_per_second": images_per_second, **schedule}
+    for name in layer_term_names(len(session.model.latent_dims)):  # each layer's KL, when there are several
+        extra.update({f"train/{name}": train_metrics[name], f"val/{name}": val_metrics[name]})
     if state.skipped_steps:
         extra["train/skipped_steps"] = state.skipped_steps
     log_epoch(session.writer, epoch, train=train_metrics, val=val_metrics, extra=extra)

@@ -26,14 +26,16 @@ from torch.utils.flop_counter import FlopCounterMode
 from vae.build import build_model, build_optimizer
 from vae.config import compose_dict
 from vae.data import find_idx_files, load_idx
-from vae.losses import vae_loss
+from vae.distributions import DiagonalGaussian, LatentLayer, StandardNormal
 from vae.model import VAEOutput
+from vae.objectives import ELBO
 from vae.runtime import apply_runtime, resolve_runtime
 from vae.step import batch_input, forward_backward
 
 # The lecture run's config, as `python -m vae.train experiment=lecture` composes it: the model,
 # the optimizer and the loss settings both sides train with.
 LECTURE = compose_dict(["experiment=lecture"])
+LECTURE_LOSS = ELBO(kl_weight=1e-3, gen_loss="bce", reduction="mean")
 
 
 class PlainLectureVAE(torch.nn.Module):
@@ -60,6 +62,7 @@ class PlainLectureVAE(torch.nn.Module):
             nn.ReLU(),
         )
         self.mu, self.log_var = nn.Linear(32, latent_dim), nn.Linear(32, latent_dim)
+        self.prior = StandardNormal(latent_dim)
         self.decoder = nn.Sequential(
             nn.Linear(latent_dim, 32),
             nn.ReLU(),
@@ -73,9 +76,9 @@ class PlainLectureVAE(torch.nn.Module):
 
     def forward(self, x: torch.Tensor, eps: torch.Tensor | None = None) -> VAEOutput:
         hidden = self.encoder(x)
-        mu, log_var = self.mu(hidden), self.log_var(hidden)
-        z = mu + torch.exp(0.5 * log_var) * (torch.randn_like(mu) if eps is None else eps)
-        return VAEOutput(self.decoder(z), mu, log_var, z)
+        posterior = DiagonalGaussian(self.mu(hidden), self.log_var(hidden))
+        z = posterior.rsample(eps)
+        return VAEOutput(self.decoder(z), (LatentLayer(posterior, self.prior, z),))
 
 
 def reset_peak_rss() -> None:
@@ -152,9 +155,7 @@ def baseline_step_factory(root: Path, batch_size: int, device: str):
             x, _ = next(batches)
         x = x.to(device)
         output = model(x)
-        loss = vae_loss(
-            output.logits, x, output.mu, output.log_var, kl_weight=1e-3, gen_loss="bce", reduction="mean"
-        ).loss
+        loss = LECTURE_LOSS(output, x).loss
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -181,7 +182,7 @@ def project_step_factory(images: torch.Tensor, batch_size: int, runtime):
             order = iter(torch.randperm(len(images), generator=generator).split(batch_size)[:-1])
             index = next(order)
         x = batch_input(images, index, runtime=runtime)
-        forward_backward(forward, optimizer, x, runtime=runtime, kl_weight=1e-3, gen_loss="bce", reduction="mean")
+        forward_backward(forward, optimizer, x, runtime=runtime, objective=LECTURE_LOSS)
         optimizer.step()
 
     return step
@@ -192,10 +193,7 @@ def flops_per_training_image(batch_size: int = 64) -> float:
     model = PlainLectureVAE()
     x = torch.rand(batch_size, 1, 28, 28)
     with FlopCounterMode(display=False) as counter:
-        output = model(x)
-        vae_loss(
-            output.logits, x, output.mu, output.log_var, kl_weight=1e-3, gen_loss="bce", reduction="mean"
-        ).loss.backward()
+        LECTURE_LOSS(model(x), x).loss.backward()
     return counter.get_total_flops() / batch_size
 
 

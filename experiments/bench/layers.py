@@ -33,11 +33,14 @@ from bench import PlainLectureVAE  # noqa: E402
 from vae.bounds import log_importance_weights  # noqa: E402
 from vae.build import build_model  # noqa: E402
 from vae.config import compose_dict  # noqa: E402
+from vae.distributions import DiagonalGaussian  # noqa: E402
 from vae.layers import ConvTranspose2d, FewChannelsConv2d  # noqa: E402
+from vae.objectives import ELBO  # noqa: E402
 from vae.runtime import apply_runtime, autocast_context, resolve_runtime  # noqa: E402
 from vae.step import batch_input, forward_backward  # noqa: E402
 
 CL = torch.channels_last
+LECTURE_LOSS = ELBO(kl_weight=1e-3, gen_loss="bce", reduction="mean")
 
 
 def interleaved(a, b, *, rounds: int = 7, repeat: int = 5, warmup: int = 3) -> tuple[float, float]:
@@ -61,7 +64,7 @@ def training_step(model, runtime, batch_size: int):
 
     def step():
         x = batch_input(images, torch.randint(0, len(images), (batch_size,)), runtime=runtime)
-        forward_backward(model, optimizer, x, runtime=runtime, kl_weight=1e-3, gen_loss="bce", reduction="mean")
+        forward_backward(model, optimizer, x, runtime=runtime, objective=LECTURE_LOSS)
         optimizer.step()
 
     return step
@@ -153,14 +156,14 @@ def main() -> None:
 
     def bound(images_per_call: int, samples_per_image: int):
         x = images[:images_per_call]
-        mu, log_var = torch.zeros(images_per_call, 32), torch.zeros(images_per_call, 32)
+        posterior = DiagonalGaussian(torch.zeros(images_per_call, 32), torch.zeros(images_per_call, 32))
 
         @torch.no_grad()
         def run():
             for _ in range(4096 // (images_per_call * samples_per_image)):  # 4096 decodes in all
                 eps = torch.randn(samples_per_image, images_per_call, 32)
                 with autocast_context(runtime.device, runtime.autocast_dtype):
-                    log_importance_weights(decoder_model, x, mu, log_var, eps)
+                    log_importance_weights(decoder_model, x, posterior, eps)
 
         return run
 

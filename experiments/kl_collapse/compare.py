@@ -30,8 +30,8 @@ def summarise(run_dir: Path, data_root: str | None) -> dict:
     if data_root:
         config["data"]["root"] = data_root
     test = build_data(config).test
-    mu, log_var = encode_images(loaded.model, test.images)
-    sigma = torch.exp(0.5 * log_var)
+    posterior = encode_images(loaded.model, test.images)
+    mu, sigma = posterior.mean, posterior.std
     samples = loaded.model.sample(64, generator=torch.Generator().manual_seed(0))
     # How far prior samples are from real digits: mean squared distance to the nearest test image.
     flat_test = test.images[:5000].float().flatten(1) / 255.0

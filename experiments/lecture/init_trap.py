@@ -18,7 +18,9 @@ import torch
 from vae.build import build_model
 from vae.config import compose_dict
 from vae.data import load_idx, to_model_input
-from vae.losses import vae_loss
+from vae.objectives import ELBO
+
+LECTURE_LOSS = ELBO(kl_weight=1e-3, gen_loss="bce", reduction="mean")
 
 
 def input_dependence(model, x: torch.Tensor) -> list[tuple[str, float, float]]:
@@ -72,18 +74,14 @@ def main() -> None:
         for step in range(1, args.steps + 1):
             batch = x_train[torch.randint(0, len(x_train), (128,), generator=generator)]
             output = model(batch)
-            terms = vae_loss(
-                output.logits, batch, output.mu, output.log_var, kl_weight=1e-3, gen_loss="bce", reduction="mean"
-            )
+            terms = LECTURE_LOSS(output, batch)
             optimizer.zero_grad()
             terms.loss.backward()
             optimizer.step()
             if step % 50 == 0:
                 with torch.no_grad():
                     probe = model(x_probe)
-                    probe_terms = vae_loss(
-                        probe.logits, x_probe, probe.mu, probe.log_var, kl_weight=1e-3, gen_loss="bce", reduction="mean"
-                    )
+                    probe_terms = LECTURE_LOSS(probe, x_probe)
                 curve.append(
                     {
                         "step": step,

@@ -24,6 +24,7 @@ import torch
 from vae.build import build_data, build_model, build_optimizer, build_scheduler
 from vae.config import compose_dict
 from vae.data import epoch_batches
+from vae.objectives import ELBO
 from vae.runtime import apply_runtime, cpu_model, resolve_runtime
 from vae.step import batch_input, dataset_loss_terms, forward_backward
 
@@ -34,8 +35,7 @@ def relu_outputs(model, probe: torch.Tensor) -> dict[str, torch.Tensor]:
     """The encoder's 32-unit ReLU layer on the probe images, and the decoder's 12544-unit one on their mu."""
     with torch.no_grad():
         hidden = model.encoder.dense(model.encoder.convs(probe)).float()  # (N, 32), after its ReLU
-        mu, _ = model.encoder(probe)
-        decoded = model.decoder.dense(mu).float()  # (N, 12544), after its ReLU
+        decoded = model.decoder.dense(model.encoder(probe).mean).float()  # (N, 12544), after its ReLU
     return {"encoder dense (32)": hidden, "decoder dense 2 (12544)": decoded}
 
 
@@ -50,7 +50,7 @@ def first_epoch(seed: int, warmup_steps: int, data_root: str, probe_every: int, 
     base = ["latent_dim=2", "kl_weight=1e-3", f"seed={seed}", f"optim.warmup_steps={warmup_steps}"]
     base.append("optim.max_warmup_epochs=0")
     config = compose_dict([*base, f"data.root={data_root}", *overrides])
-    kl_weight = config["kl_weight"]
+    objective = ELBO(kl_weight=config["kl_weight"], gen_loss="bce", reduction="mean")
     runtime = resolve_runtime(
         device="cpu",
         threads=0,
@@ -73,9 +73,7 @@ def first_epoch(seed: int, warmup_steps: int, data_root: str, probe_every: int, 
     for step, index in enumerate(epoch_batches(len(splits.train), config["batch_size"], seed=seed, epoch=1), 1):
         x = batch_input(splits.train.images, index, runtime=runtime)
         eps = torch.randn(x.shape[0], config["latent_dim"])
-        terms, _ = forward_backward(
-            model, optimizer, x, runtime=runtime, kl_weight=kl_weight, gen_loss="bce", reduction="mean", eps=eps
-        )
+        terms, _ = forward_backward(model, optimizer, x, runtime=runtime, objective=objective, eps=eps)
         optimizer.step()
         scheduler.step()
         if step % probe_every == 0 or step == steps_per_epoch:
@@ -84,9 +82,7 @@ def first_epoch(seed: int, warmup_steps: int, data_root: str, probe_every: int, 
     val = dataset_loss_terms(
         model,
         splits.val.images,
-        kl_weight=kl_weight,
-        gen_loss="bce",
-        reduction="mean",
+        objective=objective,
         batch_size=config["eval_batch_size"],
         channels_last=runtime.channels_last,
     )

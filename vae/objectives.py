@@ -1,0 +1,107 @@
+"""What training maximises, as one object built once from the config: `ELBO` or `IWAE`.
+
+An objective is called as `objective(output, x, kl_scale)` on a model's output (`vae.model.VAEOutput`)
+and returns the `LossTerms`; `objective.samples` is the number of z it needs per image (the trainer
+and the validation pass draw eps of shape (B, L) for 1, (samples, B, L) for more). A new objective
+is a class here with those two, and a case in `build_objective`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+
+from vae.losses import ESTIMATORS, GEN_LOSSES, REDUCTIONS, LossTerms, elbo_loss, iwae_loss
+
+OBJECTIVES = ("elbo", "iwae")
+
+
+class Objective:
+    """The interface: `samples` per image, and a call on (output, x, kl_scale) -> LossTerms."""
+
+    name: ClassVar[str]
+
+    @property
+    def samples(self) -> int:
+        raise NotImplementedError
+
+    def __call__(self, output, x: torch.Tensor, kl_scale: float = 1.0) -> LossTerms:
+        raise NotImplementedError
+
+    @staticmethod
+    def from_config(config: Mapping[str, Any]) -> Objective:
+        return build_objective(config)
+
+
+@dataclass(frozen=True)
+class ELBO(Objective):
+    """gen + kl_weight * KL in the run's reduction, with free bits (vae.losses.elbo_loss): one z per image.
+
+    `kl_scale` multiplies kl_weight (the KL warm-up's share at a training step; 1 elsewhere).
+    """
+
+    name: ClassVar[str] = "elbo"
+    kl_weight: float
+    gen_loss: str
+    reduction: str
+    free_bits: float = 0.0
+
+    def __post_init__(self):
+        if self.gen_loss not in GEN_LOSSES:
+            raise ValueError(f"gen_loss must be one of {GEN_LOSSES} (got {self.gen_loss!r})")
+        if self.reduction not in REDUCTIONS:
+            raise ValueError(f"reduction must be one of {REDUCTIONS} (got {self.reduction!r})")
+
+    @property
+    def samples(self) -> int:
+        return 1
+
+    def __call__(self, output, x: torch.Tensor, kl_scale: float = 1.0) -> LossTerms:
+        return elbo_loss(
+            output.logits,
+            x,
+            output.layers,
+            kl_weight=self.kl_weight * kl_scale,
+            gen_loss=self.gen_loss,
+            reduction=self.reduction,
+            free_bits=self.free_bits,
+        )
+
+
+@dataclass(frozen=True)
+class IWAE(Objective):
+    """Burda et al.'s k-sample bound (vae.losses.iwae_loss), its gradient plain (`iwae`) or doubly reparameterized (`dreg`).
+
+    A bound on the true likelihood: no KL weight, so `kl_scale` does not apply (the config refuses a warm-up).
+    """
+
+    name: ClassVar[str] = "iwae"
+    k: int
+    estimator: str = "iwae"
+
+    def __post_init__(self):
+        if self.estimator not in ESTIMATORS:
+            raise ValueError(f"objective.estimator must be one of {ESTIMATORS} (got {self.estimator!r})")
+        if self.k < 1:
+            raise ValueError(f"objective.k must be an integer >= 1 (got {self.k!r})")
+
+    @property
+    def samples(self) -> int:
+        return self.k
+
+    def __call__(self, output, x: torch.Tensor, kl_scale: float = 1.0) -> LossTerms:
+        return iwae_loss(output.logits, x, output.layers, estimator=self.estimator)
+
+
+def build_objective(config: Mapping[str, Any]) -> Objective:
+    """The objective of a run's config: its `objective` group (absent in runs saved before it existed: the ELBO)
+    with the top-level loss keys (kl_weight, gen_loss, reduction, free_bits)."""
+    objective = config.get("objective") or {"name": "elbo"}
+    if objective["name"] not in OBJECTIVES:
+        raise ValueError(f"objective.name must be one of {OBJECTIVES} (got {objective['name']!r})")
+    if objective["name"] == "iwae":
+        return IWAE(objective["k"], objective["estimator"])
+    return ELBO(config["kl_weight"], config["gen_loss"], config["reduction"], config["free_bits"])
