@@ -7,7 +7,7 @@ every value spelled out, so no default is repeated outside the config.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from functools import partial
 from typing import Any
 
@@ -67,25 +67,35 @@ def build_data(cfg: Mapping[str, Any]) -> DataSplits:
     )
 
 
+def _conv(model_cfg: Mapping[str, Any], *, image_shape: tuple[int, int, int], latent_dim: int) -> VAE:
+    return conv_vae(
+        image_shape=image_shape,
+        latent_dim=latent_dim,
+        channels=tuple(model_cfg["channels"]),
+        hidden_dim=model_cfg["hidden_dim"],
+    )
+
+
+def _mlp(model_cfg: Mapping[str, Any], *, image_shape: tuple[int, int, int], latent_dim: int) -> VAE:
+    return mlp_vae(
+        image_shape=image_shape,
+        latent_dim=latent_dim,
+        hidden_dims=tuple(model_cfg["hidden_dims"]),
+        activation=model_cfg.get("activation", "relu"),  # runs saved before the key existed used ReLU
+    )
+
+
+# model.name -> builder(model_cfg, *, image_shape, latent_dim) -> the model (see vae.model.VAE for what
+# it provides). Another model is one more entry (the config accepts every name in it).
+MODELS: dict[str, Callable[..., torch.nn.Module]] = {"conv": _conv, "mlp": _mlp}
+
+
 def build_model(cfg: Mapping[str, Any]) -> VAE:
     """The VAE the config's model group names, for the data's image shape, initialised as it says."""
     model_cfg, image_shape, latent_dim = cfg["model"], tuple(cfg["data"]["image_shape"]), cfg["latent_dim"]
-    if model_cfg["name"] == "conv":
-        model = conv_vae(
-            image_shape=image_shape,
-            latent_dim=latent_dim,
-            channels=tuple(model_cfg["channels"]),
-            hidden_dim=model_cfg["hidden_dim"],
-        )
-    elif model_cfg["name"] == "mlp":
-        model = mlp_vae(
-            image_shape=image_shape,
-            latent_dim=latent_dim,
-            hidden_dims=tuple(model_cfg["hidden_dims"]),
-            activation=model_cfg.get("activation", "relu"),  # runs saved before the key existed used ReLU
-        )
-    else:
-        raise ValueError(f"model.name must be conv or mlp (got {model_cfg['name']!r})")
+    if model_cfg["name"] not in MODELS:
+        raise ValueError(f"model.name must be one of {', '.join(MODELS)} (got {model_cfg['name']!r})")
+    model = MODELS[model_cfg["name"]](model_cfg, image_shape=image_shape, latent_dim=latent_dim)
     if model_cfg["init"] == "glorot":
         init_glorot(model)
     elif model_cfg["init"] != "torch":

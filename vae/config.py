@@ -309,7 +309,6 @@ CHOICES = {
     "data.name": ("mnist", "fashion_mnist", "cifar10", "folder", "synthetic"),
     "data.val_source": ("holdout", "test"),
     "data.binarize": ("none", "dynamic", "static"),
-    "model.name": ("conv", "mlp"),
     "model.init": ("glorot", "torch"),
     "model.output_bias": ("init", "data_mean"),
     "objective.name": ("elbo", "iwae"),
@@ -429,6 +428,9 @@ def validate(cfg: DictConfig) -> None:
 
     for key, choices in CHOICES.items():
         _check(get(key) in choices, key, "one of " + ", ".join(choices), get(key))
+    from vae.build import MODELS  # model.name: conv, mlp and any model added to build_model's table
+
+    _check(get("model.name") in MODELS, "model.name", "one of " + ", ".join(MODELS), get("model.name"))
     for key, choices in OPTION_CHOICES.items():
         if present(key):
             _check(get(key) in choices, key, "one of " + ", ".join(choices), get(key))
