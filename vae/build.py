@@ -1,5 +1,8 @@
 """Builders: the one place that turns a config into objects (data, model, optimizer).
 
+Each kind's options are a `vae.registry.Registry` here (DATASETS, MODELS, OPTIMIZERS): another option
+is one more `@REGISTRY.register(name)` builder, and the config accepts its name.
+
 Library code never looks at the config; these functions read it and call the library with
 every value spelled out, so no default is repeated outside the config.
 """
@@ -26,47 +29,78 @@ from vae.data import (
     make_synthetic,
 )
 from vae.model import VAE, conv_vae, init_glorot, mlp_vae
+from vae.registry import Registry
 from vae.schedules import lr_factor, lr_scheduler, stage_steps
+
+# data.name -> builder(data_cfg) -> (train, test, num_val, class_names, val_source): the two stored
+# splits, how many images validation takes, the class names and where validation comes from.
+DATASETS = Registry("data.name")
+
+
+def _downloadable(name: str, data: Mapping[str, Any], load: Callable[..., tuple]) -> tuple:
+    if data["root"] is None:
+        raise DataNotFoundError(f"{name}: data.root is not set")
+    train, test = load(data["root"], download=data["download"])
+    return train, test, data["val_split"], CLASS_NAMES[name], data["val_source"]
+
+
+def _torchvision(name: str) -> Callable[[Mapping[str, Any]], tuple]:
+    def build(data: Mapping[str, Any]) -> tuple:
+        return _downloadable(name, data, load=lambda root, download: load_idx(name, root, download=download))
+
+    return build
+
+
+for _name in TORCHVISION_FOLDERS:  # mnist, fashion_mnist: the IDX files torchvision's folders hold
+    DATASETS.register(_name)(_torchvision(_name))
+
+
+@DATASETS.register("cifar10")
+def _cifar10(data: Mapping[str, Any]) -> tuple:
+    return _downloadable("cifar10", data, load=load_cifar10)
+
+
+@DATASETS.register("folder")
+def _folder(data: Mapping[str, Any]) -> tuple:
+    everything, class_names, _ = load_image_folder(
+        data["path"], image_size=data["image_size"], channels=data["channels"], skip_bad=data["skip_bad"]
+    )
+    num_val = max(1, round(data["val_fraction"] * len(everything)))
+    train, test = hold_out(everything, num_val, seed=data["split_seed"])  # a folder has no test split
+    return train, test, num_val, class_names, "test"  # the held-out part serves as validation and test
+
+
+@DATASETS.register("synthetic")
+def _synthetic(data: Mapping[str, Any]) -> tuple:
+    image_shape, num_classes, split_seed = tuple(data["image_shape"]), data["num_classes"], data["split_seed"]
+    train = make_synthetic(
+        data["num_train"] + data["num_val"], image_shape=image_shape, num_classes=num_classes, seed=split_seed
+    )
+    test = make_synthetic(data["num_test"], image_shape=image_shape, num_classes=num_classes, seed=split_seed + 1)
+    return train, test, data["num_val"], CLASS_NAMES["synthetic"], data["val_source"]
 
 
 def build_data(cfg: Mapping[str, Any]) -> DataSplits:
-    """The train / val / test splits the config's data group names."""
+    """The train / val / test splits the config's data group names (any data set in DATASETS)."""
     data = cfg["data"]
-    name, split_seed = data["name"], data["split_seed"]
-    image_shape, num_classes = tuple(data["image_shape"]), data["num_classes"]
-    val_source = data["val_source"]
-    if name == "synthetic":
-        train = make_synthetic(
-            data["num_train"] + data["num_val"], image_shape=image_shape, num_classes=num_classes, seed=split_seed
-        )
-        test = make_synthetic(data["num_test"], image_shape=image_shape, num_classes=num_classes, seed=split_seed + 1)
-        num_val, class_names = data["num_val"], CLASS_NAMES["synthetic"]
-    elif name in TORCHVISION_FOLDERS or name == "cifar10":
-        if data["root"] is None:
-            raise DataNotFoundError(f"{name}: data.root is not set")
-        load = load_cifar10 if name == "cifar10" else lambda root, download: load_idx(name, root, download=download)
-        train, test = load(data["root"], download=data["download"])
-        num_val, class_names = data["val_split"], CLASS_NAMES[name]
-    elif name == "folder":
-        everything, class_names, _ = load_image_folder(
-            data["path"], image_size=data["image_size"], channels=data["channels"], skip_bad=data["skip_bad"]
-        )
-        num_val = max(1, round(data["val_fraction"] * len(everything)))
-        train, test = hold_out(everything, num_val, seed=split_seed)  # a folder has no test split
-        val_source = "test"  # the held-out part serves as validation and test
-    else:
-        raise ValueError(f"data.name must be mnist, fashion_mnist, cifar10, folder or synthetic (got {name!r})")
+    train, test, num_val, class_names, val_source = DATASETS.get(data["name"])(data)
     return make_splits(
         train,
         test,
         val_source=val_source,
         num_val=num_val,
-        split_seed=split_seed,
+        split_seed=data["split_seed"],
         binarize=data["binarize"],
         class_names=class_names,
     )
 
 
+# model.name -> builder(model_cfg, *, image_shape, latent_dim) -> the model (see vae.model.VAE for what
+# it provides). Another model is one more entry (the config accepts every name in it).
+MODELS = Registry("model.name")
+
+
+@MODELS.register("conv")
 def _conv(model_cfg: Mapping[str, Any], *, image_shape: tuple[int, int, int], latent_dim: int) -> VAE:
     return conv_vae(
         image_shape=image_shape,
@@ -76,6 +110,7 @@ def _conv(model_cfg: Mapping[str, Any], *, image_shape: tuple[int, int, int], la
     )
 
 
+@MODELS.register("mlp")
 def _mlp(model_cfg: Mapping[str, Any], *, image_shape: tuple[int, int, int], latent_dim: int) -> VAE:
     return mlp_vae(
         image_shape=image_shape,
@@ -85,17 +120,10 @@ def _mlp(model_cfg: Mapping[str, Any], *, image_shape: tuple[int, int, int], lat
     )
 
 
-# model.name -> builder(model_cfg, *, image_shape, latent_dim) -> the model (see vae.model.VAE for what
-# it provides). Another model is one more entry (the config accepts every name in it).
-MODELS: dict[str, Callable[..., torch.nn.Module]] = {"conv": _conv, "mlp": _mlp}
-
-
 def build_model(cfg: Mapping[str, Any]) -> VAE:
     """The VAE the config's model group names, for the data's image shape, initialised as it says."""
     model_cfg, image_shape, latent_dim = cfg["model"], tuple(cfg["data"]["image_shape"]), cfg["latent_dim"]
-    if model_cfg["name"] not in MODELS:
-        raise ValueError(f"model.name must be one of {', '.join(MODELS)} (got {model_cfg['name']!r})")
-    model = MODELS[model_cfg["name"]](model_cfg, image_shape=image_shape, latent_dim=latent_dim)
+    model = MODELS.get(model_cfg["name"])(model_cfg, image_shape=image_shape, latent_dim=latent_dim)
     if model_cfg["init"] == "glorot":
         init_glorot(model)
     elif model_cfg["init"] != "torch":
@@ -103,27 +131,36 @@ def build_model(cfg: Mapping[str, Any]) -> VAE:
     return model
 
 
+# optim.name -> builder(parameters (a list), optim_cfg) -> the optimizer.
+OPTIMIZERS = Registry("optim.name")
+
+
+@OPTIMIZERS.register("adam")
+def _adam(parameters: list[torch.nn.Parameter], optim: Mapping[str, Any]) -> torch.optim.Optimizer:
+    # The fused kernel updates every tensor in one pass: 4x faster than the per-tensor loop on CPU
+    # for the lecture model (experiments/bench/README.md), same update.
+    fused = all(p.device.type in ("cpu", "cuda") and p.is_floating_point() for p in parameters)
+    return torch.optim.Adam(
+        parameters,
+        lr=optim["lr"],
+        betas=tuple(optim["betas"]),
+        eps=optim["eps"],
+        weight_decay=optim["weight_decay"],
+        fused=fused or None,
+    )
+
+
+@OPTIMIZERS.register("rmsprop")
+def _rmsprop(parameters: list[torch.nn.Parameter], optim: Mapping[str, Any]) -> torch.optim.Optimizer:
+    return torch.optim.RMSprop(
+        parameters, lr=optim["lr"], alpha=optim["alpha"], eps=optim["eps"], weight_decay=optim["weight_decay"]
+    )
+
+
 def build_optimizer(parameters: Iterable[torch.nn.Parameter], cfg: Mapping[str, Any]) -> torch.optim.Optimizer:
-    """Adam or RMSprop with the config's settings."""
+    """The optimizer the config's optim group names (any in OPTIMIZERS: adam, rmsprop), with its settings."""
     optim = cfg["optim"]
-    parameters = list(parameters)
-    if optim["name"] == "adam":
-        # The fused kernel updates every tensor in one pass: 4x faster than the per-tensor loop on CPU
-        # for the lecture model (experiments/bench/README.md), same update.
-        fused = all(p.device.type in ("cpu", "cuda") and p.is_floating_point() for p in parameters)
-        return torch.optim.Adam(
-            parameters,
-            lr=optim["lr"],
-            betas=tuple(optim["betas"]),
-            eps=optim["eps"],
-            weight_decay=optim["weight_decay"],
-            fused=fused or None,
-        )
-    if optim["name"] == "rmsprop":
-        return torch.optim.RMSprop(
-            parameters, lr=optim["lr"], alpha=optim["alpha"], eps=optim["eps"], weight_decay=optim["weight_decay"]
-        )
-    raise ValueError(f"optim.name must be adam or rmsprop (got {optim['name']!r})")
+    return OPTIMIZERS.get(optim["name"])(list(parameters), optim)
 
 
 def warmup_steps(optim: Mapping[str, Any], *, steps_per_epoch: int) -> int:
