@@ -3,7 +3,7 @@
 An objective is called as `objective(output, x, kl_scale)` on a model's output (`vae.model.VAEOutput`)
 and returns the `LossTerms`; `objective.samples` is the number of z it needs per image (the trainer
 and the validation pass draw eps of shape (B, L) for 1, (samples, B, L) for more). A new objective
-is a class here with those two, and a case in `build_objective`.
+is a class here with those two, and its builder registered in `OBJECTIVES` (the config accepts its name).
 """
 
 from __future__ import annotations
@@ -15,8 +15,10 @@ from typing import Any, ClassVar
 import torch
 
 from vae.losses import ESTIMATORS, GEN_LOSSES, REDUCTIONS, LossTerms, elbo_loss, iwae_loss
+from vae.registry import Registry
 
-OBJECTIVES = ("elbo", "iwae")
+# objective.name -> builder(run config) -> the Objective.
+OBJECTIVES = Registry("objective.name")
 
 
 class Objective:
@@ -96,12 +98,19 @@ class IWAE(Objective):
         return iwae_loss(output.logits, x, output.layers, estimator=self.estimator)
 
 
+@OBJECTIVES.register("elbo")
+def _elbo(config: Mapping[str, Any]) -> ELBO:
+    return ELBO(config["kl_weight"], config["gen_loss"], config["reduction"], config["free_bits"])
+
+
+@OBJECTIVES.register("iwae")
+def _iwae(config: Mapping[str, Any]) -> IWAE:
+    objective = config["objective"]
+    return IWAE(objective["k"], objective["estimator"])
+
+
 def build_objective(config: Mapping[str, Any]) -> Objective:
     """The objective of a run's config: its `objective` group (absent in runs saved before it existed: the ELBO)
     with the top-level loss keys (kl_weight, gen_loss, reduction, free_bits)."""
     objective = config.get("objective") or {"name": "elbo"}
-    if objective["name"] not in OBJECTIVES:
-        raise ValueError(f"objective.name must be one of {OBJECTIVES} (got {objective['name']!r})")
-    if objective["name"] == "iwae":
-        return IWAE(objective["k"], objective["estimator"])
-    return ELBO(config["kl_weight"], config["gen_loss"], config["reduction"], config["free_bits"])
+    return OBJECTIVES.get(objective["name"])(config)

@@ -12,9 +12,42 @@ from collections.abc import Sequence
 
 import torch
 
-SCHEDULES = ("constant", "cosine", "linear", "step")
+from vae.registry import Registry
+
+# optim.schedule -> shape(step, *, warmup_steps, total_steps, floor_ratio, stages): the factor after the warm-up.
+SCHEDULES = Registry("optim.schedule")
 # Schedules whose lr depends on the run's length: extending a finished run would change its past.
 DECAYING = ("cosine", "linear")
+
+
+@SCHEDULES.register("constant")
+def _constant(step: int, **_) -> float:
+    return 1.0
+
+
+def _decay(step: int, *, warmup_steps: int, total_steps: int) -> float:
+    """The run's progress after the warm-up, from 0 to 1 at `total_steps`."""
+    return min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+
+
+@SCHEDULES.register("cosine")
+def _cosine(step: int, *, warmup_steps: int, total_steps: int, floor_ratio: float, **_) -> float:
+    progress = _decay(step, warmup_steps=warmup_steps, total_steps=total_steps)
+    return floor_ratio + (1.0 - floor_ratio) * (0.5 * (1.0 + math.cos(math.pi * progress)))
+
+
+@SCHEDULES.register("linear")
+def _linear(step: int, *, warmup_steps: int, total_steps: int, floor_ratio: float, **_) -> float:
+    progress = _decay(step, warmup_steps=warmup_steps, total_steps=total_steps)
+    return floor_ratio + (1.0 - floor_ratio) * (1.0 - progress)
+
+
+@SCHEDULES.register("step")
+def _step(step: int, *, stages: Sequence[tuple[int, float]], **_) -> float:
+    for end_step, factor in stages:
+        if step < end_step:
+            return factor
+    return stages[-1][1] if stages else 1.0
 
 
 def lr_factor(
@@ -28,24 +61,15 @@ def lr_factor(
 ) -> float:
     """The share of the base lr at `step` (0-based: the step about to be taken).
 
-    Warm-up rises linearly over `warmup_steps` (to 1 at the first step after it). Then
-    `constant` stays at 1; `cosine` and `linear` fall from 1 to `floor_ratio` at `total_steps`;
-    `step` follows `stages`, (end step, factor) pairs in order, and keeps the last factor after them.
+    Warm-up rises linearly over `warmup_steps` (to 1 at the first step after it). Then the schedule
+    registered in SCHEDULES: `constant` stays at 1; `cosine` and `linear` fall from 1 to `floor_ratio`
+    at `total_steps`; `step` follows `stages`, (end step, factor) pairs in order, and keeps the last
+    factor after them.
     """
-    if schedule not in SCHEDULES:
-        raise ValueError(f"optim.schedule must be one of {', '.join(SCHEDULES)} (got {schedule!r})")
+    shape = SCHEDULES.get(schedule)
     if step < warmup_steps:
         return (step + 1) / warmup_steps
-    if schedule == "constant":
-        return 1.0
-    if schedule == "step":
-        for end_step, factor in stages:
-            if step < end_step:
-                return factor
-        return stages[-1][1] if stages else 1.0
-    progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
-    shape = 0.5 * (1.0 + math.cos(math.pi * progress)) if schedule == "cosine" else 1.0 - progress
-    return floor_ratio + (1.0 - floor_ratio) * shape
+    return shape(step, warmup_steps=warmup_steps, total_steps=total_steps, floor_ratio=floor_ratio, stages=stages)
 
 
 def stage_steps(stages: Sequence[Sequence[float]], *, steps_per_epoch: int, base_lr: float) -> list[tuple[int, float]]:
