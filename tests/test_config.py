@@ -28,11 +28,25 @@ def test_every_config_file_composes_and_validates(group, option, tmp_path):
     assert OmegaConf.is_struct(cfg)
 
 
-def test_every_group_has_options():
-    assert group_options("data") == ["cifar10", "fashion_mnist", "folder", "mnist", "synthetic"]
-    assert group_options("model") == ["conv", "mlp"]
-    assert group_options("optim") == ["adam", "rmsprop"]
+def test_every_registered_option_has_its_config_file_and_every_file_is_registered():
+    from vae.build import DATASETS, MODELS, OPTIMIZERS
+
+    for group, registry in (("data", DATASETS), ("model", MODELS), ("optim", OPTIMIZERS)):
+        assert group_options(group) == sorted(registry.names()), group
+        for option in group_options(group):  # each file names the option it is
+            assert compose_config([f"{group}={option}"])[group].name == option
     assert {"lecture", "book", "sweep_kl_latent", "optuna_search"} <= set(group_options("experiment"))
+
+
+@pytest.mark.parametrize("key", ["data.name", "model.name", "objective.name", "optim.name", "optim.schedule"])
+def test_a_name_no_registry_holds_is_refused_naming_the_key_and_the_registered_choices(key):
+    from vae.config import registries
+
+    choices = registries()[key].names()
+    assert choices  # every kind has options
+    with pytest.raises(ConfigError, match=rf"^{key} must be one of ") as error:
+        validate(compose_config([f"{key}=nope"]))
+    assert str(error.value) == f"{key} must be one of {', '.join(choices)} (got 'nope')"
 
 
 def test_folder_data_needs_its_path_and_derives_the_image_shape():

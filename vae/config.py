@@ -300,20 +300,18 @@ class ConfigError(ValueError):
     """A config value that cannot work; the message names the key."""
 
 
-# Values of the right type that cannot work: (key, test, what it must be).
+# Values of the right type that cannot work: (key, test, what it must be). The keys that name an
+# option to build (data.name, model.name, objective.name, optim.name, optim.schedule) are checked
+# against its registry instead (`registries`), so their choices are what can be built.
 CHOICES = {
     "gen_loss": ("bce", "l2"),
     "reduction": ("mean", "sum"),
     "precision": ("auto", "fp32", "bf16"),
     "on_nan": ("stop", "skip"),
-    "data.name": ("mnist", "fashion_mnist", "cifar10", "folder", "synthetic"),
     "data.val_source": ("holdout", "test"),
     "data.binarize": ("none", "dynamic", "static"),
     "model.init": ("glorot", "torch"),
     "model.output_bias": ("init", "data_mean"),
-    "objective.name": ("elbo", "iwae"),
-    "optim.name": ("adam", "rmsprop"),
-    "optim.schedule": ("constant", "cosine", "linear", "step"),
 }
 AT_LEAST_ONE = (
     "latent_dim",
@@ -350,6 +348,21 @@ AT_LEAST_ZERO = {
     "optim.max_warmup_epochs": "a number >= 0 (0 = no bound)",
     "optim.lr_floor": "a number >= 0",
 }
+
+
+def registries() -> dict:
+    """The config keys that name an option, each with the registry of its builders (vae.registry.Registry)."""
+    from vae.build import DATASETS, MODELS, OPTIMIZERS
+    from vae.objectives import OBJECTIVES
+    from vae.schedules import SCHEDULES
+
+    return {
+        "data.name": DATASETS,
+        "model.name": MODELS,
+        "objective.name": OBJECTIVES,
+        "optim.name": OPTIMIZERS,
+        "optim.schedule": SCHEDULES,
+    }
 
 
 def _check(condition: bool, key: str, expectation: str, value: object) -> None:
@@ -428,9 +441,8 @@ def validate(cfg: DictConfig) -> None:
 
     for key, choices in CHOICES.items():
         _check(get(key) in choices, key, "one of " + ", ".join(choices), get(key))
-    from vae.build import MODELS  # model.name: conv, mlp and any model added to build_model's table
-
-    _check(get("model.name") in MODELS, "model.name", "one of " + ", ".join(MODELS), get("model.name"))
+    for key, registry in registries().items():  # refused naming the key and the registered names
+        registry.get(get(key))
     for key, choices in OPTION_CHOICES.items():
         if present(key):
             _check(get(key) in choices, key, "one of " + ", ".join(choices), get(key))
