@@ -8,7 +8,16 @@ import re
 from conftest import REPO
 
 # The modules run with `python -m`: they may import the library, never the other way round.
-COMMANDS = {"vae.train", "vae.evaluate", "vae.generate", "vae.explore", "vae.report", "vae.serve", "vae.export"}
+COMMANDS = {
+    "vae.launch",
+    "vae.train",
+    "vae.evaluate",
+    "vae.generate",
+    "vae.explore",
+    "vae.report",
+    "vae.serve",
+    "vae.export",
+}
 CITED_PATH = re.compile(r"\b((?:docs|experiments|vae|tests|conf)/[\w./-]*\.(?:md|py|yaml|json|png|csv))\b")
 
 

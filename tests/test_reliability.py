@@ -14,7 +14,8 @@ import pytest
 import torch
 
 from vae.checkpoint import CheckpointError, load_checkpoint, load_model_state, save_checkpoint
-from vae.train import resume_config, train
+from vae.launch import resume_config
+from vae.train import train
 
 from conftest import REPO, TINY, compose_config, make_vae, run_cli
 

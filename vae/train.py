@@ -1,8 +1,8 @@
-"""`python -m vae.train key=value ...`: train a VAE, logging to TensorBoard in a Hydra run directory.
+"""The training loop, in plain PyTorch: `train(cfg, run_dir)` writes a run directory of docs/design.md.
 
-`train` is the loop, in plain PyTorch: set up, then for each epoch train, validate,
-checkpoint and log, each a function below it. `main` is the Hydra entry point around it.
-`python -m vae.train resume=<run dir> [epochs=N]` continues a run in its own directory.
+`train` sets up, then for each epoch trains, validates, checkpoints and logs, each a function
+below it; `on_step` sees every optimizer step. `python -m vae.train key=value ...` runs it
+through vae.launch (Hydra, `resume=<run dir> [epochs=N]`, error.txt).
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ import logging
 import math
 import os
 import signal
-import sys
 import time
 from pathlib import Path
 
@@ -24,16 +23,15 @@ from torch.utils.tensorboard import SummaryWriter
 
 from vae import distributed
 from vae.build import build_data, build_model, build_optimizer, build_scheduler, warmup_steps
-from vae.checkpoint import CheckpointError, load_checkpoint, load_model_state, rng_state, save_checkpoint, set_rng_state
-from vae.config import ConfigError, config_dir, help_text, register_configs, validate, with_shared_defaults
-from vae.data import DataNotFoundError, DataSplits, epoch_batches
+from vae.checkpoint import load_model_state, rng_state, save_checkpoint, set_rng_state
+from vae.config import ConfigError, validate
+from vae.data import DataSplits, epoch_batches
 from vae.losses import beta_effective, kl_warmup_factor, layer_term_names, term_names
 from vae.model import init_output_bias
 from vae.objectives import Objective, build_objective
 from vae.progress import progress as show_progress
 from vae.runs import write_run_json
-from vae.runtime import Runtime, apply_runtime, resolve_runtime, threads_per_parallel_job
-from vae.schedules import DECAYING
+from vae.runtime import Runtime, apply_runtime, resolve_runtime
 from vae.step import (
     TERM_NAMES,
     TrainingDiverged,
@@ -46,22 +44,6 @@ from vae.step import (
 from vae.summaries import flat_hparams, log_epoch, write_epoch_images, write_hparams_entry
 
 log = logging.getLogger("vae.train")
-# Keys a resumed run may change: where and how fast it runs, and how long. Anything else
-# (the model, the loss, the data, `deterministic`) would make the continued run a different experiment.
-RESUMABLE_OVERRIDES = {
-    "resume",
-    "epochs",
-    "device",
-    "threads",
-    "precision",
-    "compile",
-    "channels_last",
-    "log_every",
-    "checkpoint_every_steps",
-    "snapshot_every_epochs",
-    "data.root",
-    "on_nan",
-}
 
 
 class Interrupted(RuntimeError):
@@ -496,127 +478,7 @@ def log_epoch_end(
     return metrics
 
 
-def resume_config(run_dir: Path, composed: DictConfig, overrides: list[str]) -> tuple[DictConfig, dict]:
-    """The run's own config and last checkpoint, with the few overrides a resume may make.
-
-    `composed` is what Hydra built from the command line; an override that changes anything
-    else (model, loss, data) is refused by name.
-    """
-    checkpoint = load_checkpoint(run_dir / "checkpoints" / "last.pt")
-    original = OmegaConf.create(with_shared_defaults(checkpoint["config"]))
-    keys = [override.split("=", 1)[0].lstrip("+~") for override in overrides]
-    changed = [
-        key
-        for key in keys
-        if key not in RESUMABLE_OVERRIDES and OmegaConf.select(composed, key) != OmegaConf.select(original, key)
-    ]
-    if changed:
-        raise ConfigError(
-            f"resume continues a run with its own config; these overrides would change it: {', '.join(changed)} "
-            f"(a resumed run accepts only {', '.join(sorted(RESUMABLE_OVERRIDES - {'resume'}))})"
-        )
-    schedule, epochs = original.optim.schedule, composed.epochs
-    if "epochs" in keys and epochs != original.epochs and schedule in DECAYING:
-        raise ConfigError(
-            f"epochs={epochs}: this run's {schedule} schedule decays its lr over the {original.epochs} epochs it was "
-            "started with, so a run of another length would have taken other steps from the start; "
-            "start a new run with the longer schedule instead"
-        )
-    for key in keys:
-        if key in RESUMABLE_OVERRIDES and key != "resume":
-            OmegaConf.update(original, key, OmegaConf.select(composed, key), merge=False)
-    original.resume = str(run_dir)
-    return original, checkpoint
-
-
-USER_ERRORS = (ConfigError, DataNotFoundError, CheckpointError, TrainingDiverged, Interrupted)
-
-
-# What a run directory holds when its run stopped before the first step: Hydra's config and log,
-# the error, and the (empty) checkpoint folder.
-UNSTARTED_RUN_ENTRIES = {".hydra", "train.log", "error.txt", "checkpoints"}
-
-
-def remove_unstarted_run(run_dir: Path) -> bool:
-    """Remove a new run's directory that holds nothing but what a run that never started writes, and
-    the empty folders above it (outputs/runs/) up to the working directory. False (and nothing removed)
-    when it holds anything else: a checkpoint, TensorBoard events, a file of the user's."""
-    import shutil
-
-    entries = {path.name for path in run_dir.iterdir()} if run_dir.is_dir() else set()
-    checkpoints = run_dir / "checkpoints"
-    if not entries or not entries <= UNSTARTED_RUN_ENTRIES or (checkpoints.is_dir() and any(checkpoints.iterdir())):
-        return False
-    shutil.rmtree(run_dir)
-    cwd, parent = Path.cwd().resolve(), run_dir.resolve().parent
-    while parent != cwd and cwd in parent.parents and not any(parent.iterdir()):
-        parent.rmdir()
-        parent = parent.parent
-    return True
-
-
-def _resume_dir_from_argv(argv: list[str]) -> Path | None:
-    for word in argv:
-        if word.startswith("resume=") and word.split("=", 1)[1] not in ("", "null"):
-            return Path(word.split("=", 1)[1])
-    return None
-
-
-def _hydra_main() -> None:
-    import hydra
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.types import RunMode
-
-    if any(word in ("--help", "-h") for word in sys.argv[1:]):
-        print(help_text())  # the groups a user chooses from, not the schema's internal ones
-        return
-    resume_dir = _resume_dir_from_argv(sys.argv[1:])
-    if resume_dir is not None and not (resume_dir / "checkpoints" / "last.pt").is_file():
-        sys.exit(f"error: resume={resume_dir}: no checkpoints/last.pt there to resume from")
-    if distributed.from_environment().rank != 0:
-        # Under torchrun only rank 0 writes into the run directory; the others log to a scratch folder.
-        import tempfile
-
-        sys.argv = [word for word in sys.argv if not word.startswith("hydra.run.dir=")]
-        sys.argv += [f"hydra.run.dir={tempfile.mkdtemp(prefix='vae-rank-')}", "hydra.output_subdir=null"]
-    elif resume_dir is not None:
-        # Continue in the run's own directory and keep its original .hydra/ config.
-        sys.argv += [f"hydra.run.dir={resume_dir}", "hydra.output_subdir=null"]
-
-    register_configs()
-
-    @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="config")
-    def main(cfg: DictConfig) -> float | None:
-        hydra_cfg = HydraConfig.get()
-        run_dir = Path(hydra_cfg.runtime.output_dir)
-        launcher = hydra_cfg.launcher
-        if cfg.threads == 0 and "joblib" in str(launcher.get("_target_", "")):
-            # Jobs running side by side share the cores instead of each taking all of them.
-            cfg.threads = threads_per_parallel_job(launcher.get("n_jobs"))
-        multirun = hydra_cfg.mode == RunMode.MULTIRUN
-        resume_from = Path(cfg.resume) if cfg.resume else None
-        if resume_from is None and multirun and (run_dir / "checkpoints" / "last.pt").is_file():
-            resume_from = run_dir  # a sweep continued in its own directory: this job ran before
-        (run_dir / "error.txt").unlink(missing_ok=True)  # what a failed earlier attempt left
-        try:
-            if resume_from is not None:
-                overrides = [o for o in hydra_cfg.overrides.task if not o.startswith("hydra.")]
-                cfg, checkpoint = resume_config(resume_from, cfg, overrides)
-                metrics = train(cfg, run_dir, resume_from=checkpoint)
-            else:
-                metrics = train(cfg, run_dir)
-        except USER_ERRORS as error:
-            (run_dir / "error.txt").write_text(f"{type(error).__name__}: {error}\n")
-            if multirun and not isinstance(error, Interrupted):
-                raise  # Hydra records the failed job and goes on with the others (vae.report lists it)
-            log.error("%s", error)
-            if resume_from is None and remove_unstarted_run(run_dir):
-                log.error("nothing was trained, so nothing is kept: %s is removed", run_dir)
-            sys.exit(130 if isinstance(error, Interrupted) else 2)  # an interrupted sweep stops whole
-        return metrics.get("val", {}).get("neg_elbo_nats")
+if __name__ == "__main__":
+    from vae.launch import main
 
     main()
-
-
-if __name__ == "__main__":
-    _hydra_main()
