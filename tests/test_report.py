@@ -284,6 +284,7 @@ def test_the_test_columns_come_from_the_evaluation_asked_for_and_name_its_file(t
     assert "no job has a test evaluation" in eval_line([missing])
 
 
+@pytest.mark.slow  # reads tiny_sweep: a CLI sweep in a subprocess
 def test_the_report_lists_every_file_it_wrote_and_shows_its_figures(tiny_sweep, tmp_path, capsys):
     from vae.report import main
 
