@@ -14,6 +14,7 @@ import math
 import os
 import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -26,7 +27,7 @@ from vae.build import build_data, build_model, build_optimizer, build_scheduler,
 from vae.checkpoint import load_model_state, rng_state, save_checkpoint, set_rng_state
 from vae.config import ConfigError, validate
 from vae.data import DataSplits, epoch_batches
-from vae.losses import beta_effective, kl_warmup_factor, layer_term_names, term_names
+from vae.losses import LossTerms, beta_effective, kl_warmup_factor, layer_term_names, term_names
 from vae.model import init_output_bias
 from vae.objectives import Objective, build_objective
 from vae.progress import progress as show_progress
@@ -125,6 +126,18 @@ class Session:
     beta: float  # the KL weight in per-image sums
     objective: Objective  # what training minimises, built once from the config (vae.objectives)
     term_names: tuple[str, ...]  # the loss terms summed over an epoch: TERM_NAMES, then each layer's KL if several
+    # What the loop reads every step, read from the config once.
+    epochs: int
+    seed: int
+    batch_size: int
+    log_every: int
+    on_nan: str  # "raise" or "skip"
+    checkpoint_every_steps: int  # 0: only at the end of each epoch
+    latent_dim: int
+    kl_weight: float
+    kl_warmup_epochs: float
+    binarize: str  # data.binarize: "dynamic" draws each pixel afresh every step
+    on_step: Callable[[Session, TrainState, LossTerms], None] | None = None  # after each optimizer step
 
     @property
     def device(self) -> torch.device:
@@ -162,24 +175,34 @@ class StopSignal:
             signal.signal(sig, handler)
 
 
-def train(cfg: DictConfig, run_dir: Path, *, resume_from: dict | None = None) -> dict:
+def train(
+    cfg: DictConfig,
+    run_dir: Path,
+    *,
+    resume_from: dict | None = None,
+    on_step: Callable[[Session, TrainState, LossTerms], None] | None = None,
+) -> dict:
     """Train as `cfg` says, writing the run directory of docs/design.md; returns the final metrics.
 
     `resume_from` is a checkpoint of this run: training goes on from its state, bit for bit.
+    `on_step(session, state, terms)` is called after each optimizer step, before it is logged
+    (state.step counts it): an experiment probes the model mid-epoch there. It runs in train
+    mode inside the epoch; a probe that switches to eval() must switch back to train().
     """
     session, state = set_up(cfg, Path(run_dir), resume_from)
-    config, ddp = session.config, session.ddp
-    if state.epoch >= config["epochs"]:
+    session.on_step = on_step
+    ddp = session.ddp
+    if state.epoch >= session.epochs:
         log.info(
             "the run has finished its %d epochs; pass epochs=N (more than %d) to train further",
-            *[config["epochs"], state.epoch],
+            *[session.epochs, state.epoch],
         )
         session.writer.close()
         metrics_path = session.run_dir / "metrics.json"
         return json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
     started, metrics = time.perf_counter(), {}
     with StopSignal() as stop:
-        for epoch in range(state.epoch + 1, config["epochs"] + 1):
+        for epoch in range(state.epoch + 1, session.epochs + 1):
             epoch_start = time.perf_counter()
             train_metrics, images_per_second, schedule = train_epoch(session, state, epoch, stop)
             if ddp.is_main:  # rank 0 validates, checkpoints and logs; the others wait for it
@@ -262,6 +285,16 @@ def set_up(cfg: DictConfig, run_dir: Path, resume_from: dict | None) -> tuple[Se
         *(config, run_dir, runtime, ddp, splits, model, forward, optimizer, scheduler, train_images, writer, beta),
         objective=build_objective(config),
         term_names=names,
+        epochs=config["epochs"],
+        seed=config["seed"],
+        batch_size=config["batch_size"],
+        log_every=config["log_every"],
+        on_nan=config["on_nan"],
+        checkpoint_every_steps=config["checkpoint_every_steps"],
+        latent_dim=config["latent_dim"],
+        kl_weight=config["kl_weight"],
+        kl_warmup_epochs=config["kl_warmup_epochs"],
+        binarize=config["data"]["binarize"],
     )
     return session, state
 
@@ -318,24 +351,24 @@ def train_epoch(session: Session, state: TrainState, epoch: int, stop: StopSigna
     Returns the epoch's per-image mean loss terms, its images per second, and the KL weight and
     learning rate of its last step (as TensorBoard tags).
     """
-    config, ddp = session.config, session.ddp
+    ddp = session.ddp
     session.model.train()
     first_batch, epoch_start = state.start_epoch(session.device), time.perf_counter()
-    batches = list(epoch_batches(len(session.train_images), config["batch_size"], seed=config["seed"], epoch=epoch))
+    batches = list(epoch_batches(len(session.train_images), session.batch_size, seed=session.seed, epoch=epoch))
     # a bar on a terminal, else a log line every 15 s (console and train.log); rank 0 only under torchrun
     progress = show_progress(
-        batches[first_batch:], desc=f"epoch {epoch}/{config['epochs']}", unit="batch", enabled=ddp.is_main
+        batches[first_batch:], desc=f"epoch {epoch}/{session.epochs}", unit="batch", enabled=ddp.is_main
     )
-    kl_warmup_steps = round(config["kl_warmup_epochs"] * len(batches))
-    kl_weight, lr = config["kl_weight"], session.optimizer.param_groups[0]["lr"]
+    kl_warmup_steps = round(session.kl_warmup_epochs * len(batches))
+    kl_weight, lr = session.kl_weight, session.optimizer.param_groups[0]["lr"]
     for batch_number, index in enumerate(progress, start=first_batch + 1):
         state.batch_in_epoch = batch_number
         kl_scale = kl_warmup_factor(state.step, warmup_steps=kl_warmup_steps)
-        kl_weight = config["kl_weight"] * kl_scale  # what this step weighs the KL by (logged)
+        kl_weight = session.kl_weight * kl_scale  # what this step weighs the KL by (logged)
         lr = session.optimizer.param_groups[0]["lr"]  # what this step uses
         if not train_step(session, state, index, kl_scale=kl_scale, epoch=epoch):
             continue  # a skipped non-finite batch
-        if state.step % config["log_every"] == 0:
+        if state.step % session.log_every == 0:
             progress.set_postfix(loss=f"{float(state.epoch_sums[0]) / state.epoch_seen:.4f}")
         save_or_stop(session, state, stop, last_batch=batch_number == len(batches), progress=progress)
     train_seconds = time.perf_counter() - epoch_start
@@ -353,8 +386,8 @@ def train_epoch(session: Session, state: TrainState, epoch: int, stop: StopSigna
 
 def train_step(session: Session, state: TrainState, index: torch.Tensor, *, kl_scale: float, epoch: int) -> bool:
     """One optimizer step on the batch `index`; False when on_nan=skip skipped it as non-finite."""
-    config, ddp, runtime = session.config, session.ddp, session.runtime
-    binarize_dynamic = config["data"]["binarize"] == "dynamic"
+    ddp, runtime = session.ddp, session.runtime
+    binarize_dynamic = session.binarize == "dynamic"
     x = batch_input(session.train_images, index, runtime=runtime, binarize_dynamic=binarize_dynamic)  # (B, C, H, W)
     # The noise is drawn for the whole global batch, the same on every rank, then sliced: every
     # layer's eps side by side, K per image when the objective takes several.
@@ -372,7 +405,7 @@ def train_step(session: Session, state: TrainState, index: torch.Tensor, *, kl_s
         eps=eps,
         loss_scale=ddp.loss_scale(global_size, x.shape[0]),
     )
-    if config["on_nan"] == "skip" and not is_finite(terms, grad_norm):
+    if session.on_nan == "skip" and not is_finite(terms, grad_norm):
         state.skipped_steps += 1
         log.warning(
             "skipped a non-finite batch at epoch %d, step %d (%d skipped so far)",
@@ -382,14 +415,16 @@ def train_step(session: Session, state: TrainState, index: torch.Tensor, *, kl_s
         )
         return False
     # On CPU the check is free; on GPU it waits for the device, so only every log_every steps.
-    if runtime.device == "cpu" or (state.step + 1) % config["log_every"] == 0:
+    if runtime.device == "cpu" or (state.step + 1) % session.log_every == 0:
         check_finite(terms, epoch=epoch, step=state.step + 1, grad_norm=grad_norm)
     session.optimizer.step()
     session.scheduler.step()
     state.step += 1
     state.epoch_seen += x.shape[0]
     state.epoch_sums += torch.stack([t.detach() for t in terms.scalars()]) * x.shape[0]
-    if state.step % config["log_every"] == 0:
+    if session.on_step is not None:
+        session.on_step(session, state, terms)
+    if state.step % session.log_every == 0:
         session.writer.add_scalar("train_step/loss", terms.loss.item(), state.step)
         session.writer.add_scalar("train_step/grad_norm", grad_norm.item(), state.step)
         session.writer.add_scalar("train_step/lr", session.scheduler.get_last_lr()[0], state.step)
@@ -398,7 +433,7 @@ def train_step(session: Session, state: TrainState, index: torch.Tensor, *, kl_s
 
 def save_or_stop(session: Session, state: TrainState, stop: StopSignal, *, last_batch: bool, progress) -> None:
     """Write a mid-epoch last.pt every checkpoint_every_steps steps, and on SIGINT / SIGTERM, then stop."""
-    every = session.config["checkpoint_every_steps"]
+    every = session.checkpoint_every_steps
     stopping = session.ddp.any(stop.received is not None, session.device)  # every rank stops at the same step
     if ((every and state.step % every == 0) or stopping) and not last_batch and session.ddp.is_main:
         session.save(state)
@@ -454,7 +489,7 @@ def log_epoch_end(
         step=epoch,
         num_samples=config["num_image_samples"],
         grid_size=config["grid_size"],
-        seed=config["seed"],
+        seed=session.seed,
         run_dir=session.run_dir,
         channels_last=session.runtime.channels_last,
     )
@@ -472,7 +507,7 @@ def log_epoch_end(
     (session.run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
     log.info(
         "epoch %d/%d  loss %.4f  val_loss %.4f  val -ELBO %.2f nats  %.0f img/s  %.1f s",
-        *(epoch, config["epochs"], train_metrics["loss"], val_metrics["loss"], val_metrics["neg_elbo_nats"]),
+        *(epoch, session.epochs, train_metrics["loss"], val_metrics["loss"], val_metrics["neg_elbo_nats"]),
         *(images_per_second, state.history[-1]["epoch_seconds"]),
     )
     return metrics
