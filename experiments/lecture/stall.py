@@ -1,7 +1,7 @@
 """Why some seeds of `python -m vae.train latent_dim=2 kl_weight=1e-3` sit at the mean image after epoch 1.
 
-For each seed (and each lr warm-up length asked for) this trains the first epoch exactly as the
-trainer does (the same data order, noise, runtime and step, from `vae.step`) and records, every
+For each seed (and each lr warm-up length asked for) this trains the first epoch with the
+trainer itself (`vae.train.train`, in a run directory under a temporary folder) and records, every
 `--probe-every` steps, the share of each ReLU layer's units that are dead (zero on every one of
 512 validation images), then the epoch's validation loss as the trainer reports it.
 
@@ -16,17 +16,18 @@ import argparse
 import json
 import math
 import statistics
+import tempfile
 import time
 from pathlib import Path
 
 import torch
+from omegaconf import OmegaConf
 
-from vae.build import build_data, build_model, build_optimizer, build_scheduler
-from vae.config import compose_dict
-from vae.data import epoch_batches
-from vae.objectives import ELBO
-from vae.runtime import apply_runtime, cpu_model, resolve_runtime
-from vae.step import batch_input, dataset_loss_terms, forward_backward
+from vae import distributed
+from vae.build import build_data, build_model
+from vae.config import compose
+from vae.runtime import apply_runtime, cpu_model
+from vae.train import run_runtime, train
 
 MEAN_IMAGE = 0.225  # val_loss above this after epoch 1: the model still draws (about) the mean image
 
@@ -45,52 +46,38 @@ def dead_shares(model, probe: torch.Tensor) -> dict[str, float]:
 
 
 def first_epoch(seed: int, warmup_steps: int, data_root: str, probe_every: int, overrides: list[str] = ()) -> dict:
-    """One epoch of the default run at `seed` with `optim.warmup_steps` (and `overrides`), as the trainer takes it."""
+    """One epoch of the default run at `seed` with `optim.warmup_steps` (and `overrides`), trained by
+    `vae.train.train` in a run directory under a temporary folder, probed every `probe_every` steps."""
     # max_warmup_epochs=0: the warm-up is taken whole, as measured (400 steps are more than half an epoch)
     base = ["latent_dim=2", "kl_weight=1e-3", f"seed={seed}", f"optim.warmup_steps={warmup_steps}"]
-    base.append("optim.max_warmup_epochs=0")
-    config = compose_dict([*base, f"data.root={data_root}", *overrides])
-    objective = ELBO(kl_weight=config["kl_weight"], gen_loss="bce", reduction="mean")
-    runtime = resolve_runtime(
-        device="cpu",
-        threads=0,
-        precision=config["precision"],
-        compile=False,
-        channels_last=config["channels_last"],
-        deterministic=False,
-    )
-    apply_runtime(runtime, seed=seed)
+    base += ["optim.max_warmup_epochs=0", "epochs=1", "device=cpu", "compile=false", "deterministic=false"]
+    cfg = compose([*base, f"data.root={data_root}", *overrides])
+    config = OmegaConf.to_container(cfg, resolve=True)
+    # The weights before the first step: the trainer's set-up, seeded as it seeds them (vae.train.set_up).
+    apply_runtime(run_runtime(config, distributed.from_environment(), saved=None), seed=seed)
     splits = build_data(config)
-    model = build_model(config)
-    optimizer = build_optimizer(model.parameters(), config)
-    steps_per_epoch = math.ceil(len(splits.train) / config["batch_size"])
-    scheduler = build_scheduler(optimizer, config, steps_per_epoch=steps_per_epoch)
-    if runtime.channels_last:
-        model = model.to(memory_format=torch.channels_last)
     probe = splits.val.images[:512].float().div(255).contiguous(memory_format=torch.channels_last)
-    curve = [{"step": 0, **dead_shares(model, probe)}]
-    model.train()
-    for step, index in enumerate(epoch_batches(len(splits.train), config["batch_size"], seed=seed, epoch=1), 1):
-        x = batch_input(splits.train.images, index, runtime=runtime)
-        eps = torch.randn(x.shape[0], config["latent_dim"])
-        terms, _ = forward_backward(model, optimizer, x, runtime=runtime, objective=objective, eps=eps)
-        optimizer.step()
-        scheduler.step()
-        if step % probe_every == 0 or step == steps_per_epoch:
-            curve.append({"step": step, "train_loss": float(terms.loss.detach()), **dead_shares(model.eval(), probe)})
-            model.train()
-    val = dataset_loss_terms(
-        model,
-        splits.val.images,
-        objective=objective,
-        batch_size=config["eval_batch_size"],
-        channels_last=runtime.channels_last,
-    )
+    curve = [{"step": 0, **dead_shares(build_model(config), probe)}]
+    steps_per_epoch = math.ceil(len(splits.train) / config["batch_size"])
+
+    def probe_dead_units(session, state, terms) -> None:
+        if state.step % probe_every == 0 or state.step == steps_per_epoch:
+            curve.append(
+                {
+                    "step": state.step,
+                    "train_loss": float(terms.loss.detach()),
+                    **dead_shares(session.model.eval(), probe),
+                }
+            )
+            session.model.train()
+
+    with tempfile.TemporaryDirectory(prefix="stall-") as run_dir:
+        metrics = train(cfg, Path(run_dir), on_step=probe_dead_units)
     return {
         "seed": seed,
         "warmup_steps": warmup_steps,
-        "val_loss": val["loss"],
-        "val_kl_nats": val["kl_nats"],
+        "val_loss": metrics["val"]["loss"],
+        "val_kl_nats": metrics["val"]["kl_nats"],
         "curve": curve,
     }
 
