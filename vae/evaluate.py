@@ -18,7 +18,7 @@ from vae.cli import MISSING
 from vae.data import to_model_input
 from vae.distributions import DiagonalGaussian
 from vae.latent import mean_kl_per_dim
-from vae.losses import layer_term_names
+from vae.losses import layer_term_names, nats_to_bits_per_dim
 from vae.model import VAE
 from vae.objectives import ELBO
 from vae.progress import progress as show_progress
@@ -70,7 +70,7 @@ def evaluate_run(
     posterior = DiagonalGaussian(torch.cat(mus), torch.cat(log_vars))
     return {
         "neg_elbo_nats": terms["neg_elbo_nats"],
-        "neg_elbo_bits_per_dim": terms["neg_elbo_nats"] / (num_pixels * math.log(2.0)),
+        "neg_elbo_bits_per_dim": nats_to_bits_per_dim(terms["neg_elbo_nats"], num_pixels),
         "gen_nats": terms["rec_nats"],
         "kl_nats": terms["kl_nats"],
         **{name: terms[name] for name in layer_term_names(len(model.latent_dims))},

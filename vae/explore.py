@@ -20,6 +20,7 @@ from vae.cli import MISSING, check, load_run_or_exit, parse_args
 from vae.figures import image_rows_figure, latent_grid_figure, scatter_figure
 from vae.latent import (
     attribute_vector,
+    class_mean_latents,
     decode_images,
     edit_latents,
     encode_images,
@@ -141,7 +142,7 @@ def interpolations(model, mu, x, labels, *, args: ExploreArgs, num_classes: int)
 def class_averages(model, mu, x, labels, *, class_names: list[str]):
     """Average images: the decoded class-mean latent beside the pixel mean of the class."""
     present = [c for c in range(len(class_names)) if (labels == c).any()]
-    class_means = torch.stack([mu[labels == c].mean(0) for c in present])
+    class_means = class_mean_latents(mu, labels, len(class_names))[present]
     pixel_means = torch.stack([x[labels == c].mean(0) for c in present])
     return image_rows_figure(
         torch.stack([decode_images(model, class_means), pixel_means]),
