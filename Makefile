@@ -48,7 +48,7 @@ bench: install ## training throughput, project vs naive baseline, in one run (ex
 test: install ## run the whole test suite (what CI runs)
 	$(PY) -m pytest -q $(ARGS)
 
-test-fast: install ## the tests that run in-process (under a minute): everything but the `slow` subprocess and long-training tests
+test-fast: install ## the tests that run in-process (about 2 min on 2 cores): everything but the `slow` subprocess and long-training tests
 	$(PY) -m pytest -q -m "not slow" $(ARGS)
 
 lint: install ## check formatting and lint with the pinned ruff
