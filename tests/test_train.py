@@ -317,7 +317,7 @@ def first_offline_runs(tmp_path_factory):
     return runs
 
 
-@pytest.mark.slow  # two epochs of the default synthetic set (128 steps each, about 10 s on 2 cores)
+@pytest.mark.slow  # two epochs of the default synthetic set (80 steps each, about 25 s each on 2 cores)
 def test_one_epoch_of_the_default_synthetic_data_learns_a_latent_space_that_varies_with_z(first_offline_runs):
     from vae.latent import decode_images, grid_latents
 
