@@ -45,11 +45,16 @@ serve: install ## the latent explorer in the browser: make serve [RUN=...] [ARGS
 bench: install ## training throughput, project vs naive baseline, in one run (experiments/bench)
 	$(PY) experiments/bench/bench.py --data-root $${VAE_DATA_DIR:-./data} $(ARGS)
 
-test: install ## run the whole test suite (what CI runs)
-	$(PY) -m pytest -q $(ARGS)
+# pytest-xdist: one worker per core, each pinned to its core (tests/conftest.py); the tests that
+# share the CLI-built sweep run on one worker (--dist loadgroup). PYTEST_WORKERS=0 runs them in-process.
+PYTEST_WORKERS ?= auto
+PYTEST_N := -n $(PYTEST_WORKERS) --dist loadgroup
 
-test-fast: install ## the tests that run in-process (about 2 min on 2 cores): everything but the `slow` subprocess and long-training tests
-	$(PY) -m pytest -q -m "not slow" $(ARGS)
+test: install ## run the whole test suite (what CI runs)
+	$(PY) -m pytest -q $(PYTEST_N) $(ARGS)
+
+test-fast: install ## everything but the `slow` tests (CLI subprocesses, browsers, longer trainings)
+	$(PY) -m pytest -q $(PYTEST_N) -m "not slow" $(ARGS)
 
 lint: install ## check formatting and lint with the pinned ruff
 	$(VENV)/bin/ruff format --check vae tests experiments

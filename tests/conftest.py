@@ -15,8 +15,8 @@ from vae.distributions import DiagonalGaussian, LatentLayer, StandardNormal
 from vae.model import VAE, VAEOutput
 
 REPO = Path(__file__).resolve().parent.parent
-# A run small enough for a test: synthetic data, a handful of steps.
-TINY = [
+# A run small enough for a test: synthetic data, a handful of steps, any model.
+TINY_DATA = [
     "data=synthetic",
     "data.num_train=256",
     "data.num_val=64",
@@ -27,6 +27,9 @@ TINY = [
     "grid_size=5",
     "log_every=4",
 ]
+# ... and the lecture's conv net at a quarter of its width (about 3x faster to train: 0.55 s
+# for two epochs of TINY on 2 cores, 1.7 s at full width).
+TINY = [*TINY_DATA, "model.channels=[8,16,16,16]", "model.hidden_dim=16"]
 
 
 # make_synthetic's shape and classes for MNIST-sized test images.
@@ -90,3 +93,20 @@ def tiny_sweep(tmp_path_factory) -> Path:
     )
     assert result.returncode == 0, result.stderr[-2000:]
     return sweep_dir
+
+
+def pytest_configure(config) -> None:
+    """Under pytest-xdist (`-n N`), pin each worker to its own share of the cores.
+
+    Every worker would otherwise run torch with one thread per core, so two workers on two
+    cores would run four threads; pinned, the trainer's `threads: 0` (one per core it may use)
+    and every CLI the worker starts see the worker's cores only.
+    """
+    worker = os.environ.get("PYTEST_XDIST_WORKER")  # gw0, gw1, ...
+    count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if not worker or not hasattr(os, "sched_setaffinity"):
+        return
+    cores = sorted(os.sched_getaffinity(0))
+    index = int(worker.removeprefix("gw"))
+    share = [core for position, core in enumerate(cores) if position % count == index % count]
+    os.sched_setaffinity(0, share or cores)

@@ -202,3 +202,19 @@ def test_the_readme_describes_every_experiment():
     readme = (REPO / "README.md").read_text()
     for experiment in option_summaries()["experiment"]:
         assert f"`{experiment}`" in readme, experiment
+
+
+def test_composing_again_gives_an_independent_copy_and_an_edited_yaml_file_is_read_again(monkeypatch, tmp_path):
+    import shutil
+
+    import vae.config
+
+    conf = tmp_path / "conf"
+    shutil.copytree(config_dir(), conf)
+    monkeypatch.setattr(vae.config, "config_dir", lambda: conf)
+    first = vae.config.compose(["latent_dim=3"])
+    first.kl_weight = 0.5
+    assert vae.config.compose(["latent_dim=3"]).kl_weight == 1e-3  # a copy, not the object changed above
+    root = conf / "config.yaml"
+    root.write_text(root.read_text().replace("kl_weight: 1.0e-3 ", "kl_weight: 2.0e-3 "))
+    assert vae.config.compose(["latent_dim=3"]).kl_weight == 2e-3

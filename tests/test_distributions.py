@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from torch.distributions import Independent, Normal, kl_divergence
@@ -85,8 +87,10 @@ def test_kl_against_the_standard_normal_is_torch_distributions_per_dim_in_value_
     reference_grad = torch.autograd.grad(reference.sum(), (q.mean, q.log_var))
     for a, b in zip(ours_grad, reference_grad, strict=True):
         assert torch.allclose(a, b, atol=1e-12)
-    with pytest.raises(TypeError, match="StandardNormal"):
-        q.kl(_gaussian(seed=1))
+    p = _gaussian(seed=1)  # another diagonal Gaussian: the closed form too
+    assert torch.allclose(q.kl(p), kl_divergence(_torch_normal(q), _torch_normal(p)), atol=1e-12)
+    with pytest.raises(TypeError, match="StandardNormal or DiagonalGaussian, not Normal"):
+        q.kl(Normal(0.0, 1.0))
 
 
 def test_standard_normal_log_prob_and_sample():
@@ -98,14 +102,23 @@ def test_standard_normal_log_prob_and_sample():
     assert torch.equal(draws, torch.randn(5, 3, generator=torch.Generator().manual_seed(3)))
 
 
-def test_a_layers_kl_is_closed_form_under_the_standard_normal_and_log_q_minus_log_p_at_z_otherwise():
+def test_a_layers_kl_is_closed_form_under_a_gaussian_prior_and_log_q_minus_log_p_at_z_otherwise():
     q = _gaussian(batch=2, latent_dim=2)
     closed = LatentLayer(q, StandardNormal(2), torch.zeros(2, 2, dtype=torch.float64)).kl()
     assert torch.equal(closed, q.kl(StandardNormal(2)))
-    # A conditional prior, e.g. p(z1|z2): log q - log p at the layer's z, whose mean over z is the KL.
+    # A conditional prior, e.g. p(z1|z2): the closed form between the two Gaussians, whatever z is.
     p = DiagonalGaussian(torch.tensor([[0.5, -1.0]], dtype=torch.float64), torch.tensor([[0.3, -0.2]]).double())
     z = q.rsample(torch.randn(200_000, 2, 2, generator=torch.Generator().manual_seed(4), dtype=torch.float64))
-    estimate = LatentLayer(q, p, z).kl()
-    assert torch.equal(estimate, q.log_density(z) - p.log_density(z))
     reference = kl_divergence(_torch_normal(q), _torch_normal(p))
-    assert torch.allclose(estimate.mean(0), reference, atol=0.02, rtol=0.02)
+    assert torch.allclose(LatentLayer(q, p, z).kl(), reference, atol=1e-12)
+    assert torch.allclose((q.log_density(z) - p.log_density(z)).mean(0), reference, atol=0.02, rtol=0.02)
+
+    class Laplace:  # a prior with no closed form against q: the estimate at the layer's z
+        def log_density(self, z):
+            return -z.abs() - math.log(2)
+
+        def float(self):
+            return self
+
+    estimate = LatentLayer(q, Laplace(), z).kl()
+    assert torch.equal(estimate, q.log_density(z) - Laplace().log_density(z))

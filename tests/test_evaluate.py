@@ -150,12 +150,12 @@ def test_an_exported_run_has_no_optimizer_or_data_path_and_reevaluates_through_v
     from vae.checkpoint import load_checkpoint
     from vae.train import train
 
-    from conftest import TINY, compose_config
+    from conftest import TINY_DATA, compose_config
 
     write_fake_mnist(tmp_path / "data" / "MNIST" / "raw", gz=True, num_train=40, num_test=8)
     run = tmp_path / "run"
     overrides = [
-        *(word for word in TINY if not word.startswith("data")),
+        *(word for word in TINY_DATA if not word.startswith("data")),
         "data=mnist",
         f"data.root={tmp_path / 'data'}",
         "data.val_split=8",

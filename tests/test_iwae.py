@@ -210,9 +210,16 @@ def test_training_on_the_iwae_bound_validates_on_it_and_resumes_bit_for_bit(tmp_
     from vae.launch import resume_config
     from vae.train import train
 
-    from conftest import TINY
+    from conftest import TINY_DATA
 
-    base = [*TINY, "data.num_train=96", "model=mlp", "model.hidden_dims=[16]", "deterministic=true", "precision=fp32"]
+    base = [
+        *TINY_DATA,
+        "data.num_train=96",
+        "model=mlp",
+        "model.hidden_dims=[16]",
+        "deterministic=true",
+        "precision=fp32",
+    ]
     base += ["objective=iwae", "objective.k=3", f"objective.estimator={estimator}", "reduction=sum", "kl_weight=1"]
     base += ["model.output_bias=data_mean", "data.binarize=dynamic"]
     metrics = train(compose_config([*base, "epochs=2"]), tmp_path / "straight")

@@ -11,7 +11,7 @@ from vae import build
 from vae.config import ConfigError, registries, validate
 from vae.registry import Registry
 
-from conftest import TINY, compose_config
+from conftest import TINY, TINY_DATA, compose_config
 
 
 def refused(key: str, registry: Registry, name: str) -> str:
@@ -69,7 +69,7 @@ def test_a_registered_model_is_accepted_by_validate_and_built_by_build_model(mon
             {**model_cfg, "hidden_dims": [8]}, image_shape=image_shape, latent_dim=latent_dim
         )
 
-    cfg = compose_config([*TINY, "model=mlp", "model.name=tiny_test"])
+    cfg = compose_config([*TINY_DATA, "model=mlp", "model.name=tiny_test"])
     with pytest.raises(ConfigError, match=refused("model.name", build.MODELS, "tiny_test")):
         validate(cfg)
     monkeypatch.setitem(build.MODELS, "tiny_test", tiny)

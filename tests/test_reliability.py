@@ -140,9 +140,9 @@ def test_truncated_checkpoint_is_refused_in_one_line(tmp_path, tiny_run):
 
 def test_checkpoint_of_another_latent_dim_is_refused_naming_the_mismatch(tiny_run):
     state = load_checkpoint(tiny_run / "checkpoints" / "last.pt")["model"]
-    other = make_vae("conv", image_shape=(1, 28, 28), latent_dim=8)
+    other = make_vae("conv", image_shape=(1, 28, 28), latent_dim=8, channels=(8, 16, 16, 16), hidden_dim=16)  # TINY's
     with pytest.raises(
-        CheckpointError, match=r"encoder\.mu\.weight has shape \(2, 32\) in the checkpoint but \(8, 32\)"
+        CheckpointError, match=r"encoder\.mu\.weight has shape \(2, 16\) in the checkpoint but \(8, 16\)"
     ):
         load_model_state(other, state, source="last.pt")
     with pytest.raises(CheckpointError, match="does not fit the model"):

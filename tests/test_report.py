@@ -12,6 +12,7 @@ from vae.report import report
 
 
 @pytest.mark.slow  # runs the CLI in a subprocess
+@pytest.mark.xdist_group("tiny_sweep")  # one worker builds the sweep (make test runs pytest -n)
 def test_report_on_a_two_by_two_sweep_writes_table_csv_and_plots(tiny_sweep, tmp_path):
     sweep = tmp_path / "sweep"
     shutil.copytree(tiny_sweep, sweep)
@@ -38,6 +39,7 @@ def test_report_on_a_two_by_two_sweep_writes_table_csv_and_plots(tiny_sweep, tmp
 
 
 @pytest.mark.slow  # runs the CLI in a subprocess
+@pytest.mark.xdist_group("tiny_sweep")  # one worker builds the sweep (make test runs pytest -n)
 def test_report_averages_seeds_and_rebuilds_its_figures_without_checkpoints(tiny_sweep, tmp_path):
     import json
 
@@ -109,6 +111,7 @@ def test_last_quarter_gain_is_the_relative_drop_over_the_last_quarter_of_epochs(
 
 
 @pytest.mark.slow  # runs the CLI in a subprocess
+@pytest.mark.xdist_group("tiny_sweep")  # one worker builds the sweep (make test runs pytest -n)
 def test_collect_merges_sweeps_without_checkpoints_or_machine_paths(tiny_sweep, tmp_path):
     import json
     import subprocess
@@ -285,6 +288,7 @@ def test_the_test_columns_come_from_the_evaluation_asked_for_and_name_its_file(t
 
 
 @pytest.mark.slow  # reads tiny_sweep: a CLI sweep in a subprocess
+@pytest.mark.xdist_group("tiny_sweep")  # one worker builds the sweep (make test runs pytest -n)
 def test_the_report_lists_every_file_it_wrote_and_shows_its_figures(tiny_sweep, tmp_path, capsys):
     from vae.report import main
 
@@ -325,6 +329,8 @@ def test_the_entropy_floor_is_quoted_for_gray_level_mnist_only():
     assert likelihood_note("mnist", "static") == "Bernoulli likelihood of binarized images"
 
 
+@pytest.mark.slow  # reads tiny_sweep: a CLI sweep in a subprocess
+@pytest.mark.xdist_group("tiny_sweep")  # one worker builds the sweep (make test runs pytest -n)
 def test_a_report_and_an_evaluation_on_synthetic_data_quote_no_mnist_floor(tiny_sweep, tiny_run, tmp_path):
     import json
 

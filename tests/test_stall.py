@@ -56,11 +56,13 @@ def dead_encoder_units_after(steps: int, *, seed: int, overrides: list[str]) -> 
     return float((hidden <= 0).all(0).float().mean())
 
 
+@pytest.mark.slow  # 12 steps of the full-width lecture net at batch 128 (about 4 s each on 2 cores)
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_the_default_run_keeps_its_encoder_units_alive_through_the_first_steps(seed):
     assert dead_encoder_units_after(12, seed=seed, overrides=[]) <= 0.25
 
 
+@pytest.mark.slow  # another 12 steps of the full-width net (about 4 s on 2 cores)
 def test_with_the_lectures_adam_the_first_steps_kill_the_encoder_units():
     # The check above can fail: this is what it guards against (Keras' epsilon, no warm-up).
     assert dead_encoder_units_after(12, seed=0, overrides=["optim.warmup_steps=0", "optim.eps=1e-7"]) >= 0.5

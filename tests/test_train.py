@@ -17,7 +17,7 @@ from vae.runs import load_run
 from vae.step import TrainingDiverged, check_finite
 from vae.train import train
 
-from conftest import MNIST_LIKE, REPO, TINY, compose_config, make_vae, one_layer_output, run_cli
+from conftest import MNIST_LIKE, REPO, TINY, TINY_DATA, compose_config, make_vae, one_layer_output, run_cli
 
 LECTURE_LOSS = ELBO(kl_weight=1e-3, gen_loss="bce", reduction="mean")
 
@@ -205,7 +205,7 @@ def test_loss_falls_over_training(tiny_run):
 def test_one_epoch_through_the_cli_writes_a_hydra_run_directory(tmp_path):
     run_dir = tmp_path / "run"
     result = run_cli(
-        "vae.train", *TINY, "epochs=1", "latent_dim=3", "model=mlp", "optim=rmsprop", f"hydra.run.dir={run_dir}"
+        "vae.train", *TINY_DATA, "epochs=1", "latent_dim=3", "model=mlp", "optim=rmsprop", f"hydra.run.dir={run_dir}"
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert (run_dir / ".hydra" / "config.yaml").is_file()
@@ -215,6 +215,7 @@ def test_one_epoch_through_the_cli_writes_a_hydra_run_directory(tmp_path):
 
 
 @pytest.mark.slow  # runs the CLI in a subprocess
+@pytest.mark.xdist_group("tiny_sweep")  # one worker builds the sweep (make test runs pytest -n)
 def test_multirun_writes_one_directory_per_job(tiny_sweep):
     settings = sorted(
         (config["kl_weight"], config["latent_dim"])

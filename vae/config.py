@@ -11,6 +11,8 @@ name, before any data is loaded.
 
 from __future__ import annotations
 
+import copy
+import hashlib
 import math
 import textwrap
 from collections.abc import Sequence
@@ -260,14 +262,35 @@ def help_text() -> str:
     return "\n".join(lines)
 
 
+def _conf_signature(root: Path) -> str:
+    """A digest of every file of conf/, names and contents: a composed config is stale once this changes."""
+    digest = hashlib.sha1()
+    for path in sorted(root.rglob("*.yaml")):
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+# Hydra takes about 0.2 s to compose a config (its defaults tree, then one merge per file); a
+# process that composes the same overrides again (a test suite, an experiment script) gets a copy.
+_COMPOSED: dict[tuple, DictConfig] = {}
+
+
 def compose(overrides: Sequence[str] = ()) -> DictConfig:
-    """The config `python -m vae.train <overrides>` would train with, composed in-process (notebooks, tests, experiments)."""
+    """The config `python -m vae.train <overrides>` would train with, composed in-process (notebooks, tests, experiments).
+
+    The same overrides composed again return a fresh copy of the first result, for as long as no
+    file of conf/ changes (an edited YAML file is read again).
+    """
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
 
-    register_configs()
-    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
-        return hydra_compose(config_name="config", overrides=list(overrides))
+    root = config_dir()
+    key = (str(root), tuple(overrides), _conf_signature(root))
+    if key not in _COMPOSED:
+        register_configs()
+        with initialize_config_dir(config_dir=str(root), version_base="1.3"):
+            _COMPOSED[key] = hydra_compose(config_name="config", overrides=list(overrides))
+    return copy.deepcopy(_COMPOSED[key])
 
 
 def compose_dict(overrides: Sequence[str] = ()) -> dict:

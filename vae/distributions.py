@@ -80,14 +80,24 @@ class DiagonalGaussian:
         where sigma is tiny (the evaluation bound's form; no gradient reaches z through it)."""
         return (-0.5 * (eps.pow(2) + LOG_2PI) - 0.5 * self.log_var).sum(-1)
 
-    def kl(self, prior: StandardNormal) -> torch.Tensor:
-        """KL(q || N(0, I)) per dim in closed form: 0.5 (mu^2 + sigma^2 - log sigma^2 - 1); Kingma & Welling 2014, app. B.
+    def kl(self, prior: StandardNormal | DiagonalGaussian) -> torch.Tensor:
+        """KL(q || p) per dim in closed form, against N(0, I) or another diagonal Gaussian (a conditional prior).
 
-        Against any other prior a layer's KL is estimated at its sample (`LatentLayer.kl`).
+        Against N(0, I): 0.5 (mu^2 + sigma^2 - log sigma^2 - 1) (Kingma & Welling 2014, app. B); against
+        N(m, s^2): 0.5 ((sigma^2 + (mu - m)^2) / s^2 + log s^2 - log sigma^2 - 1). Against any other prior
+        a layer's KL is estimated at its sample (`LatentLayer.kl`).
         """
-        if not isinstance(prior, StandardNormal):
-            raise TypeError(f"the closed-form KL is against StandardNormal, not {type(prior).__name__}")
-        return 0.5 * (self.mean.pow(2) + self.log_var.exp() - self.log_var - 1.0)
+        if isinstance(prior, StandardNormal):
+            return 0.5 * (self.mean.pow(2) + self.log_var.exp() - self.log_var - 1.0)
+        if isinstance(prior, DiagonalGaussian):
+            variance_ratio = torch.exp(self.log_var - prior.log_var)
+            return 0.5 * (
+                variance_ratio
+                + (self.mean - prior.mean).pow(2) * torch.exp(-prior.log_var)
+                - (self.log_var - prior.log_var)
+                - 1.0
+            )
+        raise TypeError(f"the closed-form KL is against StandardNormal or DiagonalGaussian, not {type(prior).__name__}")
 
 
 class StandardNormal:
@@ -133,7 +143,9 @@ class LatentLayer(NamedTuple):
         return LatentLayer(self.posterior.float(), self.prior.float(), self.z.float())
 
     def kl(self) -> torch.Tensor:
-        """KL(q || p) per dim: in closed form against the standard normal, else log q - log p at z (one sample)."""
-        if isinstance(self.prior, StandardNormal):
+        """KL(q || p) per dim: in closed form against a Gaussian prior (the standard normal, or a conditional
+        Gaussian given the layers above: the usual estimator of a hierarchy's ELBO, e.g. NVAE's), else
+        log q - log p at z (one sample; a prior with no closed form)."""
+        if isinstance(self.prior, (StandardNormal, DiagonalGaussian)):
             return self.posterior.kl(self.prior)
         return self.posterior.log_density(self.z) - self.prior.log_density(self.z)
