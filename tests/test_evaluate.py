@@ -285,7 +285,8 @@ def test_learning_curve_evaluates_every_snapshot_and_the_last_checkpoint_between
     assert curve["model"] == load_run(tmp_path).config.model.name
     final_only = module.run_curve(tmp_path, k=2, images=8, data_root=None, last_only=True)
     assert final_only["points"] == curve["points"][-1:]  # the same draws give the same number
-    first, last = (point["test_subset_iwae_nll_nats"] for point in curve["points"])
+    assert curve["split"] == "val"  # the held-out images, never the test split
+    first, last = (point["heldout_iwae_nll_nats"] for point in curve["points"])
     assert math.isfinite(first) and math.isfinite(last) and first != last
 
 

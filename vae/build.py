@@ -28,8 +28,10 @@ from vae.data import (
     make_splits,
     make_synthetic,
 )
+from vae.hvae import hvae
 from vae.model import VAE, conv_vae, init_glorot, mlp_vae
 from vae.registry import Registry
+from vae.resnet import resnet_vae
 from vae.schedules import lr_factor, lr_scheduler, stage_steps
 
 # data.name -> builder(data_cfg) -> (train, test, num_val, class_names, val_source): the two stored
@@ -117,6 +119,31 @@ def _mlp(model_cfg: Mapping[str, Any], *, image_shape: tuple[int, int, int], lat
         latent_dim=latent_dim,
         hidden_dims=tuple(model_cfg["hidden_dims"]),
         activation=model_cfg.get("activation", "relu"),  # runs saved before the key existed used ReLU
+    )
+
+
+@MODELS.register("resnet")
+def _resnet(model_cfg: Mapping[str, Any], *, image_shape: tuple[int, int, int], latent_dim: int) -> VAE:
+    return resnet_vae(
+        image_shape=image_shape,
+        latent_dim=latent_dim,
+        channels=tuple(model_cfg["channels"]),
+        blocks=model_cfg["blocks"],
+        hidden_dim=model_cfg["hidden_dim"],
+        activation=model_cfg["activation"],
+    )
+
+
+@MODELS.register("hvae")
+def _hvae(model_cfg: Mapping[str, Any], *, image_shape: tuple[int, int, int], latent_dim: int):
+    return hvae(
+        image_shape=image_shape,
+        latent_dim=latent_dim,
+        lower_latent_dims=tuple(model_cfg["lower_latent_dims"]),
+        channels=tuple(model_cfg["channels"]),
+        blocks=model_cfg["blocks"],
+        hidden_dim=model_cfg["hidden_dim"],
+        activation=model_cfg["activation"],
     )
 
 

@@ -88,7 +88,20 @@ class ConvModelConfig(ModelConfig):
 @dataclass
 class MLPModelConfig(ModelConfig):
     hidden_dims: list[int] = MISSING
-    activation: str = MISSING  # relu | tanh
+    activation: str = MISSING  # relu | tanh | silu | elu
+
+
+@dataclass
+class ResNetModelConfig(ModelConfig):
+    channels: list[int] = MISSING  # one stage per entry: a stride-2 conv to this width, then `blocks` residual blocks
+    blocks: int = MISSING  # residual blocks per stage
+    hidden_dim: int = MISSING  # the dense layer between the feature map and the latent
+    activation: str = MISSING  # silu | relu | elu | tanh
+
+
+@dataclass
+class HVAEModelConfig(ResNetModelConfig):
+    lower_latent_dims: list[int] = MISSING  # the stochastic layers under the top one (latent_dim), from x up
 
 
 @dataclass
@@ -170,6 +183,8 @@ SCHEMAS = {
     ("schema/data", "synthetic"): SyntheticDataConfig,
     ("schema/model", "conv"): ConvModelConfig,
     ("schema/model", "mlp"): MLPModelConfig,
+    ("schema/model", "resnet"): ResNetModelConfig,
+    ("schema/model", "hvae"): HVAEModelConfig,
     ("schema/optim", "adam"): AdamConfig,
     ("schema/optim", "rmsprop"): RMSpropConfig,
     ("schema/objective", "elbo"): ObjectiveConfig,
@@ -353,7 +368,7 @@ AT_LEAST_ONE = (
 )
 # Keys only some options of a group have: checked when present.
 OPTION_CHOICES = {
-    "model.activation": ("relu", "tanh"),
+    "model.activation": ("relu", "tanh", "silu", "elu"),  # vae.model.ACTIVATIONS
     "objective.estimator": ("iwae", "dreg"),
 }
 # What objective=iwae needs: the importance-weighted bound is a bound on the true likelihood only.
@@ -504,11 +519,26 @@ def validate(cfg: DictConfig) -> None:
     elif present("data.val_split"):
         _check(get("data.root") not in (None, ""), "data.root", "a folder (or set VAE_DATA_DIR)", get("data.root"))
     if present("model.channels"):
+        stages = 2 if get("model.name") == "conv" else 1  # the lecture's net strides in its second conv
         _check(
-            _positive_ints(get("model.channels"), min_length=2),
+            _positive_ints(get("model.channels"), min_length=stages),
             "model.channels",
-            "a list of at least 2 positive integers",
+            f"a list of at least {stages} positive integers",
             get("model.channels"),
+        )
+    if present("model.blocks"):
+        _check(
+            isinstance(get("model.blocks"), int) and get("model.blocks") >= 0,
+            "model.blocks",
+            "an integer >= 0",
+            get("model.blocks"),
+        )
+    if present("model.lower_latent_dims"):
+        _check(
+            _positive_ints(get("model.lower_latent_dims"), min_length=1),
+            "model.lower_latent_dims",
+            "a list of at least 1 positive integer (the layers under the top one, from x up)",
+            get("model.lower_latent_dims"),
         )
     if present("model.hidden_dims"):
         _check(

@@ -134,7 +134,8 @@ class ConvDecoder(nn.Module):
         return self.to_logits(self.upsample(features))  # (B, C, H, W)
 
 
-ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh}
+# model.activation -> the module: one table for every model (the config accepts these names).
+ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "silu": nn.SiLU, "elu": nn.ELU}
 
 
 def _hidden_layers(width: int, hidden_dims, activation: str) -> tuple[list[nn.Module], int]:
