@@ -159,3 +159,22 @@ def test_the_latent_size_of_the_mnist_like_top_layer_is_latent_dim():
     config = compose_dict(["model=hvae", "latent_dim=2"])
     config["data"]["image_shape"] = list(MNIST_LIKE["image_shape"])
     assert build_model(config).latent_dims == (100, 2)
+
+
+def test_evaluation_counts_active_units_in_every_layer(tmp_path):
+    from vae.bounds import active_units, layer_posterior_means
+    from vae.evaluate import evaluate_run
+
+    model, x = small_model("hvae").eval(), batch(n=12)
+    means = layer_posterior_means(model, x)
+    assert [m.shape for m in means] == [(12, 6), (12, 5), (12, 4)]
+    assert torch.equal(means[-1], model.encode(x).mean)  # the top layer's is the encoder's
+    with torch.no_grad():
+        model.posteriors[0][-1].weight[:3] = 0  # the mean of z1's first 3 units no longer moves with x
+        model.posteriors[0][-1].bias[:3] = 0
+    images = (x * 255).to(torch.uint8)
+    results = evaluate_run(model, images, iwae_k=2, batch_size=5, chunk=2, seed=0, progress=False)
+    per_layer = results["active_units_per_layer"]
+    assert len(per_layer) == 3 and per_layer[-1] == results["active_units"]
+    expected = [active_units(m) for m in layer_posterior_means(model, x)]
+    assert per_layer == expected and per_layer[0] <= 3

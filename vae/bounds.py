@@ -95,6 +95,18 @@ def iwae_log_likelihood(
     return torch.logsumexp(weights, 0) - math.log(num_samples)
 
 
+@torch.no_grad()
+def layer_posterior_means(model, x: torch.Tensor) -> list[torch.Tensor]:
+    """Each stochastic layer's posterior mean (from x up), every layer drawn at its posterior mean (eps = 0).
+
+    For the layers under the top one, E[z_l | x, z_>l] at the means above: a deterministic stand-in
+    for E_q[z_l | x] (the two agree where q is narrow), so active units per layer count the units
+    that move with x, not with the noise of the layers above.
+    """
+    output = model(x, torch.zeros(x.shape[0], sum(model.latent_dims), device=x.device))
+    return [layer.posterior.mean.float() for layer in output.layers]
+
+
 def active_units(mu: torch.Tensor, *, threshold: float = 0.01) -> int:
     """Latent dims whose posterior mean varies over the data: Var_x(E[z_u|x]) > threshold (Burda et al. 2015)."""
     return int((mu.var(0) > threshold).sum())

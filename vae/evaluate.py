@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
-from vae.bounds import DECODES_PER_CALL, active_units, iwae_log_likelihood
+from vae.bounds import DECODES_PER_CALL, active_units, iwae_log_likelihood, layer_posterior_means
 from vae.cli import MISSING
 from vae.data import to_model_input
 from vae.distributions import DiagonalGaussian
@@ -49,7 +49,7 @@ def evaluate_run(
     `progress`: a bar over the IWAE batches on a terminal, else a log line every 15 s (vae/progress.py).
     The ELBO and the bound take every stochastic layer; `active_units`, `kl_per_dim` and `mean_sigma`
     are the top layer's (`model.encode`), and a model with several layers adds each one's KL
-    (`kl_nats_z1`, ...).
+    (`kl_nats_z1`, ...) and `active_units_per_layer` (from x up; `vae.bounds.layer_posterior_means`).
     """
     device = next(model.parameters()).device
     model.eval()
@@ -57,6 +57,8 @@ def evaluate_run(
     terms = dataset_loss_terms(model, images, objective=NEG_ELBO, batch_size=batch_size, seed=seed)
     generator = torch.Generator().manual_seed(seed + 1)
     log_likelihoods, mus, log_vars = [], [], []
+    several = len(model.latent_dims) > 1
+    layer_means: list[list[torch.Tensor]] = [[] for _ in model.latent_dims]
     for batch in show_progress(images.split(batch_size), desc=f"IWAE k={iwae_k}", unit="batch", enabled=progress):
         x = to_model_input(batch).to(device)
         log_likelihoods.append(
@@ -67,6 +69,9 @@ def evaluate_run(
         posterior = model.encode(x)
         mus.append(posterior.mean.float().cpu())
         log_vars.append(posterior.log_var.float().cpu())
+        if several:
+            for means, mean in zip(layer_means, layer_posterior_means(model, x), strict=True):
+                means.append(mean.cpu())
     posterior = DiagonalGaussian(torch.cat(mus), torch.cat(log_vars))
     return {
         "neg_elbo_nats": terms["neg_elbo_nats"],
@@ -77,6 +82,7 @@ def evaluate_run(
         "iwae_nll_nats": float(-torch.cat(log_likelihoods).double().mean()),
         "iwae_k": iwae_k,
         "active_units": active_units(posterior.mean),
+        **({"active_units_per_layer": [active_units(torch.cat(means)) for means in layer_means]} if several else {}),
         "kl_per_dim": mean_kl_per_dim(posterior).tolist(),
         "mean_sigma": float(posterior.std.mean()),
         "num_images": int(images.shape[0]),
@@ -154,10 +160,16 @@ def main(argv=None) -> dict:
     latest, kept = write_eval(run_dir, results)
     if list(run_dir.glob("events.out.tfevents.*")):  # an exported run (no event files) gets the eval files only
         write_tensorboard(run_dir, results, split=args.split)
+    per_layer = results.get("active_units_per_layer")
+    layers = (
+        f" (per layer from x up: {', '.join(f'{a}/{d}' for a, d in zip(per_layer, loaded.model.latent_dims, strict=True))})"
+        if per_layer
+        else ""
+    )
     print(
         f"{args.split} ({results['num_images']} images, binarize={binarize}): -ELBO {results['neg_elbo_nats']:.2f} nats "
         f"({results['neg_elbo_bits_per_dim']:.4f} bits/dim), IWAE k={args.iwae_k} NLL bound {results['iwae_nll_nats']:.2f} nats, "
-        f"active units {results['active_units']}/{len(results['kl_per_dim'])} ({precision}); wrote {kept} and {latest} (the newest evaluation)"
+        f"active units {results['active_units']}/{len(results['kl_per_dim'])}{layers} ({precision}); wrote {kept} and {latest} (the newest evaluation)"
     )
     return results
 
