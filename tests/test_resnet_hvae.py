@@ -138,6 +138,12 @@ def test_each_model_trains_checkpoints_and_evaluates_through_the_trainer(name, t
     evaluate.main([f"run={tmp_path}", "iwae_k=4", "split=val"])
     (result,) = [json.loads(p.read_text()) for p in (tmp_path / "evals").glob("*.json")]
     assert result["iwae_nll_nats"] <= result["neg_elbo_nats"] + 1.0  # the bound is tighter (one batch of noise)
+    if name == "hvae":
+        from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+        assert len(result["active_units_per_layer"]) == 3
+        tags = set(EventAccumulator(str(tmp_path)).Reload().Tags()["scalars"])
+        assert {f"eval/val/{what}_z{i}" for what in ("active_units", "kl_nats") for i in (1, 2, 3)} <= tags
 
 
 @pytest.mark.parametrize(
