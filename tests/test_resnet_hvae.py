@@ -184,3 +184,10 @@ def test_evaluation_counts_active_units_in_every_layer(tmp_path):
     assert len(per_layer) == 3 and per_layer[-1] == results["active_units"]
     expected = [active_units(m) for m in layer_posterior_means(model, x)]
     assert per_layer == expected and per_layer[0] <= 3
+
+
+def test_one_latent_views_of_a_hierarchy_say_they_show_its_top_layer():
+    from vae.latent import layer_note
+
+    assert layer_note(small_model("resnet")) == ""
+    assert layer_note(small_model("hvae")) == "; top layer z3 of 3 (lower layers at their prior mean)"

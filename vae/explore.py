@@ -27,6 +27,7 @@ from vae.latent import (
     grid_latents,
     grid_quantiles,
     interpolate,
+    layer_note,
     mean_kl_per_dim,
     project_2d,
     thick_strokes,
@@ -82,7 +83,7 @@ def explore(
         test_labels[shown],
         axis_names=axis_names,
         class_names=class_names,
-        title=f"Test set posterior means ({axis_names})",
+        title=f"Test set posterior means ({axis_names}{layer_note(model)})",
     )
     steps.update()
     figures["interpolation"], pairs = interpolations(model, mu, x, test_labels, args=args, num_classes=len(class_names))
@@ -116,7 +117,7 @@ def latent_grid(model, kl_per_dim: torch.Tensor, *, grid_size: int) -> tuple[dic
     z = grid_latents(grid_size, latent_dim=latent_dim, dims=dims)
     grid = make_grid(decode_images(model, z), nrow=grid_size, padding=0)
     rest = "" if latent_dim == 2 else f", other {latent_dim - 2} dims at 0 (dims by largest KL)"
-    title = f"Decoded z over z[{dims[0]}], z[{dims[1]}]{rest}"
+    title = f"Decoded z over z[{dims[0]}], z[{dims[1]}]{rest}{layer_note(model)}"
     return {"latent_grid": latent_grid_figure(grid, quantiles, dims=dims, title=title)}, dims
 
 

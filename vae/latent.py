@@ -48,6 +48,18 @@ def decoded_grid(model: VAE, *, grid_size: int, dims: tuple[int, int] = (0, 1)) 
     return make_grid(decode_images(model, z), nrow=grid_size, padding=0)
 
 
+def layer_note(model) -> str:
+    """What a one-latent view of `model` shows: nothing to add for one stochastic layer; for several, which layer.
+
+    Views encode to the top layer (`model.encode`) and decode from it (`model.decode`, the lower
+    layers at the mean of their priors), so their titles say so.
+    """
+    dims = tuple(getattr(model, "latent_dims", (model.latent_dim,)))
+    if len(dims) == 1:
+        return ""
+    return f"; top layer z{len(dims)} of {len(dims)} (lower layers at their prior mean)"
+
+
 def top_kl_dims(kl_per_dim: torch.Tensor, count: int = 2) -> list[int]:
     """Indices of the `count` latent dims with the largest mean KL, largest first."""
     return kl_per_dim.topk(min(count, kl_per_dim.numel())).indices.tolist()
