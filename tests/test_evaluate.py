@@ -306,3 +306,13 @@ def test_bf16_bias_compares_the_same_noise_in_both_precisions(tmp_path):
     images = module.run_data(loaded).test.images[:8]
     again, _ = module.per_image_bound(loaded.model, images, k=3, dtype=None)
     assert float(-again.mean()) == row["nll_fp32_nats"]  # fp32 repeats exactly: one seed, one set of draws
+
+
+def test_heldout_curves_come_from_the_validation_pass_of_every_epoch(tiny_run, tmp_path):
+    module = _experiment_module("experiments/likelihood/heldout.py")
+    curve = module.heldout_curve(tiny_run)
+    assert curve["split"] == "val" and [p["epoch"] for p in curve["points"]] == [1, 2]
+    final = json.loads((tiny_run / "metrics.json").read_text())["val"]
+    assert curve["points"][-1]["neg_elbo_nats"] == pytest.approx(final["neg_elbo_nats"], rel=1e-6)
+    module.plot([curve], tmp_path / "heldout.png")
+    assert (tmp_path / "heldout.png").stat().st_size > 0
