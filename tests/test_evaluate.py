@@ -174,7 +174,9 @@ def test_an_exported_run_has_no_optimizer_or_data_path_and_reevaluates_through_v
     assert first["iwae_nll_nats"] == second["iwae_nll_nats"] and first["precision"] == "fp32"
     # the same weights in the full run give the same numbers
     assert evaluate.main([f"run={run}", "iwae_k=4", "checkpoint=last"])["iwae_nll_nats"] == first["iwae_nll_nats"]
-    assert sorted(p.name for p in out.iterdir()) == ["checkpoints", "eval.json", "evals", "metrics.json"]
+    assert sorted(p.name for p in out.iterdir()) == ["checkpoints", "eval.json", "evals", "metrics.json", "run.json"]
+    described = json.loads((out / "run.json").read_text())  # where it trained, without the command line's paths
+    assert "command" not in described and described["machine"]["cpu"] and str(tmp_path) not in json.dumps(described)
     assert [p.name for p in (out / "evals").iterdir()] == ["last_test_k4_dynamic_fp32_n8.json"]  # twice the same one
 
 

@@ -166,7 +166,8 @@ def export_run(run_dir: str | Path, out_dir: str | Path, *, checkpoint: str = "l
     """A small, shareable copy of a run: weights-only `checkpoints/last.pt` with its config, and metrics.json.
 
     No optimizer state, RNG state or machine paths (data.root is dropped: `vae.evaluate` then finds
-    the data through data_root= or VAE_DATA_DIR). `eval.json` and `evals/` are copied when the run has them.
+    the data through data_root= or VAE_DATA_DIR). `eval.json` and `evals/` are copied when the run has them,
+    and run.json (the commit, versions, runtime and machine it trained on) without its command line.
     """
     run_dir, out_dir = Path(run_dir), Path(out_dir)
     state = load_checkpoint(run_dir / "checkpoints" / f"{checkpoint}.pt")
@@ -178,6 +179,9 @@ def export_run(run_dir: str | Path, out_dir: str | Path, *, checkpoint: str = "l
     for name in ("metrics.json", "eval.json"):
         if (run_dir / name).is_file():
             (out_dir / name).write_text((run_dir / name).read_text())
+    if (run_dir / "run.json").is_file():  # the command line names the machine's paths: left out
+        described = {k: v for k, v in json.loads((run_dir / "run.json").read_text()).items() if k != "command"}
+        (out_dir / "run.json").write_text(json.dumps(described, indent=2) + "\n")
     for path in sorted((run_dir / "evals").glob("*.json")):
         (out_dir / "evals").mkdir(exist_ok=True)
         shutil.copy2(path, out_dir / "evals" / path.name)  # keeps the times: "newest" stays the same evaluation
