@@ -318,3 +318,35 @@ def test_heldout_curves_come_from_the_validation_pass_of_every_epoch(tiny_run, t
     assert curve["points"][-1]["neg_elbo_nats"] == pytest.approx(final["neg_elbo_nats"], rel=1e-6)
     module.plot([curve], tmp_path / "heldout.png")
     assert (tmp_path / "heldout.png").stat().st_size > 0
+
+
+def test_the_likelihood_table_reads_the_beyond_burda_rows_at_the_largest_k_each_run_has(tmp_path, monkeypatch, capsys):
+    module = _experiment_module("experiments/likelihood/table.py")
+    common = {"checkpoint": "last", "split": "test", "binarize": "dynamic", "precision": "fp32", "num_images": 10000}
+    for seed, (k, nll) in enumerate([(1000, 84.0), (5000, 83.0)]):
+        run = tmp_path / "runs" / f"burda_hvae-seed{seed}"
+        (run / "evals").mkdir(parents=True)
+        (run / "checkpoints").mkdir()
+        torch.save({"config": {"seed": seed}}, run / "checkpoints" / "last.pt")
+        (run / "metrics.json").write_text(json.dumps({"epoch": 12, "wall_seconds": 3000.0 + 600 * seed}))
+        (run / "run.json").write_text(json.dumps({"machine": {"cpu": "AMD EPYC", "cpu_bf16": False, "gpu": None}}))
+        result = {**common, "iwae_k": k, "iwae_nll_nats": nll, "neg_elbo_nats": nll + 4, "active_units": 30}
+        (run / "evals" / f"last_test_k{k}_dynamic_fp32_n10000.json").write_text(
+            json.dumps({**result, "active_units_per_layer": [60 + seed, 30]})
+        )
+        quick = {**result, "iwae_k": 100, "num_images": 1000}  # a quick look on a subset is never read
+        (run / "evals" / "last_test_k100_dynamic_fp32_n1000.json").write_text(json.dumps(quick))
+    (tmp_path / "runs" / "burda_resnet-seed0" / "checkpoints").mkdir(parents=True)  # trained, not evaluated yet
+    monkeypatch.setattr(module, "HERE", tmp_path)
+
+    assert module.rows() == []  # the beyond-Burda runs are not Burda et al.'s rows
+    [row] = module.beyond_rows()
+    assert row["experiment"] == "burda_hvae" and [(r["k"], r["nll"]) for r in row["runs"]] == [
+        (1000, 84.0),
+        (5000, 83.0),
+    ]
+    assert "burda_resnet-seed0: no whole-test-set evaluation" in capsys.readouterr().err
+    module.print_beyond([row])
+    line = capsys.readouterr().out.splitlines()[-1]
+    assert "| 2 (0, 1) | 83.50 ± 0.71, k = 1000/5000 |" in line and "60.5 ± 0.7, 30.0 ± 0.0" in line
+    assert "| CPU | AMD EPYC (no bf16) | 82.90 (IWAE k = 50, two layers) |" in line
