@@ -70,8 +70,8 @@ def test_an_unreadable_image_is_named_or_skipped_and_counted(tmp_path):
     assert red[0] > red[2]  # the reds folder is red
 
 
-# bce in the fast tier; l2 (another 4 s on 2 cores) in the whole suite.
-@pytest.mark.parametrize("gen_loss", ["bce", pytest.param("l2", marks=pytest.mark.slow)])
+@pytest.mark.slow  # a training epoch and every explore figure, twice (about 4 s each on 2 cores)
+@pytest.mark.parametrize("gen_loss", ["bce", "l2"])
 def test_conv_vae_trains_on_a_folder_of_colour_images_and_the_tools_draw_it(tmp_path, gen_loss):
     make_image_folder(tmp_path / "images")
     cfg = compose_config(

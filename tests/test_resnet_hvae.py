@@ -124,7 +124,7 @@ def test_the_hierarchys_bound_at_k_1_is_its_single_sample_elbo_with_the_same_noi
     assert torch.allclose(bound, elbo, atol=1e-3), (bound, elbo)
 
 
-@pytest.mark.parametrize("name", ["resnet", "hvae"])
+@pytest.mark.parametrize("name", [pytest.param("resnet", marks=pytest.mark.slow), "hvae"])  # resnet: 1.4 s more
 def test_each_model_trains_checkpoints_and_evaluates_through_the_trainer(name, tmp_path):
     from vae import evaluate
     from vae.train import train

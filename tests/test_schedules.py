@@ -74,7 +74,7 @@ def test_the_trainer_steps_the_schedule_and_logs_train_lr(tmp_path):
 @pytest.mark.parametrize(
     "schedule",
     [
-        ["optim.warmup_steps=6"],  # the warm-up spans the resume
+        pytest.param(["optim.warmup_steps=6"], marks=pytest.mark.slow),  # the warm-up spans the resume (2 s)
         pytest.param(  # a stage boundary mid-run (the whole suite only: 3 s more on 2 cores)
             ["optim.schedule=step", "optim.stages=[[1,2e-3],[0.5,1e-3],[1,2.5e-4]]", "optim.warmup_steps=2"],
             marks=pytest.mark.slow,
