@@ -350,3 +350,51 @@ def test_the_likelihood_table_reads_the_beyond_burda_rows_at_the_largest_k_each_
     line = capsys.readouterr().out.splitlines()[-1]
     assert "| 2 (0, 1) | 83.50 ± 0.71, k = 1000/5000 |" in line and "60.5 ± 0.7, 30.0 ± 0.0" in line
     assert "| CPU | AMD EPYC (no bf16) | 82.90 (IWAE k = 50, two layers) |" in line
+
+
+def test_an_interrupted_evaluation_continues_from_its_saved_state_to_the_uninterrupted_numbers(tmp_path, monkeypatch):
+    import vae.evaluate as evaluate
+
+    model, _ = _model_and_data(latent_dim=3, num_images=0)
+    images = make_synthetic(10, **MNIST_LIKE, seed=3).images
+    settings = dict(iwae_k=7, batch_size=3, chunk=4, seed=5, progress=False)
+    whole = evaluate.evaluate_run(model, images, **settings)
+    state = tmp_path / "evals" / "last_test_k7.partial.pt"
+    real, calls = evaluate.iwae_log_likelihood, []
+
+    def dies_at_the_third_batch(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt  # the kill of a session's end, after two batches were saved
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(evaluate, "iwae_log_likelihood", dies_at_the_third_batch)
+    with pytest.raises(KeyboardInterrupt):
+        evaluate.evaluate_run(model, images, **settings, state_path=state)
+    assert torch.load(state, weights_only=True)["done"] == 2
+    monkeypatch.setattr(evaluate, "iwae_log_likelihood", real)
+    counted = []
+    monkeypatch.setattr(evaluate, "iwae_log_likelihood", lambda *a, **k: counted.append(1) or real(*a, **k))
+    resumed = evaluate.evaluate_run(model, images, **settings, state_path=state)
+    assert len(counted) == 2  # 4 batches of 3, 3, 3, 1 images: only the last two are computed again
+    assert resumed == whole  # bit for bit: the same bound, ELBO terms and active units
+    assert not state.exists()  # removed once the evaluation is whole
+
+
+def test_an_evaluation_state_of_other_settings_or_weights_is_not_continued(tmp_path):
+    import vae.evaluate as evaluate
+
+    model, _ = _model_and_data(latent_dim=3, num_images=0)
+    images = make_synthetic(6, **MNIST_LIKE, seed=3).images
+    settings = dict(iwae_k=5, batch_size=3, chunk=5, seed=0, progress=False)
+    key = evaluate._state_key(model, images, iwae_k=5, batch_size=3, chunk=5, seed=0, autocast_dtype=None)
+    assert key != evaluate._state_key(model, images, iwae_k=6, batch_size=3, chunk=5, seed=0, autocast_dtype=None)
+    assert key != evaluate._state_key(model, images[:3], iwae_k=5, batch_size=3, chunk=5, seed=0, autocast_dtype=None)
+    state = tmp_path / "state.pt"
+    evaluate._save_state(state, {"key": key, "done": 1, "terms": {}, "log_likelihoods": [torch.full((3,), 99.0)]})
+    with torch.no_grad():
+        next(model.parameters()).add_(0.01)  # other weights: the saved batch must not be reused
+    result = evaluate.evaluate_run(model, images, **settings, state_path=state)
+    assert result == evaluate.evaluate_run(model, images, **settings)
+    state.write_bytes(b"cut short")  # a file truncated by a kill is ignored, not fatal
+    assert evaluate.evaluate_run(model, images, **settings, state_path=state) == result

@@ -3,13 +3,22 @@
 Written to `eval.json` (the newest evaluation) and to its own file in `evals/`, named by its settings
 (`<checkpoint>_<split>_k<k>_<binarize>_<precision>_n<images>.json`), which a later evaluation with other
 settings leaves alone; `vae.runs.find_eval` picks one back.
+
+A long evaluation (k=1,000 over 10,000 images of a conv decoder is hours on a CPU) survives an
+interruption: after every batch its state (the bounds so far and the generator's state) is saved to
+`evals/<name>.partial.pt`, and the same command run again continues from there, to the number an
+uninterrupted evaluation gives, bit for bit. The file is removed when the evaluation finishes; one
+made with other settings, another checkpoint or other images is not used (and is replaced).
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
+import os
 import re
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
@@ -43,6 +52,7 @@ def evaluate_run(
     seed: int,
     autocast_dtype: torch.dtype | None = None,
     progress: bool = True,
+    state_path: str | os.PathLike | None = None,
 ) -> dict:
     """The numbers of eval.json for `images` (uint8, or binarized already): ELBO terms, IWAE bound, active units.
 
@@ -50,16 +60,43 @@ def evaluate_run(
     The ELBO and the bound take every stochastic layer; `active_units`, `kl_per_dim` and `mean_sigma`
     are the top layer's (`model.encode`), and a model with several layers adds each one's KL
     (`kl_nats_z1`, ...) and `active_units_per_layer` (from x up; `vae.bounds.layer_posterior_means`).
+    `state_path`: where the state after each batch is saved, and continued from when it is there and
+    was made by the same model, images and settings (the module docstring); removed at the end.
     """
     device = next(model.parameters()).device
     model.eval()
     num_pixels = math.prod(images.shape[1:])
-    terms = dataset_loss_terms(model, images, objective=NEG_ELBO, batch_size=batch_size, seed=seed)
-    generator = torch.Generator().manual_seed(seed + 1)
-    log_likelihoods, mus, log_vars = [], [], []
+    key = _state_key(
+        model, images, iwae_k=iwae_k, batch_size=batch_size, chunk=chunk, seed=seed, autocast_dtype=autocast_dtype
+    )
+    state = _load_state(state_path, key)
+    if state is None:
+        terms = dataset_loss_terms(model, images, objective=NEG_ELBO, batch_size=batch_size, seed=seed)
+        generator = torch.Generator().manual_seed(seed + 1)
+        state = {
+            "key": key,
+            "terms": terms,
+            "done": 0,
+            "log_likelihoods": [],
+            "mus": [],
+            "log_vars": [],
+            "layer_means": [[] for _ in model.latent_dims],
+        }
+    else:
+        generator = torch.Generator()
+        generator.set_state(state["generator"])
+    terms = state["terms"]
+    log_likelihoods, mus, log_vars, layer_means = (
+        state["log_likelihoods"],
+        state["mus"],
+        state["log_vars"],
+        state["layer_means"],
+    )
     several = len(model.latent_dims) > 1
-    layer_means: list[list[torch.Tensor]] = [[] for _ in model.latent_dims]
-    for batch in show_progress(images.split(batch_size), desc=f"IWAE k={iwae_k}", unit="batch", enabled=progress):
+    batches = images.split(batch_size)
+    bar = show_progress(total=len(batches), desc=f"IWAE k={iwae_k}", unit="batch", enabled=progress)
+    bar.update(state["done"])
+    for batch in batches[state["done"] :]:
         x = to_model_input(batch).to(device)
         log_likelihoods.append(
             iwae_log_likelihood(
@@ -72,6 +109,14 @@ def evaluate_run(
         if several:
             for means, mean in zip(layer_means, layer_posterior_means(model, x), strict=True):
                 means.append(mean.cpu())
+        state["done"] += 1
+        state["generator"] = generator.get_state()
+        if state_path is not None and state["done"] < len(batches):
+            _save_state(state_path, state)
+        bar.update(1)
+    bar.close()
+    if state_path is not None:
+        Path(state_path).unlink(missing_ok=True)
     posterior = DiagonalGaussian(torch.cat(mus), torch.cat(log_vars))
     return {
         "neg_elbo_nats": terms["neg_elbo_nats"],
@@ -87,6 +132,43 @@ def evaluate_run(
         "mean_sigma": float(posterior.std.mean()),
         "num_images": int(images.shape[0]),
     }
+
+
+def _state_key(model, images: torch.Tensor, **settings) -> dict:
+    """What an evaluation's saved state must match to be continued: settings, images and weights."""
+    weights = hashlib.sha1()
+    for name, tensor in sorted(model.state_dict().items()):
+        weights.update(name.encode())
+        weights.update(tensor.detach().cpu().reshape(-1).contiguous().view(torch.uint8).numpy().tobytes())
+    return {
+        **{name: str(value) for name, value in settings.items()},
+        "images": hashlib.sha1(images.contiguous().numpy().tobytes()).hexdigest(),
+        "shape": list(images.shape),
+        "weights": weights.hexdigest(),
+    }
+
+
+def _load_state(path, key: dict) -> dict | None:
+    if path is None or not Path(path).is_file():
+        return None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # a file cut short by a kill mid-write is not trusted
+        print(f"ignoring the evaluation state {path} ({type(error).__name__}: {error}); starting again")
+        return None
+    if state.get("key") != key:
+        print(f"ignoring the evaluation state {path}: made by other weights, images or settings; starting again")
+        return None
+    print(f"continuing the evaluation saved in {path}: {state['done']} batches done")
+    return state
+
+
+def _save_state(path, state: dict) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(path.name + ".tmp")
+    torch.save(state, temporary)
+    os.replace(temporary, path)  # a kill mid-write leaves the previous state whole
 
 
 @dataclass
@@ -110,10 +192,8 @@ class EvaluateArgs:
 
 
 def main(argv=None) -> dict:
-    from pathlib import Path
-
     from vae.cli import check, load_run_or_exit, parse_args
-    from vae.runs import likelihood_note, write_eval
+    from vae.runs import eval_file_name, likelihood_note, write_eval
     from vae.runtime import tune_glibc_malloc
 
     tune_glibc_malloc()
@@ -137,6 +217,17 @@ def main(argv=None) -> dict:
     images = getattr(splits, args.split).images
     if args.max_images:
         images = images[: args.max_images]
+    run_dir = Path(args.run)
+    state_name = eval_file_name(
+        {
+            "checkpoint": args.checkpoint,
+            "split": args.split,
+            "iwae_k": args.iwae_k,
+            "binarize": config["data"]["binarize"],
+            "precision": precision,
+            "num_images": int(images.shape[0]),
+        }
+    )
     results = evaluate_run(
         loaded.model,
         images,
@@ -145,6 +236,7 @@ def main(argv=None) -> dict:
         chunk=args.chunk or max(1, DECODES_PER_CALL.get(torch.device(device).type, 512) // args.batch_size),
         seed=args.seed,
         autocast_dtype=torch.bfloat16 if precision == "bf16" else None,
+        state_path=run_dir / "evals" / state_name.replace(".json", ".partial.pt"),
     )
     binarize = config["data"]["binarize"]
     results.update(
@@ -156,7 +248,6 @@ def main(argv=None) -> dict:
         precision=precision,
         likelihood=likelihood_note(config["data"]["name"], binarize),
     )
-    run_dir = Path(args.run)
     latest, kept = write_eval(run_dir, results)
     if list(run_dir.glob("events.out.tfevents.*")):  # an exported run (no event files) gets the eval files only
         write_tensorboard(run_dir, results, split=args.split)
