@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from vae.distributions import DiagonalGaussian
+from vae.likelihoods import likelihood_of
 from vae.losses import log_weights
 from vae.model import VAE
 from vae.runtime import autocast_context
@@ -46,10 +47,14 @@ def log_importance_weights(
     # Decode image-major, so each image's K logits are one contiguous (K, P) block.
     with autocast_context(str(x.device), autocast_dtype):
         logits = model.decode(z.transpose(0, 1).reshape(batch * num_samples, -1))  # (B*K, C, H, W)
+    likelihood = likelihood_of(model)
     with torch.autocast(device_type=x.device.type, enabled=False):  # fp32 even under an outer autocast
         logits = logits.float().reshape(batch, num_samples, -1)  # (B, K, P); a view for C = 1 or NCHW logits
-        target = x.float().reshape(batch, -1, 1)  # (B, P, 1)
-        log_px_z = torch.bmm(logits, target).squeeze(-1) - F.softplus(logits).sum(-1)  # (B, K)
+        if likelihood.name == "bernoulli":
+            target = x.float().reshape(batch, -1, 1)  # (B, P, 1)
+            log_px_z = torch.bmm(logits, target).squeeze(-1) - F.softplus(logits).sum(-1)  # (B, K)
+        else:  # the Gaussian of gen_loss=gaussian (vae.likelihoods), x broadcast over the K samples
+            log_px_z = likelihood.log_prob(logits, x.float().reshape(batch, 1, -1)).sum(-1)  # (B, K)
     log_pz = model.prior.log_prob(z)
     log_qz_x = posterior.log_prob_of_noise(eps)
     return log_px_z.t() + log_pz - log_qz_x
@@ -62,7 +67,7 @@ def model_log_weights(
     with autocast_context(str(x.device), autocast_dtype):
         output = model(x, eps)
     with torch.autocast(device_type=x.device.type, enabled=False):
-        return log_weights(output.logits, x, output.layers)[0]
+        return log_weights(output.logits, x, output.layers, likelihood=likelihood_of(model))[0]
 
 
 @torch.no_grad()

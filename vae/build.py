@@ -29,6 +29,7 @@ from vae.data import (
     make_synthetic,
 )
 from vae.hvae import hvae
+from vae.likelihoods import build_likelihood
 from vae.model import VAE, conv_vae, init_glorot, mlp_vae
 from vae.registry import Registry
 from vae.resnet import resnet_vae
@@ -148,13 +149,17 @@ def _hvae(model_cfg: Mapping[str, Any], *, image_shape: tuple[int, int, int], la
 
 
 def build_model(cfg: Mapping[str, Any]) -> VAE:
-    """The VAE the config's model group names, for the data's image shape, initialised as it says."""
+    """The VAE the config's model group names, for the data's image shape, initialised as it says, with
+    its likelihood (`model.likelihood`, from gen_loss and decoder_sigma)."""
     model_cfg, image_shape, latent_dim = cfg["model"], tuple(cfg["data"]["image_shape"]), cfg["latent_dim"]
     model = MODELS.get(model_cfg["name"])(model_cfg, image_shape=image_shape, latent_dim=latent_dim)
     if model_cfg["init"] == "glorot":
         init_glorot(model)
     elif model_cfg["init"] != "torch":
         raise ValueError(f"model.init must be glorot or torch (got {model_cfg['init']!r})")
+    # p(x|z): Bernoulli, or the Gaussian of gen_loss=gaussian, whose sigma (learned: a parameter) lives in
+    # the model, so that the optimizer trains it and checkpoints keep it (vae.likelihoods).
+    model.likelihood = build_likelihood(cfg)
     return model
 
 

@@ -150,6 +150,7 @@ class Config:
     latent_dim: int = MISSING
     kl_weight: float = MISSING
     gen_loss: str = MISSING
+    decoder_sigma: Any = "learned"  # gen_loss=gaussian: learned | optimal | a number > 0 (vae.likelihoods)
     reduction: str = MISSING
     kl_warmup_epochs: float = MISSING
     free_bits: float = MISSING
@@ -342,7 +343,7 @@ class ConfigError(ValueError):
 # option to build (data.name, model.name, objective.name, optim.name, optim.schedule) are checked
 # against its registry instead (`registries`), so their choices are what can be built.
 CHOICES = {
-    "gen_loss": ("bce", "l2"),
+    "gen_loss": ("bce", "l2", "gaussian"),
     "reduction": ("mean", "sum"),
     "precision": ("auto", "fp32", "bf16"),
     "on_nan": ("stop", "skip"),
@@ -499,6 +500,14 @@ def validate(cfg: DictConfig) -> None:
         _check(_is_bool_or_auto(get(key)), key, "auto, true or false", get(key))
     _validate_optim(get)
     _validate_objective(get)
+    sigma = get("decoder_sigma")
+    _check(
+        sigma in ("learned", "optimal")
+        or (isinstance(sigma, int | float) and not isinstance(sigma, bool) and sigma > 0),
+        "decoder_sigma",
+        "learned, optimal or a number > 0",
+        sigma,
+    )
     shape = get("data.image_shape")
     _check(
         _positive_ints(shape) and len(shape) == 3,

@@ -27,6 +27,7 @@ from vae.cli import MISSING
 from vae.data import to_model_input
 from vae.distributions import DiagonalGaussian
 from vae.latent import mean_kl_per_dim
+from vae.likelihoods import bits_per_dim_8bit, dequantize_fixed, likelihood_of
 from vae.losses import layer_term_names, nats_to_bits_per_dim
 from vae.model import VAE
 from vae.objectives import ELBO
@@ -34,8 +35,18 @@ from vae.progress import progress as show_progress
 from vae.runtime import exact_fp32
 from vae.step import dataset_loss_terms
 
-# The negative ELBO reported in nats: beta 1, BCE, sums (whatever the run trained on).
+# The negative ELBO reported in nats: beta 1, sums, the Bernoulli likelihood (whatever the run trained on)
+# unless the model's is the Gaussian of gen_loss=gaussian (`neg_elbo_objective`).
 NEG_ELBO = ELBO(kl_weight=1.0, gen_loss="bce", reduction="sum")
+
+
+def neg_elbo_objective(model) -> ELBO:
+    """The -ELBO in nats of the model's own likelihood: NEG_ELBO, or the Gaussian's (sigma as evaluation uses it)."""
+    likelihood = likelihood_of(model)
+    if likelihood.name == "bernoulli":
+        return NEG_ELBO
+    return ELBO(kl_weight=1.0, gen_loss=likelihood.name, reduction="sum", likelihood=likelihood)
+
 
 MAX_IWAE_K = 5000  # Burda et al.'s evaluation k; memory is bounded by `chunk` whatever k
 
@@ -71,7 +82,7 @@ def evaluate_run(
     )
     state = _load_state(state_path, key)
     if state is None:
-        terms = dataset_loss_terms(model, images, objective=NEG_ELBO, batch_size=batch_size, seed=seed)
+        terms = dataset_loss_terms(model, images, objective=neg_elbo_objective(model), batch_size=batch_size, seed=seed)
         generator = torch.Generator().manual_seed(seed + 1)
         state = {
             "key": key,
@@ -94,10 +105,15 @@ def evaluate_run(
     )
     several = len(model.latent_dims) > 1
     batches = images.split(batch_size)
+    likelihood = likelihood_of(model)
     bar = show_progress(total=len(batches), desc=f"IWAE k={iwae_k}", unit="batch", enabled=progress)
     bar.update(state["done"])
-    for batch in batches[state["done"] :]:
-        x = to_model_input(batch).to(device)
+    for index in range(state["done"], len(batches)):
+        batch = batches[index]
+        if likelihood.dequantize:  # each image's fixed noise, as the validation pass (vae.likelihoods)
+            x = dequantize_fixed(batch, index * batch_size, seed=seed).to(device)
+        else:
+            x = to_model_input(batch).to(device)
         log_likelihoods.append(
             iwae_log_likelihood(
                 model, x, num_samples=iwae_k, chunk=chunk, generator=generator, autocast_dtype=autocast_dtype
@@ -120,7 +136,10 @@ def evaluate_run(
     posterior = DiagonalGaussian(torch.cat(mus), torch.cat(log_vars))
     return {
         "neg_elbo_nats": terms["neg_elbo_nats"],
-        "neg_elbo_bits_per_dim": nats_to_bits_per_dim(terms["neg_elbo_nats"], num_pixels),
+        "neg_elbo_bits_per_dim": (bits_per_dim_8bit if likelihood.dequantize else nats_to_bits_per_dim)(
+            terms["neg_elbo_nats"], num_pixels
+        ),
+        **({"decoder_sigma": terms["decoder_sigma"]} if "decoder_sigma" in terms else {}),
         "gen_nats": terms["rec_nats"],
         "kl_nats": terms["kl_nats"],
         **{name: terms[name] for name in layer_term_names(len(model.latent_dims))},
@@ -246,7 +265,7 @@ def main(argv=None) -> dict:
         epoch=int(loaded.checkpoint["epoch"]),
         checkpoint=args.checkpoint,
         precision=precision,
-        likelihood=likelihood_note(config["data"]["name"], binarize),
+        likelihood=likelihood_note(config["data"]["name"], binarize, config.get("gen_loss")),
     )
     latest, kept = write_eval(run_dir, results)
     if list(run_dir.glob("events.out.tfevents.*")):  # an exported run (no event files) gets the eval files only

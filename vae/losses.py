@@ -23,7 +23,7 @@ import torch.nn.functional as F
 
 from vae.distributions import LatentLayer
 
-GEN_LOSSES = ("bce", "l2")
+GEN_LOSSES = ("bce", "l2", "gaussian")  # gaussian: the calibrated decoder of vae.likelihoods
 REDUCTIONS = ("mean", "sum")
 ESTIMATORS = ("iwae", "dreg")  # the IWAE bound's gradient: its plain one, or Tucker et al.'s doubly reparameterized
 
@@ -65,8 +65,13 @@ class LossTerms(NamedTuple):
         return TERM_NAMES + layer_term_names(len(self.layer_kl_nats))
 
 
-def gen_loss_per_pixel(logits: torch.Tensor, x: torch.Tensor, *, gen_loss: str) -> torch.Tensor:
-    """Per-pixel generation loss, same shape as x: BCE with logits, or squared error of sigmoid(logits)."""
+def gen_loss_per_pixel(logits: torch.Tensor, x: torch.Tensor, *, gen_loss: str, likelihood=None) -> torch.Tensor:
+    """Per-pixel generation loss, same shape as x: BCE with logits, squared error of sigmoid(logits), or
+    (gaussian) the negative log density of `likelihood` (a `vae.likelihoods.Gaussian`)."""
+    if gen_loss == "gaussian":
+        if likelihood is None or likelihood.name != "gaussian":
+            raise ValueError("gen_loss=gaussian needs the model's Gaussian likelihood (vae.likelihoods)")
+        return -likelihood.log_prob(logits, x)
     if gen_loss == "bce":
         return F.binary_cross_entropy_with_logits(logits, x, reduction="none")
     if gen_loss == "l2":
@@ -92,8 +97,12 @@ def elbo_loss(
     gen_loss: str,
     reduction: str,
     free_bits: float = 0.0,
+    likelihood=None,
 ) -> LossTerms:
-    """The training objective gen + kl_weight * KL, and the negative ELBO (beta 1, BCE, sums) beside it.
+    """The training objective gen + kl_weight * KL, and the negative ELBO (beta 1, sums) beside it.
+
+    The -ELBO's reconstruction term is the Bernoulli one (summed BCE) for gen_loss bce and l2, and the
+    Gaussian negative log density of `likelihood` for gen_loss=gaussian.
 
     KL sums the layers' (`LatentLayer.kl`: closed form against N(0, I), else at the layer's z); with
     `reduction=mean` it is averaged over every layer's latent dims. `free_bits` (nats per latent dim)
@@ -103,9 +112,9 @@ def elbo_loss(
     if reduction not in REDUCTIONS:
         raise ValueError(f"reduction must be one of {REDUCTIONS} (got {reduction!r})")
     logits = logits.float()
-    per_pixel = gen_loss_per_pixel(logits, x, gen_loss=gen_loss).flatten(1)  # (B, D)
+    per_pixel = gen_loss_per_pixel(logits, x, gen_loss=gen_loss, likelihood=likelihood).flatten(1)  # (B, D)
     kl_per_dim, layer_kl_nats = _layer_kls(layers)  # (B, L)
-    if gen_loss == "bce":
+    if gen_loss in ("bce", "gaussian"):
         bce_per_pixel = per_pixel
     else:
         bce_per_pixel = F.binary_cross_entropy_with_logits(logits, x, reduction="none").flatten(1)
@@ -164,19 +173,24 @@ def log_weights(
     layers: Sequence[LatentLayer],
     *,
     stop_posterior_gradient: bool = False,
+    likelihood=None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """log w = log p(x|z) + sum over layers of log p(z_l) - log q(z_l) for K samples per image, and log p(x|z): each (K, B), fp32.
 
     logits (K, B, C, H, W), x (B, C, H, W), each layer's z (K, B, L_l) (its distributions' parameters
     broadcast to it). With `stop_posterior_gradient`, q's parameters are held constant in log q (z still
-    carries their gradient): the doubly reparameterized estimator's form.
+    carries their gradient): the doubly reparameterized estimator's form. log p(x|z) is `likelihood`'s
+    (vae.likelihoods; None: Bernoulli).
     """
     logits = logits.float()
-    log_px_z = (
-        -F.binary_cross_entropy_with_logits(logits, x.float().unsqueeze(0).expand_as(logits), reduction="none")
-        .flatten(2)
-        .sum(-1)
-    )
+    if likelihood is not None and likelihood.name != "bernoulli":
+        log_px_z = likelihood.log_prob(logits, x.float().unsqueeze(0)).flatten(2).sum(-1)
+    else:
+        log_px_z = (
+            -F.binary_cross_entropy_with_logits(logits, x.float().unsqueeze(0).expand_as(logits), reduction="none")
+            .flatten(2)
+            .sum(-1)
+        )
     log_w = log_px_z
     for layer in layers:
         posterior, prior, z = layer.float()

@@ -9,7 +9,7 @@ is a class here with those two, and its builder registered in `OBJECTIVES` (the 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import torch
@@ -43,6 +43,7 @@ class ELBO(Objective):
     """gen + kl_weight * KL in the run's reduction, with free bits (vae.losses.elbo_loss): one z per image.
 
     `kl_scale` multiplies kl_weight (the KL warm-up's share at a training step; 1 elsewhere).
+    `likelihood`: the model's (`vae.likelihoods.likelihood_of(model)`), which gen_loss=gaussian needs.
     """
 
     name: ClassVar[str] = "elbo"
@@ -50,6 +51,7 @@ class ELBO(Objective):
     gen_loss: str
     reduction: str
     free_bits: float = 0.0
+    likelihood: Any = field(default=None, compare=False, repr=False)
 
     def __post_init__(self):
         if self.gen_loss not in GEN_LOSSES:
@@ -70,6 +72,7 @@ class ELBO(Objective):
             gen_loss=self.gen_loss,
             reduction=self.reduction,
             free_bits=self.free_bits,
+            likelihood=self.likelihood,
         )
 
 
@@ -99,18 +102,19 @@ class IWAE(Objective):
 
 
 @OBJECTIVES.register("elbo")
-def _elbo(config: Mapping[str, Any]) -> ELBO:
-    return ELBO(config["kl_weight"], config["gen_loss"], config["reduction"], config["free_bits"])
+def _elbo(config: Mapping[str, Any], likelihood=None) -> ELBO:
+    return ELBO(config["kl_weight"], config["gen_loss"], config["reduction"], config["free_bits"], likelihood)
 
 
 @OBJECTIVES.register("iwae")
-def _iwae(config: Mapping[str, Any]) -> IWAE:
+def _iwae(config: Mapping[str, Any], likelihood=None) -> IWAE:
     objective = config["objective"]
-    return IWAE(objective["k"], objective["estimator"])
+    return IWAE(objective["k"], objective["estimator"])  # Bernoulli only (the config checks gen_loss=bce)
 
 
-def build_objective(config: Mapping[str, Any]) -> Objective:
+def build_objective(config: Mapping[str, Any], likelihood=None) -> Objective:
     """The objective of a run's config: its `objective` group (absent in runs saved before it existed: the ELBO)
-    with the top-level loss keys (kl_weight, gen_loss, reduction, free_bits)."""
+    with the top-level loss keys (kl_weight, gen_loss, reduction, free_bits), and the model's likelihood
+    (`vae.likelihoods.likelihood_of(model)`; gen_loss=gaussian needs it)."""
     objective = config.get("objective") or {"name": "elbo"}
-    return OBJECTIVES.get(objective["name"])(config)
+    return OBJECTIVES.get(objective["name"])(config, likelihood)

@@ -11,6 +11,8 @@ from __future__ import annotations
 import torch
 
 from vae.data import to_model_input
+from vae.likelihoods import dequantize as dequantize_images
+from vae.likelihoods import dequantize_fixed, likelihood_of
 from vae.losses import TERM_NAMES, LossTerms
 from vae.model import VAE
 from vae.objectives import Objective
@@ -22,10 +24,17 @@ class TrainingDiverged(RuntimeError):
 
 
 def batch_input(
-    images: torch.Tensor, index: torch.Tensor, *, runtime: Runtime, binarize_dynamic: bool = False
+    images: torch.Tensor,
+    index: torch.Tensor,
+    *,
+    runtime: Runtime,
+    binarize_dynamic: bool = False,
+    dequantize: bool = False,
 ) -> torch.Tensor:
-    """The model's input for one batch: uint8 rows picked by index on the device, as floats in [0, 1]."""
-    x = to_model_input(images[index.to(images.device, non_blocking=True)], binarize_dynamic=binarize_dynamic)
+    """The model's input for one batch: uint8 rows picked by index on the device, as floats in [0, 1];
+    with `dequantize` (the Gaussian decoder's protocol, vae.likelihoods), (x + u) / 256 with fresh u."""
+    rows = images[index.to(images.device, non_blocking=True)]
+    x = dequantize_images(rows) if dequantize else to_model_input(rows, binarize_dynamic=binarize_dynamic)
     return x.contiguous(memory_format=torch.channels_last) if runtime.channels_last else x  # (B, C, H, W)
 
 
@@ -94,6 +103,9 @@ def dataset_loss_terms(
 ) -> dict[str, float]:
     """Per-image averages of every loss term over `images` (uint8, as the data sets hold them), z drawn with a fixed seed.
 
+    Under a likelihood that dequantizes (the Gaussian decoder), each image gets its fixed noise
+    (`vae.likelihoods.dequantize_fixed`), and the results add `decoder_sigma`, the sigma it used.
+
     The loss is the training objective's at its full kl_weight: with free bits the floor is in it, as
     in training (on each batch's mean KL); for IWAE it is the k-sample bound. A model with several
     stochastic layers adds each layer's KL (`kl_nats_z1`, ...). Also `mean_sigma`: the encoder's
@@ -106,8 +118,9 @@ def dataset_loss_terms(
     totals, names = None, TERM_NAMES
     sigma_total = 0.0
     samples = (objective.samples,) if objective.samples > 1 else ()
-    for batch in images.split(batch_size):
-        x = to_model_input(batch).to(device)  # (B, C, H, W)
+    likelihood = likelihood_of(model)
+    for first, batch in zip(range(0, images.shape[0], batch_size), images.split(batch_size), strict=True):
+        x = (dequantize_fixed(batch, first, seed=seed) if likelihood.dequantize else to_model_input(batch)).to(device)
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         eps = torch.randn(*samples, x.shape[0], sum(model.latent_dims), generator=generator).to(device)
@@ -122,4 +135,6 @@ def dataset_loss_terms(
         totals = torch.zeros(len(names), dtype=torch.float64)
     results = {name: float(value) for name, value in zip(names, totals / images.shape[0], strict=True)}
     results["mean_sigma"] = sigma_total / (images.shape[0] * model.latent_dim)
+    if likelihood.sigma() is not None:
+        results["decoder_sigma"] = likelihood.sigma()
     return results

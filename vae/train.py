@@ -27,6 +27,7 @@ from vae.build import build_data, build_model, build_optimizer, build_scheduler,
 from vae.checkpoint import load_model_state, rng_state, save_checkpoint, set_rng_state
 from vae.config import ConfigError, validate
 from vae.data import DataSplits, epoch_batches
+from vae.likelihoods import likelihood_of
 from vae.losses import LossTerms, beta_effective, kl_warmup_factor, layer_term_names, term_names
 from vae.model import init_output_bias
 from vae.objectives import Objective, build_objective
@@ -283,7 +284,7 @@ def set_up(cfg: DictConfig, run_dir: Path, resume_from: dict | None) -> tuple[Se
     train_images = splits.train.images.to(device)  # the whole split lives on the device
     session = Session(
         *(config, run_dir, runtime, ddp, splits, model, forward, optimizer, scheduler, train_images, writer, beta),
-        objective=build_objective(config),
+        objective=build_objective(config, likelihood=likelihood_of(model)),
         term_names=names,
         epochs=config["epochs"],
         seed=config["seed"],
@@ -388,7 +389,10 @@ def train_step(session: Session, state: TrainState, index: torch.Tensor, *, kl_s
     """One optimizer step on the batch `index`; False when on_nan=skip skipped it as non-finite."""
     ddp, runtime = session.ddp, session.runtime
     binarize_dynamic = session.binarize == "dynamic"
-    x = batch_input(session.train_images, index, runtime=runtime, binarize_dynamic=binarize_dynamic)  # (B, C, H, W)
+    dequantize = likelihood_of(session.model).dequantize
+    x = batch_input(  # (B, C, H, W)
+        session.train_images, index, runtime=runtime, binarize_dynamic=binarize_dynamic, dequantize=dequantize
+    )
     # The noise is drawn for the whole global batch, the same on every rank, then sliced: every
     # layer's eps side by side, K per image when the objective takes several.
     samples = (session.objective.samples,) if session.objective.samples > 1 else ()
@@ -428,6 +432,9 @@ def train_step(session: Session, state: TrainState, index: torch.Tensor, *, kl_s
         session.writer.add_scalar("train_step/loss", terms.loss.item(), state.step)
         session.writer.add_scalar("train_step/grad_norm", grad_norm.item(), state.step)
         session.writer.add_scalar("train_step/lr", session.scheduler.get_last_lr()[0], state.step)
+        sigma = likelihood_of(session.model).sigma()
+        if sigma is not None:
+            session.writer.add_scalar("train_step/decoder_sigma", sigma, state.step)
     return True
 
 
@@ -481,6 +488,8 @@ def log_epoch_end(
         extra.update({f"train/{name}": train_metrics[name], f"val/{name}": val_metrics[name]})
     if state.skipped_steps:
         extra["train/skipped_steps"] = state.skipped_steps
+    if "decoder_sigma" in val_metrics:  # the Gaussian decoder's sigma (vae.likelihoods), as validation used it
+        extra["val/decoder_sigma"] = val_metrics["decoder_sigma"]
     log_epoch(session.writer, epoch, train=train_metrics, val=val_metrics, extra=extra)
     write_epoch_images(
         session.writer,
