@@ -67,6 +67,15 @@ def run_cli(*args: str, cwd: Path = REPO, timeout: int = 180) -> subprocess.Comp
     )
 
 
+@pytest.fixture(scope="session", autouse=True)
+def image_cache_dir(tmp_path_factory) -> Path:
+    """The decode cache (vae/image_cache.py) of every test, and of the CLIs they start, in a temporary folder: never ~/.cache."""
+    folder = tmp_path_factory.mktemp("image_cache")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("VAE_CACHE_DIR", str(folder))
+        yield folder
+
+
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory) -> Path:
     """A two-epoch run on synthetic data at latent_dim 2, trained once through `vae.train.train`."""

@@ -1,7 +1,9 @@
 """Data sets as in-memory uint8 tensors, batched by index from a seeded permutation.
 
-MNIST and Fashion-MNIST are read from their standard IDX files (gzipped or not). A split
-is one (N, C, H, W) uint8 tensor and a label vector: no per-sample Python on the hot path.
+MNIST and Fashion-MNIST are read from their standard IDX files (gzipped or not), CelebA from
+torchvision's layout of its aligned images and list files. A split is one (N, C, H, W) uint8
+tensor and a label vector (and, for CelebA, an attribute matrix): no per-sample Python on the
+hot path. Image files are decoded once and cached (`vae.image_cache`).
 """
 
 from __future__ import annotations
@@ -59,9 +61,15 @@ class DataNotFoundError(RuntimeError):
 class Split:
     images: torch.Tensor  # (N, C, H, W) uint8; binarized splits hold 0 or 255
     labels: torch.Tensor  # (N,) int64
+    attributes: torch.Tensor | None = None  # (N, A) bool, the data set's binary attributes (CelebA's 40), or None
 
     def __len__(self) -> int:
         return self.images.shape[0]
+
+    def take(self, index: torch.Tensor) -> Split:
+        """The images at `index` (a copy), with their labels and attributes."""
+        attributes = None if self.attributes is None else self.attributes[index]
+        return Split(self.images[index], self.labels[index], attributes)
 
 
 @dataclass
@@ -70,6 +78,24 @@ class DataSplits:
     val: Split
     test: Split
     class_names: list[str] | None = None
+    attribute_names: list[str] | None = None  # the columns of each split's `attributes` (CelebA's), or None
+
+
+@dataclass
+class StoredData:
+    """What a data set's builder (`vae.build.DATASETS`) returns: its stored splits and how validation is drawn.
+
+    `val_source` is holdout (`num_val` images of `train`), test (the test split) or official (`val`,
+    the data set's own validation split: CelebA's).
+    """
+
+    train: Split
+    test: Split
+    num_val: int
+    class_names: list[str]
+    val_source: str
+    val: Split | None = None
+    attribute_names: list[str] | None = None
 
 
 def read_idx(path: Path) -> torch.Tensor:
@@ -240,16 +266,155 @@ def load_cifar10(root: str | os.PathLike, *, download: bool) -> tuple[Split, Spl
     return read_cifar_batches(folder, train_names), read_cifar_batches(folder, ["test_batch"])
 
 
+CELEBA_FOLDER = "celeba"  # under the data root, as torchvision.datasets.CelebA lays it out
+CELEBA_IMAGES = "img_align_celeba"
+CELEBA_ATTRIBUTES = "list_attr_celeba.txt"
+CELEBA_PARTITION = "list_eval_partition.txt"
+CELEBA_PARTS = {"train": 0, "valid": 1, "test": 2}  # list_eval_partition.txt's codes
+CELEBA_URL = "https://mmlab.ie.cuhk.edu.hk/projects/CelebA.html"
+
+
+def celeba_message(folder: Path, problem: str, *, download: bool) -> str:
+    """What is wrong with the CelebA folder, where it was looked for and where to get CelebA."""
+    lines = [
+        f"celeba: {problem}",
+        f"Looked in {folder.resolve()} for {CELEBA_IMAGES}/*.jpg, {CELEBA_ATTRIBUTES} and {CELEBA_PARTITION}.",
+        f"CelebA's aligned images and list files: {CELEBA_URL} (Google Drive or Baidu), or",
+        "torchvision.datasets.CelebA(root, download=True) on a machine with network, which makes this layout",
+        "under root/celeba; then `data.root=<root>` or VAE_DATA_DIR=<root>.",
+    ]
+    if download:
+        lines.append("data.download=true: CelebA is never downloaded here (its Google Drive files refuse scripts).")
+    return "\n".join(lines)
+
+
+def read_celeba_partition(path: Path) -> tuple[list[str], torch.Tensor]:
+    """list_eval_partition.txt (`000001.jpg 0` lines): the image names and their part (0 train, 1 valid, 2 test)."""
+    tokens = path.read_text().split()
+    names, parts = tokens[0::2], tokens[1::2]
+    if len(names) != len(parts) or not set(parts) <= {"0", "1", "2"}:
+        raise ValueError(f"{path.name} is not `<image> <0|1|2>` lines")
+    return names, torch.tensor([int(part) for part in parts], dtype=torch.uint8)
+
+
+def read_celeba_attributes(path: Path) -> tuple[list[str], list[str], torch.Tensor]:
+    """list_attr_celeba.txt: the image count, the attribute names, then `000001.jpg -1  1 ...` per image.
+
+    Returns the image names, the attribute names and an (N, A) bool tensor (True where the file says 1).
+    """
+    lines = [line for line in path.read_text().splitlines() if line.strip()]
+    if len(lines) < 2 or not lines[0].strip().isdigit():
+        raise ValueError(f"{path.name} does not start with the image count and the attribute names")
+    count, attribute_names, rows = int(lines[0]), lines[1].split(), lines[2:]
+    if len(rows) != count:
+        raise ValueError(f"{path.name} announces {count} images but lists {len(rows)}")
+    names, flags = [], []
+    for number, row in enumerate(rows, 3):
+        name, _, values = row.strip().partition(" ")
+        values = values.replace("-1", "0").replace(" ", "").replace("\t", "")  # "-1  1 ..." -> "01..."
+        if len(values) != len(attribute_names) or values.strip("01"):
+            raise ValueError(f"{path.name} line {number} is not {len(attribute_names)} values of -1 or 1")
+        names.append(name)
+        flags.append(values)
+    table = torch.frombuffer(bytearray("".join(flags).encode()), dtype=torch.uint8) == ord("1")
+    return names, attribute_names, table.view(count, len(attribute_names))
+
+
+def load_celeba(
+    root: str | os.PathLike, *, image_size: int, crop: int, channels: int, download: bool, cache: Path | None
+) -> tuple[dict[str, Split], list[str]]:
+    """CelebA's aligned images in its official partition, with their 40 attributes, from root/celeba.
+
+    Each image (178 x 218) is centre-cropped to crop x crop and resized to image_size x image_size
+    (`vae.image_cache.decode_image`: PIL's bilinear, antialiased); the decoded images are cached in
+    `cache`. Everything is checked before any decoding: a missing folder or file, a list that does
+    not parse, lists that disagree or name missing images raise DataNotFoundError within seconds.
+    Nothing is downloaded. Returns {"train", "valid", "test"} splits (labels all 0) and the attribute names.
+    """
+    from vae.image_cache import UnreadableImage, load_images
+
+    folder = Path(root).expanduser() / CELEBA_FOLDER
+    images_folder = folder / CELEBA_IMAGES
+    wanted = {f"{CELEBA_IMAGES}/": images_folder.is_dir()}
+    wanted |= {name: (folder / name).is_file() for name in (CELEBA_ATTRIBUTES, CELEBA_PARTITION)}
+    missing = [name for name, present in wanted.items() if not present]
+    if missing:
+        problem = f"{folder.resolve()} is not a folder" if not folder.is_dir() else f"missing {', '.join(missing)}"
+        raise DataNotFoundError(celeba_message(folder, problem, download=download))
+    try:
+        names, parts = read_celeba_partition(folder / CELEBA_PARTITION)
+        attribute_rows, attribute_names, attributes = read_celeba_attributes(folder / CELEBA_ATTRIBUTES)
+    except (ValueError, UnicodeDecodeError) as error:
+        message = celeba_message(folder, f"incomplete or damaged list file: {error}", download=download)
+        raise DataNotFoundError(message) from None
+    empty = [part for part, code in CELEBA_PARTS.items() if not bool((parts == code).any())]
+    if empty:
+        problem = f"{CELEBA_PARTITION} puts no image in {' or '.join(empty)} (codes {CELEBA_PARTS})"
+        raise DataNotFoundError(celeba_message(folder, problem, download=download))
+    if attribute_rows != names:  # the published lists name the same images in the same order
+        row_of = {name: row for row, name in enumerate(attribute_rows)}
+        unlisted = [name for name in names if name not in row_of]
+        if unlisted or len(attribute_rows) != len(names):
+            raise DataNotFoundError(
+                celeba_message(
+                    folder,
+                    f"{CELEBA_ATTRIBUTES} ({len(attribute_rows):,} images) and {CELEBA_PARTITION} ({len(names):,}) "
+                    f"do not list the same images"
+                    + (f" ({len(unlisted):,} have no attributes, e.g. {unlisted[0]})" if unlisted else ""),
+                    download=download,
+                )
+            )
+        attributes = attributes[torch.tensor([row_of[name] for name in names])]
+    present = set(os.listdir(images_folder))
+    absent = [name for name in names if name not in present]
+    if absent:
+        raise DataNotFoundError(
+            celeba_message(
+                folder,
+                f"{len(absent):,} of the {len(names):,} images {CELEBA_PARTITION} names are not in "
+                f"{images_folder.resolve()} (e.g. {absent[0]}): an incomplete copy or extraction",
+                download=download,
+            )
+        )
+    try:
+        decoded = load_images(
+            [images_folder / name for name in names],
+            folder=images_folder,
+            name="celeba",
+            crop=crop,
+            image_size=image_size,
+            channels=channels,
+            skip_bad=False,
+            cache=cache,
+        )
+    except UnreadableImage as error:
+        raise DataNotFoundError(
+            celeba_message(folder, f"cannot read {error.path} ({error.reason})", download=download)
+        ) from None
+    everything = Split(decoded.images, torch.zeros(len(names), dtype=torch.long), attributes)
+    splits = {}
+    for part, code in CELEBA_PARTS.items():
+        index = torch.nonzero(parts == code).squeeze(1)
+        contiguous = len(index) > 0 and int(index[-1] - index[0]) + 1 == len(index)
+        if contiguous:  # the published partition: three runs of consecutive images, taken as views (no copy)
+            start, stop = int(index[0]), int(index[-1]) + 1
+            splits[part] = Split(everything.images[start:stop], everything.labels[start:stop], attributes[start:stop])
+        else:
+            splits[part] = everything.take(index)
+    return splits, attribute_names
+
+
 def load_image_folder(
-    path: str | os.PathLike, *, image_size: int, channels: int, skip_bad: bool
+    path: str | os.PathLike, *, image_size: int, channels: int, skip_bad: bool, cache: Path | None = None
 ) -> tuple[Split, list[str], list[str]]:
-    """Every image under `path` (recursively), resized to image_size x image_size, as one uint8 split.
+    """Every image under `path` (recursively), centre-cropped to a square and resized to image_size x image_size, as one uint8 split.
 
     Labels are the first-level subfolder names (ImageFolder's layout), or 0 when the images
     lie flat. An unreadable file stops loading, naming it, unless `skip_bad` (then it is counted).
+    The decoded images are cached in the folder `cache` (`vae.image_cache`; None: decoded every time).
     Returns the split, the class names and the skipped files.
     """
-    from PIL import Image, UnidentifiedImageError
+    from vae.image_cache import UnreadableImage, load_images
 
     path = Path(path).expanduser()
     if not path.is_dir():
@@ -258,33 +423,27 @@ def load_image_folder(
     if not files:
         raise DataNotFoundError(f"folder: no images ({', '.join(sorted(IMAGE_SUFFIXES))}) under {path.resolve()}")
     class_names = sorted({p.relative_to(path).parts[0] for p in files if len(p.relative_to(path).parts) > 1})
-    mode = "L" if channels == 1 else "RGB"
-    images, labels, skipped = [], [], []
-    for file in files:
-        try:
-            with Image.open(file) as image:
-                image = image.convert(mode)
-                side = min(image.size)  # centre crop to a square, then resize
-                left, top = (image.width - side) // 2, (image.height - side) // 2
-                image = image.crop((left, top, left + side, top + side)).resize(
-                    (image_size, image_size), Image.BILINEAR
-                )
-                pixels = torch.frombuffer(bytearray(image.tobytes()), dtype=torch.uint8).view(
-                    image_size, image_size, channels
-                )
-        except (UnidentifiedImageError, OSError, ValueError) as error:
-            if not skip_bad:
-                raise DataNotFoundError(
-                    f"folder: cannot read {file} ({type(error).__name__}); remove it or set data.skip_bad=true"
-                ) from None
-            skipped.append(str(file))
-            continue
-        images.append(pixels.permute(2, 0, 1))
-        parts = file.relative_to(path).parts
-        labels.append(class_names.index(parts[0]) if len(parts) > 1 else 0)
-    if not images:
+    try:
+        decoded = load_images(
+            files,
+            folder=path,
+            name="folder",
+            crop=None,
+            image_size=image_size,
+            channels=channels,
+            skip_bad=skip_bad,
+            cache=cache,
+        )
+    except UnreadableImage as error:
+        raise DataNotFoundError(
+            f"folder: cannot read {error.path} ({error.reason}); remove it or set data.skip_bad=true"
+        ) from None
+    if len(decoded.skipped) == len(files):
         raise DataNotFoundError(f"folder: none of the {len(files)} files under {path.resolve()} could be read")
-    return Split(torch.stack(images).contiguous(), torch.tensor(labels)), class_names or ["all"], skipped
+    skipped = set(decoded.skipped)
+    kept = [file.relative_to(path).parts for index, file in enumerate(files) if index not in skipped]
+    labels = torch.tensor([class_names.index(parts[0]) if len(parts) > 1 else 0 for parts in kept])
+    return Split(decoded.images, labels), class_names or ["all"], [str(files[index]) for index in decoded.skipped]
 
 
 def make_synthetic(num_images: int, *, image_shape: tuple[int, int, int], num_classes: int, seed: int) -> Split:
@@ -339,16 +498,15 @@ def hold_out(split: Split, num_val: int, *, seed: int) -> tuple[Split, Split]:
         raise ValueError(f"data.val_split must be between 1 and {len(split) - 1} (got {num_val})")
     order = torch.randperm(len(split), generator=torch.Generator().manual_seed(seed))
     val_index, train_index = order[:num_val].sort().values, order[num_val:].sort().values
-    return Split(split.images[train_index], split.labels[train_index]), Split(
-        split.images[val_index], split.labels[val_index]
-    )
+    return split.take(train_index), split.take(val_index)
 
 
 def binarize_once(split: Split, *, seed: int) -> Split:
     """Bernoulli(pixel) drawn once with a fixed seed: the static binarization of a split."""
     probabilities = split.images.float() / 255.0
     generator = torch.Generator().manual_seed(seed)
-    return Split(torch.bernoulli(probabilities, generator=generator).to(torch.uint8) * 255, split.labels)
+    images = torch.bernoulli(probabilities, generator=generator).to(torch.uint8) * 255
+    return Split(images, split.labels, split.attributes)
 
 
 def make_splits(
@@ -360,11 +518,14 @@ def make_splits(
     split_seed: int,
     binarize: str,
     class_names: list[str],
+    val: Split | None = None,
+    attribute_names: list[str] | None = None,
 ) -> DataSplits:
     """Train, validation and test splits from a data set's train and test splits.
 
-    Validation is `num_val` images held out of the training split (`holdout`) or the test
-    split (`test`, as the lecture and the book did). With `binarize`, the evaluation splits are
+    Validation is `num_val` images held out of the training split (`holdout`), the test
+    split (`test`, as the lecture and the book did) or the data set's own validation split `val`
+    (`official`: CelebA's partition). With `binarize`, the evaluation splits are
     binarized once with a fixed seed (`dynamic` re-draws the training split every batch, see
     `to_model_input`; `static` binarizes it once too, with this project's own draw: not the
     fixed binarized files of Larochelle & Murray that published "static MNIST" numbers use).
@@ -373,15 +534,17 @@ def make_splits(
         train, val = hold_out(train, num_val, seed=split_seed)
     elif val_source == "test":
         val = test
-    else:
-        raise ValueError(f"data.val_source must be holdout or test (got {val_source!r})")
+    elif val_source != "official" or val is None:
+        raise ValueError(
+            f"data.val_source must be holdout, test or official with a validation split (got {val_source!r})"
+        )
     if binarize in ("dynamic", "static"):
         val, test = binarize_once(val, seed=split_seed + 101), binarize_once(test, seed=split_seed + 102)
         if binarize == "static":
             train = binarize_once(train, seed=split_seed + 100)
     elif binarize != "none":
         raise ValueError(f"data.binarize must be none, dynamic or static (got {binarize!r})")
-    return DataSplits(train=train, val=val, test=test, class_names=class_names)
+    return DataSplits(train=train, val=val, test=test, class_names=class_names, attribute_names=attribute_names)
 
 
 def to_model_input(
