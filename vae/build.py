@@ -21,7 +21,9 @@ from vae.data import (
     TORCHVISION_FOLDERS,
     DataNotFoundError,
     DataSplits,
+    StoredData,
     hold_out,
+    load_celeba,
     load_cifar10,
     load_idx,
     load_image_folder,
@@ -36,7 +38,9 @@ from vae.resnet import resnet_vae
 from vae.schedules import lr_factor, lr_scheduler, stage_steps
 
 # data.name -> builder(data_cfg) -> (train, test, num_val, class_names, val_source): the two stored
-# splits, how many images validation takes, the class names and where validation comes from.
+# splits, how many images validation takes, the class names and where validation comes from; or a
+# vae.data.StoredData of the same five, which may add the data set's own validation split (val_source
+# official) and its attribute names (celeba).
 DATASETS = Registry("data.name")
 
 
@@ -63,14 +67,50 @@ def _cifar10(data: Mapping[str, Any]) -> tuple:
     return _downloadable("cifar10", data, load=load_cifar10)
 
 
+def _image_cache(data: Mapping[str, Any]):
+    """The decode cache's folder (vae.image_cache), or None for data.cache=false; runs saved before
+    data.cache existed decoded every launch."""
+    from vae.image_cache import cache_folder
+
+    return cache_folder(data.get("cache_dir")) if data.get("cache", False) else None
+
+
 @DATASETS.register("folder")
 def _folder(data: Mapping[str, Any]) -> tuple:
     everything, class_names, _ = load_image_folder(
-        data["path"], image_size=data["image_size"], channels=data["channels"], skip_bad=data["skip_bad"]
+        data["path"],
+        image_size=data["image_size"],
+        channels=data["channels"],
+        skip_bad=data["skip_bad"],
+        cache=_image_cache(data),
     )
     num_val = max(1, round(data["val_fraction"] * len(everything)))
     train, test = hold_out(everything, num_val, seed=data["split_seed"])  # a folder has no test split
     return train, test, num_val, class_names, "test"  # the held-out part serves as validation and test
+
+
+@DATASETS.register("celeba")
+def _celeba(data: Mapping[str, Any]) -> StoredData:
+    if data["root"] is None:
+        raise DataNotFoundError("celeba: data.root is not set")
+    splits, attribute_names = load_celeba(
+        data["root"],
+        image_size=data["image_size"],
+        crop=data["crop"],
+        channels=data["channels"],
+        download=data["download"],
+        cache=_image_cache(data),
+    )
+    # The official partition: validation is CelebA's own (data.val_source is official, fixed).
+    return StoredData(
+        train=splits["train"],
+        test=splits["test"],
+        num_val=len(splits["valid"]),
+        class_names=["all"],
+        val_source="official",
+        val=splits["valid"],
+        attribute_names=attribute_names,
+    )
 
 
 @DATASETS.register("synthetic")
@@ -86,15 +126,18 @@ def _synthetic(data: Mapping[str, Any]) -> tuple:
 def build_data(cfg: Mapping[str, Any]) -> DataSplits:
     """The train / val / test splits the config's data group names (any data set in DATASETS)."""
     data = cfg["data"]
-    train, test, num_val, class_names, val_source = DATASETS.get(data["name"])(data)
+    stored = DATASETS.get(data["name"])(data)
+    stored = stored if isinstance(stored, StoredData) else StoredData(*stored)
     return make_splits(
-        train,
-        test,
-        val_source=val_source,
-        num_val=num_val,
+        stored.train,
+        stored.test,
+        val_source=stored.val_source,
+        num_val=stored.num_val,
         split_seed=data["split_seed"],
         binarize=data["binarize"],
-        class_names=class_names,
+        class_names=stored.class_names,
+        val=stored.val,
+        attribute_names=stored.attribute_names,
     )
 
 

@@ -34,7 +34,7 @@ class DataConfig:
     num_classes: int = MISSING
     root: str | None = None  # where the files are looked for (data sets read from disk)
     download: bool = False  # download the files when they are missing
-    val_source: str = "holdout"  # holdout (part of train) | test (the test split, as the lecture did)
+    val_source: str = "holdout"  # holdout (part of train) | test (the test split, as the lecture did) | official
     split_seed: int = 0  # fixes which training images are held out, whatever the run's seed
     # none (gray levels) | dynamic (a fresh draw per batch, as Burda et al.) | static (this project's
     # own single draw: not Larochelle & Murray's fixed "static MNIST" files, so not comparable with it)
@@ -51,7 +51,15 @@ class DownloadableDataConfig(DataConfig):
 
 
 @dataclass
-class FolderDataConfig(DataConfig):
+class DecodedDataConfig(DataConfig):
+    """Data sets decoded from image files (folder, celeba): the decoded images are cached (vae/image_cache.py)."""
+
+    cache: bool = True  # save the decoded uint8 images once and read them back next launch (false: decode every launch)
+    cache_dir: str | None = None  # null: $VAE_CACHE_DIR, else $XDG_CACHE_HOME/vae, else ~/.cache/vae
+
+
+@dataclass
+class FolderDataConfig(DecodedDataConfig):
     """Any folder of images; a share of it is held out for validation and evaluation."""
 
     path: str = MISSING
@@ -59,6 +67,15 @@ class FolderDataConfig(DataConfig):
     channels: int = MISSING
     val_fraction: float = MISSING
     skip_bad: bool = False  # skip unreadable files (counted) instead of stopping
+
+
+@dataclass
+class CelebADataConfig(DecodedDataConfig):
+    """CelebA's aligned images in torchvision's layout under root/celeba, centre-cropped and resized."""
+
+    image_size: int = MISSING
+    crop: int = MISSING  # the centred crop x crop square taken before resizing
+    channels: int = MISSING
 
 
 @dataclass
@@ -181,6 +198,7 @@ SCHEMAS = {
     ("schema", "config"): Config,
     ("schema/data", "downloadable"): DownloadableDataConfig,
     ("schema/data", "folder"): FolderDataConfig,
+    ("schema/data", "celeba"): CelebADataConfig,
     ("schema/data", "synthetic"): SyntheticDataConfig,
     ("schema/model", "conv"): ConvModelConfig,
     ("schema/model", "mlp"): MLPModelConfig,
@@ -347,7 +365,7 @@ CHOICES = {
     "reduction": ("mean", "sum"),
     "precision": ("auto", "fp32", "bf16"),
     "on_nan": ("stop", "skip"),
-    "data.val_source": ("holdout", "test"),
+    "data.val_source": ("holdout", "test", "official"),
     "data.binarize": ("none", "dynamic", "static"),
     "model.init": ("glorot", "torch"),
     "model.output_bias": ("init", "data_mean"),
@@ -364,9 +382,12 @@ AT_LEAST_ONE = (
     "data.num_train",
     "data.num_val",
     "data.num_test",
+    "data.image_size",
+    "data.crop",
     "model.hidden_dim",
     "objective.k",
 )
+CELEBA_WIDTH = 178  # CelebA's aligned images are 178 x 218: data.crop fits in them
 # Keys only some options of a group have: checked when present.
 OPTION_CHOICES = {
     "model.activation": ("relu", "tanh", "silu", "elu"),  # vae.model.ACTIVATIONS
@@ -525,8 +546,27 @@ def validate(cfg: DictConfig) -> None:
             f"the side of data.image_shape {shape}",
             get("data.image_size"),
         )
+    elif get("data.name") == "celeba":
+        _check(
+            get("data.root") not in (None, ""),
+            "data.root",
+            "a folder holding celeba/ (or set VAE_DATA_DIR)",
+            get("data.root"),
+        )
+        size, crop, channels = get("data.image_size"), get("data.crop"), get("data.channels")
+        _check(crop >= size, "data.crop", f"at least data.image_size ({size})", crop)
+        _check(crop <= CELEBA_WIDTH, "data.crop", f"at most {CELEBA_WIDTH} (the aligned images are 178 x 218)", crop)
+        _check(channels in (1, 3), "data.channels", "1 (gray) or 3 (RGB)", channels)
+        _check(shape == [channels, size, size], "data.image_shape", f"[{channels}, {size}, {size}]", shape)
     elif present("data.val_split"):
         _check(get("data.root") not in (None, ""), "data.root", "a folder (or set VAE_DATA_DIR)", get("data.root"))
+    official = get("data.name") == "celeba"  # the data sets with a validation split of their own
+    _check(
+        (get("data.val_source") == "official") == official,
+        "data.val_source",
+        "official (CelebA's own validation partition)" if official else "holdout or test",
+        get("data.val_source"),
+    )
     if present("model.channels"):
         stages = 2 if get("model.name") == "conv" else 1  # the lecture's net strides in its second conv
         _check(
