@@ -4,7 +4,7 @@
 the decoded (N, C, S, S) uint8 tensor is saved (`torch.save`) into the cache folder and read back by
 the next launch in seconds. An entry is keyed by a digest of the resolved folder, every decoded
 file's relative name, size and modification time (in order), the crop, the image size, the
-channels and `FORMAT_VERSION`: a file added, removed, replaced or touched misses the cache and the
+channels and `FORMAT_VERSION`: a decoded file added, removed, replaced or touched misses the cache and the
 folder is decoded again. An entry is written to a temporary file and renamed into place, so a kill
 never leaves a partial entry under its name; a new entry for a folder replaces the older ones for
 the same folder and settings. Its size is N x C x S x S bytes: 2.49 GB for CelebA's 202,599
