@@ -284,7 +284,7 @@ def celeba_message(folder: Path, problem: str, *, download: bool) -> str:
         "under root/celeba; then `data.root=<root>` or VAE_DATA_DIR=<root>.",
     ]
     if download:
-        lines.append("data.download=true: CelebA is never downloaded here (its Google Drive files refuse scripts).")
+        lines.append("data.download=true does nothing for celeba: it is never downloaded here; fetch it as above.")
     return "\n".join(lines)
 
 
