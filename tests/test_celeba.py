@@ -32,10 +32,11 @@ MOUTH = (69, 140, 109, 160)  # (left, top, right, bottom) in a 178 x 218 aligned
 MOUTH_64 = (slice(46, 53), slice(24, 40))  # rows, columns
 
 
-def write_celeba(root, parts=PARTS, seed: int = 0) -> torch.Tensor:
+def write_celeba(root, parts=PARTS, seed: int = 0, *, flat: bool = False) -> torch.Tensor:
     """root/celeba as torchvision lays it out: 178 x 218 JPEGs, list_attr_celeba.txt, list_eval_partition.txt.
 
     Attributes are drawn at random; images whose Smiling is 1 get a white mouth. Returns the (N, 40) bool attributes.
+    `flat`: each image one random gray level with a little noise (a face a small model learns in a few epochs).
     """
     folder = root / "celeba"
     (folder / "img_align_celeba").mkdir(parents=True)
@@ -45,7 +46,11 @@ def write_celeba(root, parts=PARTS, seed: int = 0) -> torch.Tensor:
     attributes[len(parts) // 2 :, SMILING] = torch.arange(len(parts) - len(parts) // 2) % 2 == 1
     names = [f"{i + 1:06d}.jpg" for i in range(len(parts))]
     for name, row in zip(names, attributes):
-        pixels = torch.randint(40, 120, (218, 178, 3), generator=generator, dtype=torch.uint8)
+        if flat:
+            level = int(torch.randint(50, 110, (), generator=generator))
+            pixels = torch.randint(level - 8, level + 8, (218, 178, 3), generator=generator, dtype=torch.uint8)
+        else:
+            pixels = torch.randint(40, 120, (218, 178, 3), generator=generator, dtype=torch.uint8)
         image = Image.fromarray(pixels.numpy(), mode="RGB")
         if row[SMILING]:
             image.paste((255, 255, 255), MOUTH)

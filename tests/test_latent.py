@@ -9,6 +9,7 @@ import torch
 from PIL import Image
 from torch.distributions import Normal
 
+from vae.build import build_data
 from vae.distributions import DiagonalGaussian
 from vae.latent import (
     attribute_vector,
@@ -22,6 +23,7 @@ from vae.latent import (
     thick_strokes,
     top_kl_dims,
 )
+from vae.runs import load_run
 
 from conftest import run_cli
 
@@ -121,6 +123,8 @@ def test_explore_and_generate_write_every_figure_for_a_tiny_run(tiny_run):
         "class_averages",
         "attribute_class_1",
         "attribute_thick_strokes",
+        "attribute_averages_class_1",
+        "attribute_averages_thick_strokes",
     ]
     for name in names:
         _assert_real_picture(tiny_run / "images" / f"explore_{name}.png")
@@ -144,5 +148,23 @@ def test_tools_refuse_a_bad_argument_naming_it(tiny_run, tmp_path):
     assert result.returncode != 0 and "n must be an integer >= 1" in result.stderr
     result = run_cli("vae.generate", f"run={tiny_run}", "tempreature=2")
     assert result.returncode != 0 and "tempreature" in result.stderr
+    result = run_cli("vae.explore", f"run={tiny_run}", "attribute=eleven")
+    assert result.returncode != 0 and "attribute must be a class" in result.stderr and "eleven" in result.stderr
     result = run_cli("vae.explore", f"run={tmp_path / 'nowhere'}")
     assert result.returncode != 0 and "does not exist" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_an_attribute_by_class_name_or_number_comes_from_the_validation_split(tiny_run):
+    from vae.explore import ExploreArgs, attribute_source
+
+    loaded = load_run(tiny_run)
+    splits = build_data(loaded.checkpoint["config"])
+    by_number = attribute_source(ExploreArgs(run=str(tiny_run), attribute="3"), splits)
+    by_name = attribute_source(ExploreArgs(run=str(tiny_run), attribute=splits.class_names[3]), splits)
+    legacy = attribute_source(ExploreArgs(run=str(tiny_run), attribute_class=3), splits)
+    for source in (by_number, by_name, legacy):
+        assert source.split == "validation" and source.images is splits.val.images
+        has, title = source.groups["class_3"]
+        assert torch.equal(has, splits.val.labels == 3) and title == f"class {splits.class_names[3]}"
+    with pytest.raises(SystemExit):
+        attribute_source(ExploreArgs(run=str(tiny_run), attribute="10"), splits)

@@ -3,6 +3,15 @@
 Writes PNGs into `<run>/images/explore_*.png` and the same figures, plus the embedding
 projector, into the run's TensorBoard: the decoded latent grid, the test set's mu by class,
 interpolations, class averages, and attribute-vector editing.
+
+Attribute vectors (the lecture's faces, and MNIST's classes): `attribute=<name>` is one of the data
+set's labelled attributes (CelebA's 40, e.g. `attribute=Smiling`; default Smiling there) or, on a data
+set with classes, a class by name or number (`attribute=3`; `attribute_class=3` is the same). The
+vector is s = mean mu of the validation images with the attribute - mean mu of those without
+(validation: never the test split's labels, except under the lecture's protocol, whose validation
+split is the test split), and the edits are mu + k s, k = -4..4, of the first test images:
+`explore_attribute_<name>.png`, with the average images of the images with and without it,
+`explore_attribute_averages_<name>.png`.
 """
 
 from __future__ import annotations
@@ -38,7 +47,7 @@ from vae.progress import progress
 
 @dataclass
 class ExploreArgs:
-    """python -m vae.explore run=<run dir> [grid_size=15] [interpolation=linear|slerp] [attribute_class=1] [data_root=<dir>]"""
+    """python -m vae.explore run=<run dir> [grid_size=15] [interpolation=linear|slerp] [attribute=Smiling|<class>] [data_root=<dir>]"""
 
     run: str = MISSING
     checkpoint: str = "best"
@@ -46,11 +55,21 @@ class ExploreArgs:
     interpolation: str = "linear"
     steps: int = 10  # images along each interpolation, ends included
     pairs: int = 6  # interpolation pairs
-    attribute_class: int = 1  # the class whose attribute vector is edited along (class vs the rest)
+    attribute: str | None = None  # an attribute's name (CelebA: Smiling, ...), or a class's name or number
+    attribute_class: int = 1  # the class edited along when `attribute` is not given (class vs the rest)
     edit_images: int = 5  # test images edited along each attribute vector
     max_points: int = 10000  # test images in the scatter
     embedding_points: int = 2000  # test images in TensorBoard's projector (with sprites)
     data_root: str | None = None  # where the data set is, if not where the run found it
+
+
+@dataclass
+class AttributeSource:
+    """Where the attribute vectors come from: a split's images and, per attribute, which of them have it."""
+
+    split: str  # the split's name, said in the figures' titles
+    images: torch.Tensor  # (N, C, H, W) uint8
+    groups: dict[str, tuple[torch.Tensor, str]]  # file-name part -> (has the attribute, (N,) bool; its title)
 
 
 def explore(
@@ -61,11 +80,13 @@ def explore(
     args: ExploreArgs,
     class_names: list[str],
     show_progress: bool = True,
+    attributes: AttributeSource | None = None,
 ) -> dict:
     """Every figure as (name, Figure) plus what was chosen, from a model and labelled test images.
 
     The views need one latent: a model with several stochastic layers is explored in its top one
-    (`model.encode`, `model.decode`).
+    (`model.encode`, `model.decode`). `attributes`: the vectors' images and groups (`attribute_source`);
+    None: the test images, their class `args.attribute_class` and thick strokes.
 
     `show_progress`: a bar over its 6 steps on a terminal, else a log line every 15 s (vae/progress.py).
     """
@@ -90,9 +111,19 @@ def explore(
     steps.update()
     figures["class_averages"] = class_averages(model, mu, x, test_labels, class_names=class_names)
     steps.update()
-    attribute_figures, attribute_norms = attribute_edits(
-        model, mu, x, test_images, test_labels, args=args, class_names=class_names
-    )
+    if attributes is None:
+        attributes = AttributeSource(
+            "test",
+            test_images,
+            {
+                f"class_{args.attribute_class}": (
+                    test_labels == args.attribute_class,
+                    f"class {class_names[args.attribute_class]}",
+                ),
+                "thick_strokes": (thick_strokes(test_images), "thick strokes"),
+            },
+        )
+    attribute_figures, attribute_norms = attribute_edits(model, mu, x, attributes, args=args)
     figures.update(attribute_figures)
     steps.update()
     steps.close()
@@ -122,12 +153,16 @@ def latent_grid(model, kl_per_dim: torch.Tensor, *, grid_size: int) -> tuple[dic
 
 
 def interpolations(model, mu, x, labels, *, args: ExploreArgs, num_classes: int):
-    """Decoded paths between the first test images of consecutive classes, inputs at both ends; and the pairs."""
+    """Decoded paths between the first test images of consecutive classes (with one class, e.g. faces: between
+    consecutive test images), inputs at both ends; and the pairs."""
     first_of_class = [int((labels == c).nonzero()[0]) for c in range(num_classes) if (labels == c).any()]
-    pairs = [
-        (first_of_class[i], first_of_class[(i + 1) % len(first_of_class)])
-        for i in range(min(args.pairs, len(first_of_class)))
-    ]
+    if len(first_of_class) > 1:
+        pairs = [
+            (first_of_class[i], first_of_class[(i + 1) % len(first_of_class)])
+            for i in range(min(args.pairs, len(first_of_class)))
+        ]
+    else:
+        pairs = [(2 * i, 2 * i + 1) for i in range(min(args.pairs, len(mu) // 2))]
     rows = []
     for start, end in pairs:
         path = interpolate(mu[start], mu[end], args.steps, method=args.interpolation)
@@ -153,28 +188,71 @@ def class_averages(model, mu, x, labels, *, class_names: list[str]):
     )
 
 
-def attribute_edits(model, mu, x, images, labels, *, args: ExploreArgs, class_names: list[str]):
-    """Editing along attribute vectors (a class against the rest; thick strokes): figures, and each vector's norm."""
+def attribute_edits(model, mu, x, attributes: AttributeSource, *, args: ExploreArgs):
+    """Editing test images along attribute vectors, and the average images of each attribute: figures, and
+    each vector's norm.
+
+    s = mean mu of `attributes.images` with the attribute - mean mu of those without; the first
+    `args.edit_images` test images are decoded at mu + k s for k = -4..4.
+    """
     ks = torch.arange(-4, 5, dtype=torch.float32)
-    groups = {
-        f"class_{args.attribute_class}": (labels == args.attribute_class, f"class {class_names[args.attribute_class]}"),
-        "thick_strokes": (thick_strokes(images), "thick strokes"),
-    }
+    source_mu = encode_images(model, attributes.images).mean
+    source_x = attributes.images.float() / 255.0
     chosen = torch.arange(min(args.edit_images, len(mu)))
     figures, norms = {}, {}
-    for name, (has_attribute, title) in groups.items():
+    for name, (has_attribute, title) in attributes.groups.items():
         if has_attribute.all() or not has_attribute.any():  # e.g. a folder with one class: nothing to contrast
             continue
-        direction = attribute_vector(mu, has_attribute)
+        direction = attribute_vector(source_mu, has_attribute)
         norms[name] = float(direction.norm())
         edited = edit_latents(mu[chosen], direction, ks)  # (n, 9, L)
         decoded = decode_images(model, edited.view(-1, mu.shape[1])).view(len(chosen), len(ks), *x.shape[1:])
         figures[f"attribute_{name}"] = image_rows_figure(
             decoded,
-            title=f"Editing along s = mean z({title}) - mean z(rest): decode mu + k s",
+            title=f"Editing test images along s = mean z({title}) - mean z(rest), {attributes.split} split: decode mu + k s",
             column_labels=[f"k={int(k):+d}" for k in ks],
         )
+        groups = (has_attribute, ~has_attribute)
+        means = torch.stack([source_mu[group].mean(0) for group in groups])
+        figures[f"attribute_averages_{name}"] = image_rows_figure(
+            torch.stack([decode_images(model, means), torch.stack([source_x[group].mean(0) for group in groups])]),
+            title=f"Average images\n({attributes.split} split)",
+            row_labels=["decoded\nmean z", "pixel\nmean"],
+            column_labels=[f"{title}\n({int(groups[0].sum())})", f"not {title}\n({int(groups[1].sum())})"],
+        )
     return figures, norms
+
+
+def attribute_source(args: ExploreArgs, splits, *, val_source: str = "holdout") -> AttributeSource:
+    """The attribute `args` names (or the default), from the validation split; refused naming the value."""
+    val = splits.val
+    names = splits.attribute_names
+    if names:  # a data set with labelled attributes (CelebA)
+        name = args.attribute or ("Smiling" if "Smiling" in names else names[0])
+        check(name in names, "attribute", "one of the data set's attributes: " + ", ".join(names), name)
+        return AttributeSource("validation", val.images, {name: (val.attributes[:, names.index(name)], name)})
+    class_names = splits.class_names
+    if args.attribute is None:
+        index = args.attribute_class
+    elif args.attribute in class_names:
+        index = class_names.index(args.attribute)
+    else:
+        index = int(args.attribute) if args.attribute.lstrip("-").isdigit() else -1
+    check(
+        0 <= index < len(class_names),
+        "attribute" if args.attribute is not None else "attribute_class",
+        "a class: " + ", ".join(f"{i} ({c})" for i, c in enumerate(class_names)),
+        args.attribute if args.attribute is not None else args.attribute_class,
+    )
+    split = "validation = test (the lecture's protocol)" if val_source == "test" else "validation"
+    return AttributeSource(
+        split,
+        val.images,
+        {
+            f"class_{index}": (val.labels == index, f"class {class_names[index]}"),
+            "thick_strokes": (thick_strokes(val.images), "thick strokes"),
+        },
+    )
 
 
 def main(argv=None) -> Path:
@@ -184,14 +262,16 @@ def main(argv=None) -> Path:
     check(args.steps >= 2, "steps", "an integer >= 2", args.steps)
     loaded, splits = load_run_or_exit(args.run, checkpoint=args.checkpoint, data_root=args.data_root)
     test, class_names = splits.test, splits.class_names
-    check(
-        0 <= args.attribute_class < len(class_names),
-        "attribute_class",
-        f"a class from 0 to {len(class_names) - 1}",
-        args.attribute_class,
+    attributes = attribute_source(
+        args, splits, val_source=loaded.checkpoint["config"]["data"].get("val_source", "holdout")
     )
+    labels = test.labels
+    if splits.attribute_names:  # faces have no classes: the scatter and averages split by the attribute
+        name = next(iter(attributes.groups))
+        labels = test.attributes[:, splits.attribute_names.index(name)].long()
+        class_names = [f"not {name}", name]
 
-    result = explore(loaded.model, test.images, test.labels, args=args, class_names=class_names)
+    result = explore(loaded.model, test.images, labels, args=args, class_names=class_names, attributes=attributes)
     run_dir = Path(args.run)
     images_dir = run_dir / "images"
     images_dir.mkdir(exist_ok=True)
@@ -206,7 +286,7 @@ def main(argv=None) -> Path:
     sprites = test.images[:count].float() / 255.0
     writer.add_embedding(
         result["mu"][:count],
-        metadata=[class_names[int(c)] for c in test.labels[:count]],
+        metadata=[class_names[int(c)] for c in labels[:count]],
         label_img=sprites if sprites.shape[1] in (1, 3) else None,
         global_step=epoch,
         tag="test_mu",

@@ -11,7 +11,7 @@ bound of the model that was trained.
 - `Gaussian` (`gen_loss=gaussian`): x ~ N(sigmoid(logits), sigma^2) per pixel value, one sigma for
   every pixel. `decoder_sigma=learned`: sigma is a parameter trained with the model (initialised at
   1); `optimal`: sigma is the batch's root mean squared error (its maximum-likelihood value given
-  the means), and a running average of it (momentum 0.99, like BatchNorm's statistics) is what
+  the means), and a running average of it (momentum 0.9, as BatchNorm's statistics) is what
   validation and evaluation use; a number: sigma fixed. A learned log sigma is soft-clipped at -6
   (-6 + softplus(log_sigma + 6), as in the sigma-VAE), an optimal one floored there.
   The loss is the whole negative log density (the log sigma and log 2 pi terms included).
@@ -35,7 +35,7 @@ from torch import nn
 
 DECODER_SIGMAS = ("learned", "optimal")  # or a positive number: a fixed sigma
 MIN_LOG_SIGMA = -6.0  # the sigma-VAE's soft floor on log sigma
-OPTIMAL_SIGMA_MOMENTUM = 0.99
+OPTIMAL_SIGMA_MOMENTUM = 0.9
 HALF_LOG_TWO_PI = 0.5 * math.log(2 * math.pi)
 
 
