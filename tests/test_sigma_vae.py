@@ -1,0 +1,56 @@
+"""experiments/sigma_vae/run.py: the swept sigma beside the learned one, on synthetic data."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+
+import pytest
+
+from conftest import REPO, TINY_DATA
+
+
+def _load_script():
+    spec = importlib.util.spec_from_file_location("sigma_vae_run", REPO / "experiments" / "sigma_vae" / "run.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_swept_runs_are_the_l2_lambdas_as_fixed_sigmas():
+    script = _load_script()
+    names = script.run_names()
+    assert [float(sigma) for name, sigma in names.items() if name.startswith("lambda")] == pytest.approx(
+        [math.sqrt(value / 2) for value in script.LAMBDAS]
+    )
+    assert names["learned"] == "learned" and names["optimal"] == "optimal"
+
+
+@pytest.mark.slow  # trains four tiny runs
+def test_the_experiment_trains_evaluates_once_and_summarises_by_held_out_data(tmp_path, monkeypatch):
+    script = _load_script()
+    monkeypatch.setattr(script, "LAMBDAS", (1e-2, 1e-1))
+    overrides = [o for o in TINY_DATA if o != "data=synthetic"]
+    args = ["--data-root", str(tmp_path), "--seeds", "0", "1", "--epochs", "1", "--runs-dir", str(tmp_path / "runs")]
+    args += ["--out", str(tmp_path / "out"), "--only", "lambda0.01", "lambda0.1", "learned"]
+    args += ["--override", "data=synthetic", *overrides]
+    results = script.main(args)
+    table = results["summary"]["table"]
+    assert set(table) == {"lambda0.01", "lambda0.1", "learned"}
+    assert table["lambda0.1"]["sigma"]["mean"] == pytest.approx(math.sqrt(0.05), rel=1e-6)
+    assert table["lambda0.1"]["test"]["n"] == 2 and "recalibrated_test" in table["lambda0.1"]
+    assert "recalibrated_test" not in table["learned"]
+    best = results["summary"]["best_by_val"]
+    assert table[best]["val"]["mean"] == min(table[n]["val"]["mean"] for n in ("lambda0.01", "lambda0.1"))
+    assert table["learned"]["effective_lambda"] == pytest.approx(2 * table["learned"]["sigma"]["mean"] ** 2)
+    assert (tmp_path / "out" / "sigma_vae.png").stat().st_size > 1000
+    saved = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert (
+        saved["runs"]["learned"]["1"]["test"]["neg_elbo_nats"]
+        == results["runs"]["learned"]["1"]["test"]["neg_elbo_nats"]
+    )
+    # A second call trains nothing and reads no split again: the numbers stay as they were.
+    monkeypatch.setattr(script, "evaluate_one", lambda *a, **k: pytest.fail("evaluated twice"))
+    again = script.main(args)
+    assert again["runs"] == results["runs"]
