@@ -57,7 +57,13 @@ def train_one(overrides: list[str], run_dir: Path) -> None:
     config = compose(overrides)
     if metrics.is_file() and json.loads(metrics.read_text()).get("epoch") == config.epochs:
         return
-    train(config, run_dir, resume_from=last if last.is_file() else None)
+    if last.is_file():  # an interrupted run: continue it bit for bit, as `python -m vae.train resume=<run>`
+        from vae.launch import resume_config
+
+        config, checkpoint = resume_config(run_dir, config, [])
+        train(config, run_dir, resume_from=checkpoint)
+    else:
+        train(config, run_dir)
 
 
 def evaluate_one(run_dir: Path, *, data_root: str, recalibrate: bool) -> dict:
