@@ -166,29 +166,25 @@ def _mlp(model_cfg: Mapping[str, Any], *, image_shape: tuple[int, int, int], lat
     )
 
 
+def _residual_keys(model_cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """The keys the residual conv stages of vae/resnet.py take, shared by model=resnet and model=hvae."""
+    return {
+        "channels": tuple(model_cfg["channels"]),
+        "blocks": model_cfg["blocks"],
+        "hidden_dim": model_cfg["hidden_dim"],
+        "activation": model_cfg["activation"],
+    }
+
+
 @MODELS.register("resnet")
 def _resnet(model_cfg: Mapping[str, Any], *, image_shape: tuple[int, int, int], latent_dim: int) -> VAE:
-    return resnet_vae(
-        image_shape=image_shape,
-        latent_dim=latent_dim,
-        channels=tuple(model_cfg["channels"]),
-        blocks=model_cfg["blocks"],
-        hidden_dim=model_cfg["hidden_dim"],
-        activation=model_cfg["activation"],
-    )
+    return resnet_vae(image_shape=image_shape, latent_dim=latent_dim, **_residual_keys(model_cfg))
 
 
 @MODELS.register("hvae")
 def _hvae(model_cfg: Mapping[str, Any], *, image_shape: tuple[int, int, int], latent_dim: int):
-    return hvae(
-        image_shape=image_shape,
-        latent_dim=latent_dim,
-        lower_latent_dims=tuple(model_cfg["lower_latent_dims"]),
-        channels=tuple(model_cfg["channels"]),
-        blocks=model_cfg["blocks"],
-        hidden_dim=model_cfg["hidden_dim"],
-        activation=model_cfg["activation"],
-    )
+    lower = tuple(model_cfg["lower_latent_dims"])
+    return hvae(image_shape=image_shape, latent_dim=latent_dim, lower_latent_dims=lower, **_residual_keys(model_cfg))
 
 
 def build_model(cfg: Mapping[str, Any]) -> VAE:
