@@ -3,10 +3,18 @@
 The page (vae/static/) draws the test set's mu on a plane and asks this server to decode any z
 as the pointer moves. Decoding on the server keeps the page free of a model runtime: one
 28x28 decode and its PNG take a few milliseconds here, under a frame (see experiments/serve/README.md).
+Images are PNGs of the run's shape: gray (C = 1) or RGB (C = 3), 28x28, 64x64 or any other size.
+
+Attribute vectors (the lecture's mu + k s): s = mean mu of the validation images with an attribute
+minus mean mu of those without, the validation split encoded once at start-up, by the rule of
+`vae.explore.attribute_source` (validation is the test split only under the lecture's protocol):
+every attribute of a data set with named attributes (CelebA's 40, e.g. "Smiling") that both kinds
+of image have; otherwise each class against the rest, and thick strokes against thin.
 
 Endpoints: `/` and `/static/<file>` (the page), `GET /api/info` (latent plane, scatter,
-attribute vectors, test-image latents), `POST /api/decode` with `{"z": [[...], ...]}` (PNG
-images as data URLs), `GET /api/test_image/<i>.png`. HEAD works wherever GET does.
+attribute vectors and the split they come from, test-image latents), `POST /api/decode` with
+`{"z": [[...], ...]}` (PNG images as data URLs), `GET /api/test_image/<i>.png`. HEAD works
+wherever GET does.
 
 Every refusal is JSON, `{"error": "<what is wrong>"}`, with a 4xx status: 404 for a path it
 does not serve, 405 (with an Allow header) for another method, 400 for a malformed request
@@ -32,11 +40,15 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
 from pathlib import Path
 from threading import Lock
+from typing import TYPE_CHECKING
 
 import torch
 from PIL import Image
 
 from vae.cli import MISSING, check, load_run_or_exit, parse_args
+
+if TYPE_CHECKING:
+    from vae.explore import AttributeSource  # imported when used: vae.explore brings matplotlib and TensorBoard
 
 MAX_BATCH = 64  # z per decode request
 MAX_BODY_BYTES = 1 << 20
@@ -148,12 +160,23 @@ class Explorer:
     """What the page needs from one trained run: the plane, the scatter, attribute vectors, and a decoder.
 
     One latent: a model with several stochastic layers is shown in its top one (`model.encode`, `model.decode`).
+    `attributes`: the images the attribute vectors come from and, per vector's name, which of them have it
+    (`validation_attributes`: the validation split); a group without both kinds is left out; None: no vectors.
+    `test_attributes`: name -> (N,) bool over the test images, to colour the plane by the picked attribute.
     """
 
     def __init__(
-        self, model, test_images: torch.Tensor, test_labels: torch.Tensor, *, class_names: list[str], points: int
+        self,
+        model,
+        test_images: torch.Tensor,
+        test_labels: torch.Tensor,
+        *,
+        class_names: list[str],
+        points: int,
+        attributes: AttributeSource | None = None,
+        test_attributes: dict[str, torch.Tensor] | None = None,
     ):
-        from vae.latent import attribute_vector, encode_images, mean_kl_per_dim, thick_strokes
+        from vae.latent import encode_images, mean_kl_per_dim
 
         self.model = model.eval()
         self.lock = Lock()  # one decode at a time: torch's CPU threads are shared anyway
@@ -170,12 +193,10 @@ class Explorer:
             axes[1, order[1]] = 1.0
         shown = mu[:points]
         plane = (shown - origin) @ axes.T
-        attributes = {
-            f"class {class_names[c]} vs rest": attribute_vector(mu, test_labels == c)
-            for c in range(len(class_names))
-            if (test_labels == c).any() and not (test_labels == c).all()
+        vectors, counts = attribute_vectors(model, attributes)
+        coloured = {
+            name: has[:points].int().tolist() for name, has in (test_attributes or {}).items() if name in vectors
         }
-        attributes["thick strokes vs thin"] = attribute_vector(mu, thick_strokes(test_images))
         self.info = {
             "latent_dim": self.latent_dim,
             "image_shape": list(test_images.shape[1:]),
@@ -186,20 +207,73 @@ class Explorer:
                 "axes": axes.tolist(),
                 "names": [f"z[{order[0]}]", f"z[{order[1]}]" if self.latent_dim > 1 else "-"],
             },
-            "points": {"u": plane[:, 0].tolist(), "v": plane[:, 1].tolist(), "label": test_labels[:points].tolist()},
+            "points": {
+                "u": plane[:, 0].tolist(),
+                "v": plane[:, 1].tolist(),
+                "label": test_labels[:points].tolist(),
+                "attributes": coloured,  # name -> 0/1 per shown test image (CelebA's), to colour the plane by
+            },
             "class_names": class_names,
             "test_mu": shown.tolist(),
-            "attributes": {name: vector.tolist() for name, vector in attributes.items()},
+            "attributes": {name: vector.tolist() for name, vector in vectors.items()},
+            "attribute_counts": counts,  # name -> [images with it, images without], in the split below
+            "attribute_split": None if attributes is None else attributes.split,
+            "attribute_images": 0 if attributes is None else len(attributes.images),
+            "default_attribute": "Smiling" if "Smiling" in vectors else next(iter(vectors), None),
             "max_batch": MAX_BATCH,
         }
 
     @torch.no_grad()
     def decode(self, z: torch.Tensor) -> list[bytes]:
-        """PNG bytes of sigmoid(decoder(z)) for each row of z."""
+        """PNG bytes (gray or RGB, the model's image shape) of sigmoid(decoder(z)) for each row of z."""
         device = next(self.model.parameters()).device
         with self.lock:
             images = torch.sigmoid(self.model.decode(z.to(device)).float()).cpu()
         return [png_bytes(image) for image in images]
+
+
+def attribute_vectors(
+    model, attributes: AttributeSource | None
+) -> tuple[dict[str, torch.Tensor], dict[str, list[int]]]:
+    """s = mean mu(with) - mean mu(without) over `attributes.images` (encoded once) for each group with both kinds,
+    and each group's [with, without] counts; nothing for None."""
+    from vae.latent import attribute_vector, encode_images
+
+    if attributes is None:
+        return {}, {}
+    usable = {name: has for name, (has, _) in attributes.groups.items() if has.any() and not has.all()}
+    if not usable:
+        return {}, {}
+    mu = encode_images(model, attributes.images).mean
+    vectors = {name: attribute_vector(mu, has) for name, has in usable.items()}
+    counts = {name: [int(has.sum()), int((~has).sum())] for name, has in usable.items()}
+    return vectors, counts
+
+
+def validation_attributes(splits, *, val_source: str = "holdout") -> AttributeSource:
+    """The page's attribute groups, by `vae.explore.attribute_source`'s rule (the validation split's images):
+    every named attribute of the data set (CelebA's, by its name), or else each class against the rest
+    ("class 3 vs rest") and thick strokes against thin."""
+    from vae.explore import AttributeSource, ExploreArgs, attribute_source
+
+    names = splits.attribute_names
+    if names:
+        picked = [attribute_source(ExploreArgs(attribute=name), splits, val_source=val_source) for name in names]
+    else:
+        picked = [
+            attribute_source(ExploreArgs(attribute_class=index), splits, val_source=val_source)
+            for index in range(len(splits.class_names))
+        ]
+    groups, last = {}, {}
+    for source in picked:
+        for key, (has, title) in source.groups.items():
+            if names:
+                groups[title] = (has, title)
+            elif key == "thick_strokes":  # the same for every class: once, after the classes
+                last["thick strokes vs thin"] = (has, title)
+            else:
+                groups[f"{title} vs rest"] = (has, title)
+    return AttributeSource(picked[0].split, picked[0].images, {**groups, **last})
 
 
 def log(message: str) -> None:
@@ -444,10 +518,26 @@ def make_server(
 
 
 def build_explorer(args: ServeArgs) -> Explorer:
-    """The explorer for a run: its model, and its test images for the plane."""
+    """The explorer for a run: its model, its test images for the plane, and attribute vectors from its
+    validation split."""
     loaded, splits = load_run_or_exit(args.run, checkpoint=args.checkpoint, data_root=args.data_root)
     test = splits.test
-    return Explorer(loaded.model, test.images, test.labels, class_names=splits.class_names, points=args.points)
+    attributes = validation_attributes(
+        splits, val_source=loaded.checkpoint["config"]["data"].get("val_source", "holdout")
+    )
+    names = splits.attribute_names
+    test_attributes = (
+        {name: test.attributes[:, i] for i, name in enumerate(names)} if names and test.attributes is not None else None
+    )
+    return Explorer(
+        loaded.model,
+        test.images,
+        test.labels,
+        class_names=splits.class_names,
+        points=args.points,
+        attributes=attributes,
+        test_attributes=test_attributes,
+    )
 
 
 def main(argv=None) -> None:

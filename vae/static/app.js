@@ -71,11 +71,23 @@ function planeUV(z) {
   return [u, v, onPlane];
 }
 
+// What the plane is coloured by: the picked attribute where the test images carry it (CelebA's), else the class.
+function colouring() {
+  const name = $("edit-vector").value, has = info.points.attributes[name];
+  if (has) return {label: has, names: [`not ${name}`, name], by: `the picked attribute (${name})`};
+  return {label: info.points.label, names: info.class_names, by: "class"};
+}
+function drawLegend() {
+  const {names, by} = colouring();
+  $("legend").innerHTML = names.map((name, i) => `<span><i style="background:${COLOURS[i % COLOURS.length]}"></i>${name}</span>`).join("");
+  $("plane-hint").textContent = `Test images' mu, coloured by ${by}. Move or drag the pointer: the image is decoded from that z.`;
+}
+
 // The scatter, and a marker at z (its projection, dashed, when z is off the plane).
 function drawPlane(z) {
   const canvas = $("plane"), ctx = canvas.getContext("2d");
   ctx.clearRect(0, 0, canvas.width, canvas.height);
-  const {u, v, label} = info.points;
+  const {u, v} = info.points, {label} = colouring();
   for (let i = 0; i < u.length; i++) {
     const [x, y] = toCanvas(u[i], v[i], canvas);
     ctx.fillStyle = COLOURS[label[i] % COLOURS.length];
@@ -135,7 +147,7 @@ function fillImageSelect(select, count, selected) {
   for (let i = 0; i < count; i++) {
     const option = document.createElement("option");
     option.value = i;
-    option.textContent = `test #${i} (${info.class_names[info.points.label[i]]})`;
+    option.textContent = info.class_names.length > 1 ? `test #${i} (${info.class_names[info.points.label[i]]})` : `test #${i}`;
     select.appendChild(option);
   }
   select.value = selected;
@@ -149,15 +161,41 @@ function interpolationZ() {
 function editZ() {
   const mu = info.test_mu[$("edit-image").value], s = info.attributes[$("edit-vector").value], k = Number($("edit-k").value);
   $("edit-k-value").textContent = k.toFixed(2);
-  return mu.map((value, i) => value + k * s[i]);
+  return s ? mu.map((value, i) => value + k * s[i]) : mu.slice();
+}
+
+// Images at a whole multiple of their size (pixelated stays crisp): the run's shape, gray or colour, any size.
+function sizeImage(img, target) {
+  const [, height, width] = info.image_shape, scale = Math.max(1, Math.floor(target / Math.max(height, width)));
+  img.width = width * scale;
+  img.height = height * scale;
+}
+
+function fillAttributes() {
+  const names = Object.keys(info.attributes), select = $("edit-vector");
+  for (const name of names) {
+    const option = document.createElement("option");
+    const [withIt, without] = info.attribute_counts[name];
+    option.value = name;
+    option.textContent = `${name} (${withIt} with, ${without} without)`;
+    select.appendChild(option);
+  }
+  if (info.default_attribute !== null) select.value = info.default_attribute;
+  for (const id of ["edit-vector", "edit-k"]) $(id).disabled = names.length === 0;
+  $("edit-source").textContent = names.length
+    ? `${names.length} attribute vectors from the ${info.attribute_split} split (${info.attribute_images} images), computed once at start-up.`
+    : "No attribute vectors: the run's validation split has no group with images both with and without it.";
 }
 
 async function start() {
   const response = await fetch("/api/info");
   info = await response.json();
   computeBounds();
+  fillAttributes();
+  drawLegend();
   drawPlane(null);
-  $("legend").innerHTML = info.class_names.map((name, i) => `<span><i style="background:${COLOURS[i % COLOURS.length]}"></i>${name}</span>`).join("");
+  sizeImage($("decoded"), 224);
+  for (const id of ["thumb-a", "thumb-b", "edit-thumb"]) sizeImage($(id), 64);
   const canvas = $("plane");
   canvas.addEventListener("pointermove", onPointer);
   canvas.addEventListener("pointerdown", onPointer);
@@ -166,18 +204,15 @@ async function start() {
   fillImageSelect($("interp-a"), count, 0);
   fillImageSelect($("interp-b"), count, Math.min(1, count - 1));
   fillImageSelect($("edit-image"), count, 0);
-  for (const name of Object.keys(info.attributes)) {
-    const option = document.createElement("option");
-    option.value = name;
-    option.textContent = name;
-    $("edit-vector").appendChild(option);
-  }
   const thumbs = () => { $("thumb-a").src = `/api/test_image/${$("interp-a").value}.png`; $("thumb-b").src = `/api/test_image/${$("interp-b").value}.png`; };
+  const editThumb = () => { $("edit-thumb").src = `/api/test_image/${$("edit-image").value}.png`; };
   for (const id of ["interp-a", "interp-b", "interp-t"]) $(id).addEventListener("input", () => { thumbs(); setZ(interpolationZ()); });
-  for (const id of ["edit-image", "edit-vector", "edit-k"]) $(id).addEventListener("input", () => setZ(editZ()));
+  for (const id of ["edit-image", "edit-vector", "edit-k"]) $(id).addEventListener("input", () => { editThumb(); drawLegend(); setZ(editZ()); });
   thumbs();
+  editThumb();
   setZ(planeZ(0, 0));
-  $("status").textContent = `latent_dim ${info.latent_dim}, ${info.points.u.length} test images`;
+  const [channels, height, width] = info.image_shape;
+  $("status").textContent = `latent_dim ${info.latent_dim}, ${info.points.u.length} test images, ${width}x${height} ${channels === 3 ? "RGB" : "gray"}`;
 }
 
 start().catch((error) => { $("status").textContent = "error: " + error.message; });
