@@ -18,7 +18,7 @@ import torch
 from PIL import Image
 
 from vae.runs import load_run
-from vae.serve import MAX_BATCH, MAX_BODY_BYTES, REQUEST_TIMEOUT_S, Explorer, make_server
+from vae.serve import MAX_BATCH, MAX_BODY_BYTES, REQUEST_TIMEOUT_S, Explorer, make_server, validation_attributes
 
 from conftest import run_cli
 
@@ -30,8 +30,16 @@ def explorer(tiny_run):
     from vae.build import build_data
 
     loaded = load_run(tiny_run)
-    test = build_data(loaded.checkpoint["config"]).test
-    return Explorer(loaded.model, test.images, test.labels, class_names=[str(c) for c in range(10)], points=64)
+    splits = build_data(loaded.checkpoint["config"])
+    test = splits.test
+    return Explorer(
+        loaded.model,
+        test.images,
+        test.labels,
+        class_names=splits.class_names,
+        points=64,
+        attributes=validation_attributes(splits),
+    )
 
 
 def serving(explorer, **options):
@@ -109,6 +117,21 @@ def test_info_describes_the_plane_and_attribute_vectors(server):
     assert info["latent_dim"] == 2 and sorted(info["dims_by_kl"]) == [0, 1]
     assert len(info["points"]["u"]) == len(info["test_mu"]) == 64
     assert "thick strokes vs thin" in info["attributes"]
+    assert list(info["attributes"]) == [f"class {name} vs rest" for name in info["class_names"]] + [
+        "thick strokes vs thin"
+    ]
+    assert info["attribute_split"] == "validation" and info["attribute_images"] == 64  # TINY's num_val
+
+
+def test_attribute_vectors_come_from_the_validation_split(tiny_run, explorer):
+    from vae.build import build_data
+    from vae.latent import encode_images, thick_strokes
+
+    val = build_data(load_run(tiny_run).checkpoint["config"]).val
+    mu = encode_images(explorer.model, val.images).mean
+    for name, has in [("class ring 3 vs rest", val.labels == 3), ("thick strokes vs thin", thick_strokes(val.images))]:
+        expected = mu[has].mean(0) - mu[~has].mean(0)
+        assert torch.allclose(torch.tensor(explorer.info["attributes"][name]), expected, atol=1e-6), name
 
 
 def exchange(url: str, data: bytes, *, half_close: bool = True, timeout: float = 15.0):
@@ -449,6 +472,14 @@ def test_sliders_and_marker_follow_interpolation_and_attribute_editing_in_headle
         set_input(page, "#edit-k", 2.5)
         edited = mu[7] + 2.5 * np.array(info["attributes"][name])
         assert_shows(page, edited)
+        # and the image of mu + k s arrives, a new one for each position of the k slider
+        for k in (2.5, -1.5):
+            set_input(page, "#edit-k", k)
+            z = mu[7] + k * np.array(info["attributes"][name])
+            status, body = request(f"{url}/api/decode", json.dumps({"z": [z.tolist()]}).encode())
+            (expected,) = json.loads(body)["images"]
+            page.wait_for_function(f"document.getElementById('decoded').src === {json.dumps(expected)}", timeout=20000)
+        set_input(page, "#edit-k", 2.5)
         # One slider moved: that dim changes, the others keep the edited z.
         set_input(page, f"#sliders input[data-dim='{order[0]}']", 1.25)
         edited[order[0]] = 1.25
