@@ -72,6 +72,13 @@ def test_editing_along_the_smiling_vector_brightens_the_mouth_and_the_opposite_d
         assert (run_dir / "images" / f"explore_{name}.png").stat().st_size > 1000, name
     summary = json.loads((run_dir / "explore.json").read_text())
     assert summary["attribute_vector_norms"]["Smiling"] == pytest.approx(float(direction.norm()), rel=1e-4)
+    # The browser explorer of the same run: 64x64 RGB faces, CelebA's attributes by name, vectors from validation.
+    from vae.serve import ServeArgs, build_explorer
+
+    explorer = build_explorer(ServeArgs(run=str(run_dir), checkpoint="last", points=16))
+    assert explorer.info["image_shape"] == [3, 64, 64] and explorer.info["attribute_split"] == "validation"
+    served = torch.tensor(explorer.info["attributes"]["Smiling"])
+    torch.testing.assert_close(served, direction, rtol=1e-4, atol=1e-5)
     refused = run_cli("vae.explore", f"run={run_dir}", "attribute=Smiiling", "checkpoint=last")
     assert refused.returncode != 0 and "attribute" in refused.stderr and "Smiiling" in refused.stderr
     assert "Eyeglasses" in refused.stderr  # the message lists the attributes there are
