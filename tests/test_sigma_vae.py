@@ -33,11 +33,17 @@ def test_the_experiment_trains_evaluates_once_and_summarises_by_held_out_data(tm
     monkeypatch.setattr(script, "LAMBDAS", (1e-2, 1e-1))
     overrides = [o for o in TINY_DATA if o != "data=synthetic"]
     args = ["--data-root", str(tmp_path), "--seeds", "0", "1", "--epochs", "1", "--runs-dir", str(tmp_path / "runs")]
-    args += ["--out", str(tmp_path / "out"), "--only", "lambda0.01", "lambda0.1", "learned"]
+    args += ["--out", str(tmp_path / "out"), "--only", "lambda0.01", "lambda0.1", "learned", "l2_lambda0.1"]
+    args += ["--l2-seeds", "0"]
     args += ["--override", "data=synthetic", *overrides]
     results = script.main(args)
     table = results["summary"]["table"]
-    assert set(table) == {"lambda0.01", "lambda0.1", "learned"}
+    assert set(table) == {"lambda0.01", "lambda0.1", "learned", "l2_lambda0.1"}
+    # The gen_loss=l2 twin is read as the Gaussian of sigma = sqrt(lambda / 2), beside the fixed-sigma run.
+    assert table["l2_lambda0.1"]["sigma"]["mean"] == pytest.approx(math.sqrt(0.05), rel=1e-6)
+    check = results["summary"]["l2_check"]["l2_lambda0.1"]["0"]
+    assert check["gaussian_test"] == results["runs"]["lambda0.1"]["0"]["test"]["neg_elbo_nats"]
+    assert check["l2_test"] == results["runs"]["l2_lambda0.1"]["0"]["test"]["neg_elbo_nats"]
     assert table["lambda0.1"]["sigma"]["mean"] == pytest.approx(math.sqrt(0.05), rel=1e-6)
     assert table["lambda0.1"]["test"]["n"] == 2 and "recalibrated_test" in table["lambda0.1"]
     assert "recalibrated_test" not in table["learned"]

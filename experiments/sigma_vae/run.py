@@ -66,8 +66,9 @@ def train_one(overrides: list[str], run_dir: Path) -> None:
         train(config, run_dir)
 
 
-def evaluate_one(run_dir: Path, *, data_root: str, recalibrate: bool) -> dict:
-    """The run's held-out and test -ELBO at its own sigma; re-fitted sigma too when `recalibrate`."""
+def evaluate_one(run_dir: Path, *, data_root: str, recalibrate: bool, sigma: float | None = None) -> dict:
+    """The run's held-out and test -ELBO at its own sigma (`sigma`: read as a Gaussian of that sigma, for
+    a gen_loss=l2 run); re-fitted sigma too when `recalibrate`."""
     from vae.build import build_data
     from vae.evaluate import neg_elbo_objective
     from vae.likelihoods import Gaussian, dequantize_fixed
@@ -79,6 +80,8 @@ def evaluate_one(run_dir: Path, *, data_root: str, recalibrate: bool) -> dict:
     config["data"]["root"] = data_root
     splits = build_data(config)
     model = loaded.model.eval()
+    if sigma is not None:
+        model.likelihood = Gaussian(sigma)
 
     def neg_elbo(images) -> dict:
         terms = dataset_loss_terms(model, images, objective=neg_elbo_objective(model), batch_size=500)
@@ -128,7 +131,18 @@ def summarise(results: dict) -> dict:
         if swept and "recalibrated_val" in table[swept[0]]
         else None
     )
-    return {"table": table, "best_by_val": best, "best_recalibrated_by_val": best_recalibrated}
+    # The check that the fixed-sigma Gaussian runs are the l2 sweep: gen_loss=l2 kl_weight=lambda runs of
+    # the same seeds, read as Gaussians of sigma = sqrt(lambda / 2), beside the fixed-sigma runs.
+    l2_check = {}
+    for name, seeds in results["runs"].items():
+        if name.startswith("l2_"):
+            twin = results["runs"].get(name.removeprefix("l2_"), {})
+            l2_check[name] = {
+                seed: {"l2_test": r["test"]["neg_elbo_nats"], "gaussian_test": twin[seed]["test"]["neg_elbo_nats"]}
+                for seed, r in seeds.items()
+                if seed in twin
+            }
+    return {"table": table, "best_by_val": best, "best_recalibrated_by_val": best_recalibrated, "l2_check": l2_check}
 
 
 def figure(summary: dict, out: Path) -> None:
@@ -187,20 +201,31 @@ def main(argv=None) -> dict:
     parser.add_argument("--only", nargs="*", default=None, help="run names to train (default: all)")
     parser.add_argument("--override", nargs="*", default=[], help="more config overrides (tests: data=synthetic)")
     parser.add_argument("--report", action="store_true", help="only rewrite the table and figure from results.json")
+    parser.add_argument(
+        "--l2-seeds",
+        type=int,
+        nargs="*",
+        default=[],
+        help="also train gen_loss=l2 kl_weight=lambda runs of these seeds",
+    )
     args = parser.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     results_path = out / "results.json"
     results = json.loads(results_path.read_text()) if results_path.is_file() else {"runs": {}}
+    jobs = [(name, [f"decoder_sigma={sigma}"], None, args.seeds) for name, sigma in run_names().items()]
+    l2 = [o for o in BASE if not o.startswith(("gen_loss=", "kl_weight="))] + ["gen_loss=l2"]
+    jobs += [(f"l2_lambda{value:g}", [f"kl_weight={value}"], math.sqrt(value / 2), args.l2_seeds) for value in LAMBDAS]
     if not args.report:
-        for name, sigma in run_names().items():
+        for name, extra, sigma, seeds in jobs:
             if args.only is not None and name not in args.only:
                 continue
-            for seed in args.seeds:
+            for seed in seeds:
                 run_dir = Path(args.runs_dir) / f"{name}-seed{seed}"
+                base = l2 if name.startswith("l2_") else BASE
                 overrides = [
-                    *BASE,
-                    f"decoder_sigma={sigma}",
+                    *base,
+                    *extra,
                     f"seed={seed}",
                     f"epochs={args.epochs}",
                     f"data.root={args.data_root}",
@@ -209,7 +234,9 @@ def main(argv=None) -> dict:
                 train_one(overrides, run_dir)
                 if str(seed) in results["runs"].get(name, {}):
                     continue  # evaluated already: the test split is read once per reported number
-                evaluation = evaluate_one(run_dir, data_root=args.data_root, recalibrate=name not in CALIBRATED)
+                evaluation = evaluate_one(
+                    run_dir, data_root=args.data_root, recalibrate=name not in CALIBRATED, sigma=sigma
+                )
                 results["runs"].setdefault(name, {})[str(seed)] = evaluation
                 results.update(
                     protocol=(
