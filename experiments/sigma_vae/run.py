@@ -145,11 +145,39 @@ def summarise(results: dict) -> dict:
     return {"table": table, "best_by_val": best, "best_recalibrated_by_val": best_recalibrated, "l2_check": l2_check}
 
 
+def markdown(summary: dict) -> str:
+    """The README's table: every run name's held-out and test -ELBO, sigma and effective lambda (mean ± sd over seeds)."""
+
+    def cell(stat: dict, digits: int = 1) -> str:
+        return f"{stat['mean']:.{digits}f} ± {stat['sd']:.{digits}f}"
+
+    lines = [
+        "| decoder | seeds | sigma | lambda = 2 sigma^2 | held-out -ELBO | test -ELBO | sigma re-fitted | test -ELBO, re-fitted |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, row in summary["table"].items():
+        if name.startswith("l2_"):
+            decoder = f"gen_loss=l2 kl_weight={name.removeprefix('l2_lambda')}"
+        elif name.startswith("lambda"):
+            decoder = f"fixed sigma (lambda {name.removeprefix('lambda')})"
+        else:
+            decoder = f"decoder_sigma={name}"
+        refit = "recalibrated_test" in row
+        lines.append(
+            f"| {decoder} | {row['test']['n']} | {cell(row['sigma'], 4)} | {row['effective_lambda']:.4g} | "
+            f"{cell(row['val'])} | {cell(row['test'])} | "
+            f"{cell(row['recalibrated_sigma'], 4) if refit else '-'} | {cell(row['recalibrated_test']) if refit else '-'} |"
+        )
+    return "\n".join(lines)
+
+
 def figure(summary: dict, out: Path) -> None:
     from vae.figures import plt, save
 
     table = summary["table"]
     swept = [name for name in table if name.startswith("lambda")]
+    if not swept:
+        raise SystemExit("error: results.json has no swept run yet: nothing to draw")
     lambdas = [float(name.removeprefix("lambda")) for name in swept]
     fig, ax = plt.subplots(figsize=(7, 4.5))
     ax.errorbar(
@@ -252,6 +280,7 @@ def main(argv=None) -> dict:
     results["summary"] = summarise(results)
     results_path.write_text(json.dumps(results, indent=2))
     figure(results["summary"], out / "sigma_vae.png")
+    print(markdown(results["summary"]))
     return results
 
 
