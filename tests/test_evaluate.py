@@ -56,6 +56,7 @@ def test_bound_with_one_sample_is_a_monte_carlo_elbo_with_the_same_noise():
     assert torch.allclose(bound, log_px_z - monte_carlo_kl, atol=1e-3)
 
 
+@pytest.mark.slow  # 60 bounds of up to k=100 (4 s)
 def test_bound_rises_with_k_on_average():
     model, x = _model_and_data(num_images=4)
     generator = torch.Generator().manual_seed(0)
