@@ -107,7 +107,8 @@ def evaluate_run(
     batches = images.split(batch_size)
     likelihood = likelihood_of(model)
     bar = show_progress(total=len(batches), desc=f"IWAE k={iwae_k}", unit="batch", enabled=progress)
-    bar.update(state["done"])
+    if state["done"]:  # a continued evaluation: the bar starts where it stopped
+        bar.update(state["done"])
     for index in range(state["done"], len(batches)):
         batch = batches[index]
         if likelihood.dequantize:  # each image's fixed noise, as the validation pass (vae.likelihoods)
