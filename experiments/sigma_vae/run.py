@@ -179,7 +179,7 @@ def figure(summary: dict, out: Path) -> None:
     if not swept:
         raise SystemExit("error: results.json has no swept run yet: nothing to draw")
     lambdas = [float(name.removeprefix("lambda")) for name in swept]
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig, ax = plt.subplots(figsize=(7, 5.5))
     ax.errorbar(
         lambdas,
         [table[n]["test"]["mean"] for n in swept],
@@ -208,12 +208,33 @@ def figure(summary: dict, out: Path) -> None:
                 alpha=0.15,
             )
             ax.axvline(row["effective_lambda"], color=colour, linestyle=":", label=f"{name}: lambda = 2 sigma^2")
+    # The smallest sigmas are thousands of nats worse at their own sigma: the axis shows the close part,
+    # the others are written at its top edge.
+    shown = [row[key]["mean"] for row in table.values() for key in ("test", "recalibrated_test") if key in row]
+    low = min(shown) - 20
+    high = low + 20 + 350
+    ax.set_ylim(low, high)
+    for value, name in zip(lambdas, swept, strict=True):
+        if table[name]["test"]["mean"] > high:
+            ax.annotate(
+                f"{table[name]['test']['mean']:.0f}",
+                (value, high),
+                xytext=(0, -12),
+                textcoords="offset points",
+                ha="center",
+                fontsize=7,
+                color="C0",
+                arrowprops={"arrowstyle": "->", "color": "C0"},
+            )
     ax.set_xscale("log")
     ax.set_xlabel("lambda (kl_weight of gen_loss=l2 reduction=sum)")
     ax.set_ylabel("test -ELBO, nats (dequantized MNIST)")
     seeds = table[swept[0]]["test"]["n"]
-    ax.set_title(f"Swept Gaussian variance vs a calibrated one (mean, bars/bands: sd over {seeds} seeds)")
-    ax.legend(fontsize=7)
+    ax.set_title(
+        f"Swept sigma (the l2 lambda) vs a calibrated one\nmean; bars and bands: sd over {seeds} seeds", fontsize=10
+    )
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2)
+    fig.tight_layout()
     save(fig, out)
 
 
