@@ -178,7 +178,7 @@ def test_lecture_fast_is_the_lecture_with_another_schedule():
     changed = {key for key in lecture if lecture[key] != fast[key]}
     assert "epochs" in changed and "optim.schedule" in changed
     assert changed <= {"batch_size", "epochs", "optim.lr", "optim.warmup_steps", "optim.schedule", "optim.lr_floor"}
-    assert fast["epochs"] <= 6 and fast["data.val_source"] == "test" and fast["optim.eps"] == 1e-7
+    assert fast["epochs"] <= 8 and fast["data.val_source"] == "test" and fast["optim.eps"] == 1e-7
 
 
 def test_help_lists_every_option_a_user_chooses_from_with_its_summary_and_no_schema_group():
