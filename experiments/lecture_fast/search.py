@@ -127,9 +127,8 @@ def summary(name: str, overrides: list[str], metrics: dict) -> dict:
     }
 
 
-def final(args: argparse.Namespace, out_root: Path, results_path: Path) -> None:
+def final(args: argparse.Namespace, out_root: Path, results_path: Path, results: dict) -> None:
     """Stage `final`: the budget chosen on the held-out split by `PROTOCOL`, then its runs on the new seeds."""
-    results = json.loads(results_path.read_text()) if results_path.is_file() else {"runs": []}
     if "protocol" not in results:  # the first run of this protocol: the earlier runs become history
         results = {
             "protocol": {**PROTOCOL, "heldout_runs": [], "choice": None},
@@ -186,7 +185,9 @@ def main() -> None:
     parser.add_argument("--data-root", default="./data")
     parser.add_argument("--stage", choices=("search", "final"), default="search")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="search stage: the seeds of each candidate")
-    parser.add_argument("--threads", type=int, default=0, help="torch threads per run (0: the trainer's default)")
+    parser.add_argument(
+        "--threads", type=int, default=0, help="final stage: torch threads per run (0: the trainer's default)"
+    )
     parser.add_argument("--only", nargs="*", help="candidate names to run (search stage)")
     parser.add_argument("--out-root", default="outputs/lecture_fast")
     args = parser.parse_args()
@@ -207,7 +208,7 @@ def main() -> None:
             for seed in args.seeds
         }
     else:
-        final(args, out_root, results_path)
+        final(args, out_root, results_path, results)
         return
     for name, overrides in plan.items():
         if name in done:
