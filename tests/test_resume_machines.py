@@ -13,7 +13,7 @@ from vae.checkpoint import load_checkpoint
 from vae.config import ConfigError
 from vae.launch import resume_config
 from vae.runs import write_run_json
-from vae.runtime import cpu_model, cpu_supports_bf16, resolve_runtime
+from vae.runtime import cpu_id, cpu_model, cpu_supports_bf16, resolve_runtime
 from vae.train import run_runtime, train
 
 from conftest import TINY, compose_config
@@ -96,7 +96,7 @@ def test_run_json_written_before_appends_a_resume_with_its_old_entries_untouched
     assert info["resumes"][0] == old["resumes"][0]
     new = info["resumes"][1]
     assert (new["step"], new["runtime"], new["saved_runtime"]) == (7, runtime, GPU_RUNTIME)
-    assert new["machine"] == {"cpu": cpu_model(), "cpu_bf16": cpu_supports_bf16(), "gpu": None}
+    assert new["machine"] == {"cpu": cpu_model(), "cpu_id": cpu_id(), "cpu_bf16": cpu_supports_bf16(), "gpu": None}
 
 
 def test_cpu_model_falls_back_to_platform_processor(monkeypatch):
@@ -112,3 +112,22 @@ def test_cpu_model_falls_back_to_platform_processor(monkeypatch):
     monkeypatch.setattr(vae.runtime, "Path", Unreadable)
     monkeypatch.setattr(vae.runtime.platform, "processor", lambda: "arm")
     assert cpu_model() == "arm"
+    assert cpu_id() is None
+
+
+def test_cpu_id_reads_vendor_family_and_model(monkeypatch):
+    import vae.runtime
+
+    text = "processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 26\nmodel\t\t: 2\nmodel name\t: AMD EPYC\n\nprocessor\t: 1\nmodel\t\t: 9\n"
+
+    class Fake:
+        def __init__(self, *_):
+            pass
+
+        def read_text(self):
+            return text
+
+    monkeypatch.setattr(vae.runtime, "Path", Fake)
+    assert cpu_id() == "AuthenticAMD family 26 model 2"
+    text = "processor\t: 0\nCPU implementer\t: 0x41\n"  # an ARM /proc/cpuinfo has neither field
+    assert cpu_id() is None

@@ -81,9 +81,29 @@ def cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
+def cpu_id() -> str | None:
+    """The CPU's vendor, family and model numbers (/proc/cpuinfo on x86), e.g. "AuthenticAMD family 26
+    model 2": "AMD EPYC" alone names several generations, and bf16 kernels may differ between them."""
+    try:
+        fields = {}
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            key = key.strip()
+            if key in ("vendor_id", "cpu family", "model") and key not in fields:
+                fields[key] = value.strip()
+            if not line.strip() and fields:
+                break
+    except OSError:
+        return None
+    if "cpu family" not in fields or "model" not in fields:
+        return None
+    return f"{fields.get('vendor_id', 'unknown')} family {fields['cpu family']} model {fields['model']}"
+
+
 def machine_info(device: str) -> dict:
-    """The machine a run runs on: the CPU's model and whether it has native bf16, and the GPU's name on CUDA."""
-    info = {"cpu": cpu_model(), "cpu_bf16": cpu_supports_bf16(), "gpu": None}
+    """The machine a run runs on: the CPU's model name, its family and model numbers, whether it has
+    native bf16, and the GPU's name on CUDA."""
+    info = {"cpu": cpu_model(), "cpu_id": cpu_id(), "cpu_bf16": cpu_supports_bf16(), "gpu": None}
     if device.startswith("cuda") and torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(torch.device(device))
     return info
