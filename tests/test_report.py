@@ -139,7 +139,7 @@ def test_collect_merges_sweeps_without_checkpoints_or_machine_paths(tiny_sweep, 
             OmegaConf.save(config, copy / str(job) / ".hydra" / "config.yaml")
         return copy
 
-    def run_collect(out: Path, *sources: Path) -> subprocess.CompletedProcess:
+    def run_collect(out: Path, *sources: Path | str) -> subprocess.CompletedProcess:
         command = [sys.executable, "experiments/sweep_kl_latent/collect.py", "--out", str(out), *map(str, sources)]
         return subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=120)
 
@@ -174,6 +174,21 @@ def test_collect_merges_sweeps_without_checkpoints_or_machine_paths(tiny_sweep, 
     twice = run_collect(out, out, again)
     assert twice.returncode != 0 and "same settings" in twice.stderr and str(again / "0") in twice.stderr
     assert len(json.loads((out / "sources.json").read_text())) == 12
+
+    # --device keeps the jobs of one kind of device: a job that ran on a GPU goes to another directory.
+    mixed = tmp_path / "mixed"
+    shutil.copytree(sweep, mixed)
+    run_json = json.loads((mixed / "3" / "run.json").read_text())
+    run_json["runtime"]["device"] = "cuda:1"
+    (mixed / "3" / "run.json").write_text(json.dumps(run_json))
+    for kind, count in (("cpu", 3), ("cuda", 1)):
+        split = run_collect(tmp_path / kind, "--device", kind, mixed)
+        assert split.returncode == 0, split.stderr[-2000:]
+        kept = json.loads((tmp_path / kind / "sources.json").read_text())
+        assert [entry["source_job"] for entry in kept] == (["0", "1", "2"] if kind == "cpu" else ["3"])
+        assert len(kept) == count
+    none = run_collect(tmp_path / "none", "--device", "cuda", sweep)
+    assert none.returncode != 0 and "'cuda'" in none.stderr and not (tmp_path / "none").exists()
 
     # A sweep with an unfinished job is refused, naming the job, and nothing is written.
     broken = tmp_path / "broken"

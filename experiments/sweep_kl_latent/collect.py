@@ -17,6 +17,13 @@ A study that runs over several sessions grows by collecting into the directory i
 A collected directory given as a source keeps its jobs' original sources; a job whose settings
 equal another's (the same config but for the data root and how it ran: threads, device, ...) is
 refused, so collecting a sweep twice, or a cell run again on another machine, cannot count twice.
+
+`--device cpu` (or `cuda`) keeps only the jobs that ran on that kind of device (run.json's
+`runtime.device`), so one study's table can come from one device and the other device's jobs
+go to a device check:
+
+    python experiments/sweep_kl_latent/collect.py --out <check> --device cuda <check> <study>
+    python experiments/sweep_kl_latent/collect.py --out <study> --device cpu <study> <new sweeps>
 """
 
 from __future__ import annotations
@@ -58,10 +65,23 @@ def _origin(job: Path) -> dict:
     return {"sweep": job.parent.name, "source_job": job.name}
 
 
-def collect(sources: list[Path], out: Path, *, images: bool = True) -> list[dict]:
+def job_device(job: Path) -> str:
+    """The kind of device a job ran on, from its run.json (`cuda:1` -> `cuda`)."""
+    try:
+        return json.loads((job / "run.json").read_text())["runtime"]["device"].split(":")[0]
+    except (OSError, KeyError, ValueError) as error:
+        raise SystemExit(f"error: {job}/run.json does not say which device the job ran on ({error})") from None
+
+
+def collect(sources: list[Path], out: Path, *, images: bool = True, device: str | None = None) -> list[dict]:
     """Copy every finished job of `sources` into `out`/<n>; refuses unfinished jobs (continue the sweep first)
-    and jobs collected twice. `out` may be one of the sources: the directory then grows."""
+    and jobs collected twice. `out` may be one of the sources: the directory then grows. With `device`,
+    only the jobs that ran on that kind of device (`cpu`, `cuda`) are kept."""
     jobs = [job for source in sources for job in job_dirs(source)]
+    if device is not None:
+        jobs = [job for job in jobs if job_device(job) == device]
+        if not jobs:
+            raise SystemExit(f"error: no job of {', '.join(map(str, sources))} ran on device {device!r}")
     unfinished = [str(job) for job in jobs if read_job(job)["status"] != "ok"]
     if unfinished:
         raise SystemExit(f"error: unfinished jobs (continue their sweep first): {', '.join(unfinished)}")
@@ -103,9 +123,12 @@ def main() -> None:
     parser.add_argument(
         "--no-images", action="store_true", help="configs and metrics only (figures then need a report run first)"
     )
+    parser.add_argument(
+        "--device", choices=("cpu", "cuda"), help="keep only the jobs that ran on this kind of device (run.json)"
+    )
     parser.add_argument("sweeps", type=Path, nargs="+")
     args = parser.parse_args()
-    mapping = collect(args.sweeps, args.out, images=not args.no_images)
+    mapping = collect(args.sweeps, args.out, images=not args.no_images, device=args.device)
     print(f"collected {len(mapping)} jobs into {args.out}")
 
 
