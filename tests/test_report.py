@@ -362,3 +362,69 @@ def test_a_report_and_an_evaluation_on_synthetic_data_quote_no_mnist_floor(tiny_
     evaluate([f"run={run}", "iwae_k=2", "max_images=8", "batch_size=8"])
     likelihood = json.loads((run / "eval.json").read_text())["likelihood"]
     assert likelihood.startswith("gray levels") and "45.5" not in likelihood and "MNIST" not in likelihood
+
+
+def _load_experiment(name: str):
+    import importlib.util
+
+    from tests.conftest import REPO
+
+    spec = importlib.util.spec_from_file_location(name, REPO / f"experiments/sweep_kl_latent/{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_sweep_tables_mark_each_cells_elbo_convergence(monkeypatch, tmp_path):
+    import json
+
+    tables = _load_experiment("tables")
+    # 784 val_loss = rec + beta KL and -ELBO = rec + KL: latent_dim 8, kl_weight 1e-3 (beta 0.098).
+    rec, kl = 80.0, 30.0
+    loss = (rec + 0.098 * kl) / 784
+    assert tables.kl_from(loss, rec + kl, 1e-3, 8) == pytest.approx(kl)
+    assert tables.num(-0.0004, 2) == "0.00" and tables.num(-0.4, 1) == "-0.4"
+
+    def job(kl_weight, elbos, seed=0):
+        history = [{"epoch": i + 1, "val_loss": 0.1, "val_neg_elbo_nats": e} for i, e in enumerate(elbos)]
+        return {"kl_weight": kl_weight, "latent_dim": 8, "seed": seed, "history": history}
+
+    flat = [150.0] * 8
+    rising = [150.0] * 5 + [151.0, 152.0, 153.0]  # last quarter: epoch 6 -> 8, ends 2 % above its lowest
+    budget = tmp_path / "budget.json"
+    runs = [
+        {"kl_weight": 1e-3, "latent_dim": 8, "seed": 0, "budget": 48, "val_loss": [0.1], "val_neg_elbo_nats": [110.0]},
+        {"kl_weight": 1e-3, "latent_dim": 8, "seed": 0, "budget": 96, "val_loss": [0.1], "val_neg_elbo_nats": [109.0]},
+        {"kl_weight": 1e-2, "latent_dim": 8, "seed": 0, "budget": 48, "val_loss": [0.1], "val_neg_elbo_nats": [110.0]},
+        {"kl_weight": 1e-2, "latent_dim": 8, "seed": 0, "budget": 96, "val_loss": [0.1], "val_neg_elbo_nats": [100.0]},
+        {
+            **{"kl_weight": 1e-4, "latent_dim": 8, "seed": 0, "budget": 48},
+            "val_loss": [0.1],
+            "val_neg_elbo_nats": [9.0],
+        },
+        {**{"kl_weight": 1e-4, "latent_dim": 8, "seed": 0, "budget": 96, "device": "cuda"}, "val_loss": [0.1]},
+    ]
+    budget.write_text(json.dumps({"runs": runs}))
+    monkeypatch.setattr(tables, "BUDGET", budget)
+    assert tables.elbo_status(0, 8, [job(0, flat)], "cpu").startswith("no: cannot")
+    assert (
+        tables.elbo_status(1e-5, 8, [job(1e-5, flat), job(1e-5, rising, 1)], "cpu") == "no: rising in the last quarter"
+    )
+    assert tables.elbo_status(1e-3, 8, [job(1e-3, flat)], "cpu") == "yes: doubling moves it 0.9 % (1 seed)"
+    assert tables.elbo_status(1e-2, 8, [job(1e-2, flat)], "cpu") == "no: doubling moves it up to 9.1 % (1 seed)"
+    # A 96-epoch run on another device does not pair with a CPU's 48: not checked.
+    assert tables.elbo_status(1e-4, 8, [job(1e-4, flat)], "cpu") == "not checked"
+    assert tables.elbo_status(1e-3, 8, [job(1e-3, flat)], "cuda") == "not checked"
+
+
+def test_replay_compares_every_epoch_number_for_number():
+    replay = _load_experiment("replay")
+    committed = [
+        {"epoch": e, "train_loss": 0.3 / e, "val_loss": 0.2 / e, "val_neg_elbo_nats": 160.0 / e} for e in (1, 2)
+    ]
+    same = replay.compare(committed, [dict(entry) for entry in committed], 2)
+    assert same["identical"] and [row["epoch"] for row in same["epochs"]] == [1, 2]
+    off = [dict(entry) for entry in committed]
+    off[1]["val_loss"] = 0.1 + 1e-12
+    assert not replay.compare(committed, off, 2)["identical"]
+    assert replay.compare(committed, off, 1)["identical"]  # only the compared epochs count
