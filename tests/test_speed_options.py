@@ -88,13 +88,17 @@ def test_speed_option_keeps_the_fp32_eager_loss_curve(option, fp32_reference):
 def test_the_trainers_adam_is_fused_and_makes_the_per_tensor_update():
     from vae.build import build_optimizer
 
-    adam = dict(name="adam", lr=1e-2, betas=[0.9, 0.999], eps=1e-7, weight_decay=0.0)
+    # eps 1e-3, not the trainer's 1e-7: where a gradient is ~0, m / (sqrt(v) + 1e-7) is about +-1 whatever
+    # its size, so a last-bit difference between two correct kernels flips whole steps of lr (seen on an
+    # AVX512 EPYC at 1 thread: 48 weights off by 1e-3 after 5 steps); a larger eps keeps the comparison
+    # about the update, not about the sign of rounding noise.
+    adam = dict(name="adam", lr=1e-2, betas=[0.9, 0.999], eps=1e-3, weight_decay=0.0)
     torch.manual_seed(0)
     fused_model = make_vae("conv", image_shape=(1, 12, 12), latent_dim=2)
     loop_model = make_vae("conv", image_shape=(1, 12, 12), latent_dim=2)
     loop_model.load_state_dict(fused_model.state_dict())
     fused = build_optimizer(fused_model.parameters(), {"optim": adam})
-    loop = torch.optim.Adam(loop_model.parameters(), lr=1e-2, eps=1e-7, foreach=False)
+    loop = torch.optim.Adam(loop_model.parameters(), lr=1e-2, eps=1e-3, foreach=False)
     assert fused.defaults["fused"]
     x = torch.rand(8, 1, 12, 12)
     for _ in range(5):
