@@ -417,6 +417,21 @@ def test_sweep_tables_mark_each_cells_elbo_convergence(monkeypatch, tmp_path):
     assert tables.elbo_status(1e-3, 8, [job(1e-3, flat)], "cuda") == "not checked"
 
 
+def test_sweep_readme_holds_the_tables_of_the_committed_jobs():
+    """The sweep README's three tables are what tables.py computes from the committed jobs, line for line,
+    and the grid holds one kind of device (the H100 jobs only in the device check)."""
+    from tests.conftest import REPO
+
+    tables = _load_experiment("tables")
+    readme = set((REPO / "experiments/sweep_kl_latent/README.md").read_text().splitlines())
+    lines = [line for line in tables.tables() if line]
+    missing = [line for line in lines if line not in readme]
+    assert not missing, f"README lines out of date (run experiments/sweep_kl_latent/tables.py): {missing[:3]}"
+    grid = tables.jobs(tables.GRID)
+    assert len(grid) == 27 and tables.devices(grid) == {"cpu"}
+    assert tables.devices(tables.jobs(tables.CHECK)) == {"cuda"}
+
+
 def test_replay_compares_every_epoch_number_for_number():
     replay = _load_experiment("replay")
     committed = [
