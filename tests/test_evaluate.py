@@ -325,6 +325,7 @@ def test_the_likelihood_table_reads_the_beyond_burda_rows_at_the_largest_k_each_
     module = _experiment_module("experiments/likelihood/table.py")
     common = {"checkpoint": "last", "split": "test", "binarize": "dynamic", "precision": "fp32", "num_images": 10000}
     for seed, (k, nll) in enumerate([(1000, 84.0), (5000, 83.0)]):
+        precision = "bf16" if k == 1000 else "fp32"
         run = tmp_path / "runs" / f"burda_hvae-seed{seed}"
         (run / "evals").mkdir(parents=True)
         (run / "checkpoints").mkdir()
@@ -332,9 +333,14 @@ def test_the_likelihood_table_reads_the_beyond_burda_rows_at_the_largest_k_each_
         (run / "metrics.json").write_text(json.dumps({"epoch": 12, "wall_seconds": 3000.0 + 600 * seed}))
         (run / "run.json").write_text(json.dumps({"machine": {"cpu": "AMD EPYC", "cpu_bf16": False, "gpu": None}}))
         result = {**common, "iwae_k": k, "iwae_nll_nats": nll, "neg_elbo_nats": nll + 4, "active_units": 30}
-        (run / "evals" / f"last_test_k{k}_dynamic_fp32_n10000.json").write_text(
+        result["precision"] = precision
+        (run / "evals" / f"last_test_k{k}_dynamic_{precision}_n10000.json").write_text(
             json.dumps({**result, "active_units_per_layer": [60 + seed, 30]})
         )
+        if k == 5000:  # a run with fp32 and bf16 evaluations at the same k: fp32 is read
+            (run / "evals" / "last_test_k5000_dynamic_bf16_n10000.json").write_text(
+                json.dumps({**result, "precision": "bf16", "iwae_nll_nats": 99.0, "active_units_per_layer": [1, 1]})
+            )
         quick = {**result, "iwae_k": 100, "num_images": 1000}  # a quick look on a subset is never read
         (run / "evals" / "last_test_k100_dynamic_fp32_n1000.json").write_text(json.dumps(quick))
     (tmp_path / "runs" / "burda_resnet-seed0" / "checkpoints").mkdir(parents=True)  # trained, not evaluated yet
@@ -342,14 +348,14 @@ def test_the_likelihood_table_reads_the_beyond_burda_rows_at_the_largest_k_each_
 
     assert module.rows() == []  # the beyond-Burda runs are not Burda et al.'s rows
     [row] = module.beyond_rows()
-    assert row["experiment"] == "burda_hvae" and [(r["k"], r["nll"]) for r in row["runs"]] == [
-        (1000, 84.0),
-        (5000, 83.0),
+    assert row["experiment"] == "burda_hvae" and [(r["k"], r["precision"], r["nll"]) for r in row["runs"]] == [
+        (1000, "bf16", 84.0),
+        (5000, "fp32", 83.0),
     ]
     assert "burda_resnet-seed0: no whole-test-set evaluation" in capsys.readouterr().err
     module.print_beyond([row])
     line = capsys.readouterr().out.splitlines()[-1]
-    assert "| 2 (0, 1) | 83.50 ± 0.71, k = 1000/5000 |" in line and "60.5 ± 0.7, 30.0 ± 0.0" in line
+    assert "| 2 (0, 1) | 83.50 ± 0.71, k = 1000 (bf16)/k = 5000 (fp32) |" in line and "60.5 ± 0.7, 30.0 ± 0.0" in line
     assert "| CPU | AMD EPYC (no bf16) | 82.90 (IWAE k = 50, two layers) |" in line
 
 

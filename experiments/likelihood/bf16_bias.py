@@ -22,7 +22,7 @@ import torch
 from vae.bounds import DECODES_PER_CALL, iwae_log_likelihood
 from vae.data import to_model_input
 from vae.runs import load_run, run_data
-from vae.runtime import cpu_model, cpu_supports_bf16
+from vae.runtime import cpu_id, cpu_model, cpu_supports_bf16
 
 HERE = Path(__file__).resolve().parent
 
@@ -76,7 +76,13 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=HERE / "bf16_bias.json")
     args = parser.parse_args()
     rows = [measure(run, k=args.k, images=args.images, data_root=args.data_root) for run in args.runs]
-    result = {"cpu": cpu_model(), "native_bf16": cpu_supports_bf16(), "threads": torch.get_num_threads(), "runs": rows}
+    result = {
+        "cpu": cpu_model(),
+        "cpu_id": cpu_id(),
+        "native_bf16": cpu_supports_bf16(),
+        "threads": torch.get_num_threads(),
+        "runs": rows,
+    }
     args.out.write_text(json.dumps(result, indent=1) + "\n")
 
 
