@@ -7,7 +7,7 @@ RUN ?= latest
 SWEEP ?= latest
 
 .DEFAULT_GOAL := help
-.PHONY: help install wheelhouse train sweep report explore generate evaluate serve bench test test-fast lint format tensorboard clean
+.PHONY: help install weights wheelhouse train sweep report explore generate evaluate serve bench test test-fast lint format tensorboard clean
 
 help: ## show this help
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-12s %s\n", $$1, $$2}'
@@ -20,6 +20,9 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --upgrade --quiet pip
 	$(PY) -m pip install --quiet -e '.[dev]'
 	@touch $@
+
+weights: install ## the committed runs' weights, kept in git history, back into experiments/*/runs/*/checkpoints/ (byte for byte)
+	$(PY) -m vae.weights restore
 
 train: install ## train the lecture model on MNIST (python -m vae.train $(ARGS))
 	$(PY) -m vae.train $(ARGS)

@@ -175,7 +175,28 @@ def test_an_exported_run_has_no_optimizer_or_data_path_and_reevaluates_through_v
     assert first["iwae_nll_nats"] == second["iwae_nll_nats"] and first["precision"] == "fp32"
     # the same weights in the full run give the same numbers
     assert evaluate.main([f"run={run}", "iwae_k=4", "checkpoint=last"])["iwae_nll_nats"] == first["iwae_nll_nats"]
-    assert sorted(p.name for p in out.iterdir()) == ["checkpoints", "eval.json", "evals", "metrics.json", "run.json"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "checkpoints",
+        "config.json",
+        "eval.json",
+        "evals",
+        "metrics.json",
+        "run.json",
+    ]
+    assert json.loads((out / "config.json").read_text()) == small["config"]  # the config, readable without weights
+    # half-precision storage: half the bytes of the weights, loaded back into fp32 parameters
+    half = tmp_path / "half"
+    export.main([f"run={run}", f"out={half}", "dtype=fp16"])
+    stored = load_checkpoint(half / "checkpoints" / "last.pt")
+    assert stored["weights_dtype"] == "fp16" and all(t.dtype == torch.float16 for t in stored["model"].values())
+    assert (half / "checkpoints" / "last.pt").stat().st_size < 0.7 * (out / "checkpoints" / "last.pt").stat().st_size
+    halved = evaluate.main([f"run={half}", "iwae_k=4", "checkpoint=last"])
+    assert (
+        halved["iwae_nll_nats"] != first["iwae_nll_nats"]
+        and abs(halved["iwae_nll_nats"] - first["iwae_nll_nats"]) < 0.5
+    )
+    with pytest.raises(SystemExit, match="dtype must be fp32 or fp16"):
+        export.main([f"run={run}", f"out={tmp_path / 'bf'}", "dtype=bf16"])
     described = json.loads((out / "run.json").read_text())  # where it trained, without the command line's paths
     assert "command" not in described and described["machine"]["cpu"] and str(tmp_path) not in json.dumps(described)
     assert [p.name for p in (out / "evals").iterdir()] == ["last_test_k4_dynamic_fp32_n8.json"]  # twice the same one
@@ -223,9 +244,8 @@ def test_evaluations_of_other_settings_all_stay_on_disk_and_the_reader_picks_the
 def test_the_likelihood_table_reads_the_k5000_evaluation_and_refuses_a_run_without_one(tmp_path, monkeypatch, capsys):
     module = _experiment_module("experiments/likelihood/table.py")
     run = tmp_path / "runs" / "burda_vae-seed0"
-    (run / "evals").mkdir(parents=True)
-    (run / "checkpoints").mkdir()
-    torch.save({"config": {"seed": 0, "optim": {"stage_divisor": 30}}}, run / "checkpoints" / "last.pt")
+    (run / "evals").mkdir(parents=True)  # a committed run: config.json, no weights (they are kept in git history)
+    (run / "config.json").write_text(json.dumps({"seed": 0, "optim": {"stage_divisor": 30}}))
     (run / "metrics.json").write_text(json.dumps({"epoch": 110, "wall_seconds": 600.0}))
     common = {"checkpoint": "last", "split": "test", "binarize": "dynamic", "precision": "fp32", "num_images": 10000}
     table_one = {**common, "iwae_k": 5000, "iwae_nll_nats": 91.3, "neg_elbo_nats": 96.2, "active_units": 22}
@@ -328,8 +348,7 @@ def test_the_likelihood_table_reads_the_beyond_burda_rows_at_the_largest_k_each_
         precision = "bf16" if k == 1000 else "fp32"
         run = tmp_path / "runs" / f"burda_hvae-seed{seed}"
         (run / "evals").mkdir(parents=True)
-        (run / "checkpoints").mkdir()
-        torch.save({"config": {"seed": seed}}, run / "checkpoints" / "last.pt")
+        (run / "config.json").write_text(json.dumps({"seed": seed}))
         (run / "metrics.json").write_text(json.dumps({"epoch": 12, "wall_seconds": 3000.0 + 600 * seed}))
         (run / "run.json").write_text(json.dumps({"machine": {"cpu": "AMD EPYC", "cpu_bf16": False, "gpu": None}}))
         result = {**common, "iwae_k": k, "iwae_nll_nats": nll, "neg_elbo_nats": nll + 4, "active_units": 30}

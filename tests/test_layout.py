@@ -17,6 +17,7 @@ COMMANDS = {
     "vae.report",
     "vae.serve",
     "vae.export",
+    "vae.weights",
 }
 CITED_PATH = re.compile(r"\b((?:docs|experiments|vae|tests|conf)/[\w./-]*\.(?:md|py|yaml|json|png|csv))\b")
 

@@ -10,6 +10,8 @@ from typing import Any
 
 import torch
 
+from vae.kept import restore_hint
+
 
 class CheckpointError(RuntimeError):
     """A checkpoint that is missing, unreadable, or does not fit the model."""
@@ -64,7 +66,7 @@ def load_checkpoint(path: Path, *, map_location: str | torch.device = "cpu") -> 
     """
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"no checkpoint at {path}")
+        raise CheckpointError(f"no checkpoint at {path}{restore_hint(path)}")
     try:
         checkpoint = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as error:  # noqa: BLE001 - truncated, corrupt or unsafe: all unusable

@@ -1,7 +1,7 @@
 """`python -m vae.export run=<run dir> out=<dir>`: a small run directory to share or commit.
 
 It holds `checkpoints/last.pt` (weights and config only: no optimizer state, no RNG state, no
-data path), `metrics.json` (the learning curve), and `eval.json` and `evals/` when the run has them.
+data path; `dtype=fp16` stores the weights in half precision), `config.json`, `metrics.json` (the learning curve), and `eval.json` and `evals/` when the run has them.
 `python -m vae.evaluate run=<dir>` re-evaluates it, finding the data through `data_root=` or
 `VAE_DATA_DIR`.
 """
@@ -13,24 +13,28 @@ from pathlib import Path
 
 from vae.checkpoint import CheckpointError
 from vae.cli import MISSING, check, parse_args
-from vae.runs import export_run
+from vae.runs import EXPORT_DTYPES, export_run
 
 
 @dataclass
 class ExportArgs:
-    """python -m vae.export run=<run dir> out=<dir> [checkpoint=last|best]"""
+    """python -m vae.export run=<run dir> out=<dir> [checkpoint=last|best] [dtype=fp32|fp16]"""
 
     run: str = MISSING
     out: str = MISSING
     checkpoint: str = "last"
+    dtype: str = (
+        "fp32"  # fp16: half the bytes; loads back into fp32 (what it changes: experiments/likelihood/README.md)
+    )
 
 
 def main(argv=None) -> Path:
     args = parse_args(ExportArgs, argv, usage=ExportArgs.__doc__)
     check(args.checkpoint in ("last", "best"), "checkpoint", "last or best", args.checkpoint)
+    check(args.dtype in EXPORT_DTYPES, "dtype", " or ".join(EXPORT_DTYPES), args.dtype)
     check(Path(args.out).resolve() != Path(args.run).resolve(), "out", "another directory than run", args.out)
     try:
-        exported = export_run(args.run, args.out, checkpoint=args.checkpoint)
+        exported = export_run(args.run, args.out, checkpoint=args.checkpoint, dtype=args.dtype)
     except CheckpointError as error:
         raise SystemExit(f"error: {error}") from None
     size = (Path(args.out) / "checkpoints" / "last.pt").stat().st_size

@@ -167,20 +167,41 @@ def describe_eval(results: dict) -> str:
     return " ".join(f"{key}={results[key]}" for key in EVAL_KEYS if results.get(key) is not None)
 
 
-def export_run(run_dir: str | Path, out_dir: str | Path, *, checkpoint: str = "last") -> dict:
-    """A small, shareable copy of a run: weights-only `checkpoints/last.pt` with its config, and metrics.json.
+# Storage types of an exported run's floating-point weights; they load back into the model's fp32 parameters.
+EXPORT_DTYPES = {"fp32": torch.float32, "fp16": torch.float16}
+
+
+def export_run(run_dir: str | Path, out_dir: str | Path, *, checkpoint: str = "last", dtype: str = "fp32") -> dict:
+    """A small, shareable copy of a run: weights-only `checkpoints/last.pt` with its config, `config.json`
+    (the same config, readable without the weights), and metrics.json.
 
     No optimizer state, RNG state or machine paths (data.root is dropped: `vae.evaluate` then finds
     the data through data_root= or VAE_DATA_DIR). `eval.json` and `evals/` are copied when the run has them,
     and run.json (the commit, versions, runtime and machine it trained on) without its command line.
+    `dtype=fp16` stores the floating-point weights in half precision (half the bytes; `weights_dtype` in the
+    checkpoint says so); loading copies them back into fp32 parameters. What that changes in an evaluation is
+    measured by experiments/likelihood/restore_check.py (its README).
     """
+    if dtype not in EXPORT_DTYPES:
+        raise ValueError(f"dtype must be one of {', '.join(EXPORT_DTYPES)} (got {dtype!r})")
     run_dir, out_dir = Path(run_dir), Path(out_dir)
     state = load_checkpoint(run_dir / "checkpoints" / f"{checkpoint}.pt")
     config = dict(state["config"])
     config["data"] = {**config["data"], "root": None}
     config["resume"] = None
-    small = {"model": state["model"], "config": config, "epoch": state["epoch"], "exported_from": checkpoint}
+    weights = {
+        key: tensor.to(EXPORT_DTYPES[dtype]) if tensor.is_floating_point() else tensor
+        for key, tensor in state["model"].items()
+    }
+    small = {
+        "model": weights,
+        "config": config,
+        "epoch": state["epoch"],
+        "exported_from": checkpoint,
+        "weights_dtype": dtype,
+    }
     save_checkpoint(out_dir / "checkpoints" / "last.pt", small)
+    (out_dir / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     for name in ("metrics.json", "eval.json"):
         if (run_dir / name).is_file():
             (out_dir / name).write_text((run_dir / name).read_text())

@@ -1,6 +1,6 @@
 """The results table of experiments/likelihood/README.md, from the committed run directories.
 
-    python experiments/likelihood/table.py            # reads runs/<experiment>[-d<divisor>]-seed<N>/{evals/ or eval.json,metrics.json,checkpoints/last.pt}
+    python experiments/likelihood/table.py            # reads runs/<experiment>[-d<divisor>]-seed<N>/{evals/ or eval.json,metrics.json,config.json} (no weights)
 
 A row is an experiment at one schedule (`optim.stage_divisor`); runs of other divisors than the
 table's main one are named with their divisor, e.g. runs/burda_vae-d10-seed0.
@@ -19,8 +19,6 @@ import statistics
 import sys
 from collections import defaultdict
 from pathlib import Path
-
-import torch
 
 from vae.runs import describe_eval, find_eval, run_evals
 
@@ -74,7 +72,7 @@ def rows() -> list[dict]:
         experiment = _experiment(run)
         evaluation = found.results
         metrics = json.loads((run / "metrics.json").read_text())
-        config = torch.load(run / "checkpoints" / "last.pt", weights_only=True)["config"]
+        config = json.loads((run / "config.json").read_text())
         by_experiment[experiment, float(config["optim"]["stage_divisor"])].append(
             {
                 "seed": config["seed"],
@@ -113,7 +111,7 @@ def beyond_rows() -> list[dict]:
         print(f"{run.name}: read {found.path.relative_to(run).as_posix()}", file=sys.stderr)
         evaluation, metrics = found.results, json.loads((run / "metrics.json").read_text())
         machine = json.loads((run / "run.json").read_text())["machine"] if (run / "run.json").is_file() else {}
-        config = torch.load(run / "checkpoints" / "last.pt", weights_only=True)["config"]
+        config = json.loads((run / "config.json").read_text())
         by_experiment[experiment].append(
             {
                 "seed": config["seed"],
