@@ -7,7 +7,7 @@ RUN ?= latest
 SWEEP ?= latest
 
 .DEFAULT_GOAL := help
-.PHONY: help install weights wheelhouse train sweep report explore generate evaluate serve bench test test-fast lint format tensorboard clean
+.PHONY: help install weights wheelhouse gpu-carry gpu-dry-run train sweep report explore generate evaluate serve bench test test-fast lint format tensorboard clean
 
 help: ## show this help
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-12s %s\n", $$1, $$2}'
@@ -78,6 +78,23 @@ wheelhouse: install ## wheels for a machine with torch but no package index: whe
 	$(PY) -m pip wheel --quiet --no-deps --wheel-dir wheelhouse "antlr4-python3-runtime==4.9.3"
 	$(PY) -m pip wheel --quiet --no-deps --wheel-dir wheelhouse .
 	@ls wheelhouse
+
+# What a GPU node needs beside the tree (experiments/gpu/README.md): the wheels, MNIST's four .gz files
+# (from MNIST=<dir>, else $$VAE_DATA_DIR) and the weights of the runs it evaluates at k = 5000.
+GPU_RUNS ?= burda_resnet-seed0 burda_hvae-seed0
+MNIST ?= $(VAE_DATA_DIR)
+gpu-carry: wheelhouse weights ## gpu_carry/ for a GPU node: wheels, MNIST (MNIST=<dir>), the seed-0 weights (GPU_RUNS=...)
+	@test -n "$(MNIST)" || { echo "error: name MNIST's folder: make gpu-carry MNIST=<dir with the four .gz files>"; exit 2; }
+	rm -rf gpu_carry && mkdir -p gpu_carry/wheelhouse gpu_carry/mnist
+	cp wheelhouse/*.whl gpu_carry/wheelhouse/
+	for f in train-images-idx3-ubyte train-labels-idx1-ubyte t10k-images-idx3-ubyte t10k-labels-idx1-ubyte; do \
+		cp "$$(ls $(MNIST)/$$f.gz $(MNIST)/MNIST/raw/$$f.gz 2>/dev/null | head -1)" gpu_carry/mnist/ || exit 2; done
+	for run in $(GPU_RUNS); do mkdir -p gpu_carry/runs/$$run && \
+		cp experiments/likelihood/runs/$$run/checkpoints/last.pt gpu_carry/runs/$$run/ || exit 2; done
+	du -sh gpu_carry
+
+gpu-dry-run: install ## the GPU run's every step at toy sizes on this CPU (under 2 minutes): make gpu-dry-run [OUT=/tmp/gpu-dry]
+	experiments/gpu/run.sh --dry-run --out $${OUT:-outputs/gpu/dry-run-$$(date +%Y%m%d-%H%M%S)}
 
 clean: ## remove the virtual environment and caches (keeps outputs/ and data/)
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info
