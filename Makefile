@@ -69,13 +69,15 @@ format: install ## reformat the package, tests and experiments with the pinned r
 tensorboard: install ## open TensorBoard over every run and sweep in outputs/
 	$(VENV)/bin/tensorboard --logdir outputs
 
-wheelhouse: install ## wheels for a machine with torch but no package index: wheelhouse/, then pip install --no-index --no-deps wheelhouse/*.whl there
+wheelhouse: install ## wheels for a machine with torch but no package index: wheelhouse/ (README, "Data": the pip command to run there)
 	rm -rf wheelhouse && mkdir -p wheelhouse
 	$(PY) -m pip download --quiet --no-deps --only-binary=:all: --dest wheelhouse \
 		"hydra-core==$$($(PY) -c 'import hydra; print(hydra.__version__)')" \
 		"omegaconf==$$($(PY) -c 'import omegaconf; print(omegaconf.__version__)')" \
 		hydra-joblib-launcher joblib
 	$(PY) -m pip wheel --quiet --no-deps --wheel-dir wheelhouse "antlr4-python3-runtime==4.9.3"
+	for v in 3.10 3.11 3.12 3.13; do $(PY) -m pip download --quiet --no-deps --only-binary=:all: --dest wheelhouse \
+		--python-version $$v --platform manylinux2014_x86_64 "pyyaml==$$($(PY) -c 'import yaml; print(yaml.__version__)')"; done
 	$(PY) -m pip wheel --quiet --no-deps --wheel-dir wheelhouse .
 	@ls wheelhouse
 

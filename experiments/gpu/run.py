@@ -54,7 +54,8 @@ RUNS = [
     "burda_resnet-seed2",
     "burda_hvae-seed2",
 ]
-NEEDED = ["hydra", "omegaconf", "antlr4"]  # what vae needs beyond the node's python3 (torch, numpy, ...)
+# What vae needs beyond the node's python3 (torch, numpy, ...): module -> the distribution in the wheelhouse.
+NEEDED = {"hydra": "hydra-core", "omegaconf": "omegaconf", "antlr4": "antlr4-python3-runtime", "yaml": "pyyaml"}
 MAX_FILES = 8
 TRAVEL_LIMIT = 64 * 2**20  # what a GPU node's copy of the tree may hold
 log = logging.getLogger("gpu")
@@ -133,25 +134,31 @@ def environment(args) -> dict:
 
 
 def install(carry: Path, *, dry_run: bool) -> dict:
+    """Install what python3 lacks from <carry>/wheelhouse (pip picks the wheel of this Python); the dry run
+    installs nothing and says so. The project's own wheel stays out: the tree's vae/ is the code measured."""
     missing = [name for name in NEEDED if importlib.util.find_spec(name) is None]
-    # the project's own wheel stays out: the tree's vae/ is the code measured (--commit names it)
-    wheels = sorted(w for w in (carry / "wheelhouse").glob("*.whl") if not w.name.startswith("vae-"))
+    wheelhouse = carry / "wheelhouse"
     if dry_run:
-        return {"skipped": "dry run: nothing installed", "missing": missing, "wheels": [w.name for w in wheels]}
+        if missing:
+            raise SystemExit(
+                f"error: {', '.join(NEEDED[m] for m in missing)} not importable; the dry run installs nothing "
+                f"(make install, or pip install --no-index --no-deps --find-links {wheelhouse} ...)"
+            )
+        return {"skipped": "dry run: nothing installed", "missing": missing}
     if not missing:
         return {"installed": [], "missing": []}
-    if not wheels:
+    if not wheelhouse.is_dir():
         raise SystemExit(
-            f"error: {', '.join(missing)} not importable and no wheels in {carry / 'wheelhouse'} "
-            "(make gpu-carry puts them there)"
+            f"error: {', '.join(missing)} not importable and no {wheelhouse} (make gpu-carry puts it there)"
         )
-    command = [sys.executable, "-m", "pip", "install", "--no-index", "--no-deps", *map(str, wheels)]
-    code, output, _ = run(command, timeout=300)
+    wanted = [NEEDED[name] for name in missing]
+    command = [sys.executable, "-m", "pip", "install", "--no-index", "--no-deps", "--find-links", str(wheelhouse)]
+    code, output, _ = run([*command, *wanted], timeout=300)
     importlib.invalidate_caches()
     still = [name for name in NEEDED if importlib.util.find_spec(name) is None]
     if code != 0 or still:
-        raise SystemExit(f"error: pip install from {carry / 'wheelhouse'} failed; missing {still}:\n{output[-2000:]}")
-    return {"installed": [w.name for w in wheels], "missing": []}
+        raise SystemExit(f"error: pip install from {wheelhouse} failed; still missing {still}:\n{output[-2000:]}")
+    return {"installed": wanted, "missing": []}
 
 
 def travel(carry: Path) -> dict:
@@ -161,6 +168,13 @@ def travel(carry: Path) -> dict:
     if listing.returncode == 0:
         names = [n for n in listing.stdout.split("\0") if n]
         tracked = sum((REPO / n).stat().st_size for n in names if (REPO / n).is_file())
+    else:  # a node's copy has no .git: all of it but the carry folder and the outputs
+        skip = (carry, REPO / "outputs")
+        tracked = sum(
+            p.stat().st_size
+            for p in REPO.rglob("*")
+            if p.is_file() and not p.is_symlink() and not any(s == p or s in p.parents for s in skip)
+        )
     carried = {}
     if carry.is_dir():
         for part in sorted(carry.iterdir()):
@@ -446,6 +460,8 @@ def main() -> int:
 
     if not args.dry_run and not torch.cuda.is_available():
         parser.error("no CUDA device here: run it on a GPU node, or --dry-run to check it on the CPU")
+    carry = args.carry.resolve()
+    installed = install(carry, dry_run=args.dry_run)  # before --out is made: a refusal writes nothing
     out.mkdir(parents=True, exist_ok=True)
     logging.basicConfig(
         level=logging.INFO,
@@ -453,9 +469,7 @@ def main() -> int:
         handlers=[logging.StreamHandler(), logging.FileHandler(out / "log.txt")],
     )
     budget = Budget(args.budget_s)
-    carry = args.carry.resolve()
-    results = {"install": install(carry, dry_run=args.dry_run)}
-    results = {"environment": environment(args), **results, "travel": travel(carry)}
+    results = {"environment": environment(args), "install": installed, "travel": travel(carry)}
     recorder = Recorder(out, results)
     recorder.save()
     log.info("environment %s", json.dumps(results["environment"]))
