@@ -18,6 +18,7 @@ COMMANDS = {
     "vae.serve",
     "vae.export",
     "vae.weights",
+    "vae.quality",
 }
 CITED_PATH = re.compile(r"\b((?:docs|experiments|vae|tests|conf)/[\w./-]*\.(?:md|py|yaml|json|png|csv))\b")
 
