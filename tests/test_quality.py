@@ -252,3 +252,30 @@ def test_the_run_form_on_a_synthetic_run_scores_samples_and_reconstructions_and_
 def test_every_feature_space_is_registered_once():
     assert FEATURES.names() == ("mnist", "fashion_mnist", "inception")
     assert DigitNet().features(torch.zeros(2, 1, 28, 28)).shape == (2, DigitNet.num_features)
+
+
+def test_quality_every_epochs_logs_fid_on_its_epochs_and_refuses_what_cannot_work(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from conftest import TINY, compose_config
+    from vae.config import ConfigError
+    from vae.train import train
+
+    common = [*TINY, "data.num_val=200", "epochs=2"]
+    metrics = train(
+        compose_config([*common, "quality_every_epochs=2", "quality_features=mnist", "quality_n=150"]), tmp_path / "a"
+    )
+    first, second = metrics["history"]
+    assert "val_fid_mnist" not in first and math.isfinite(second["val_fid_mnist"]) and second["quality_seconds"] > 0
+    assert 0 <= second["val_precision_mnist"] <= 1
+    events = EventAccumulator(str(tmp_path / "a")).Reload()
+    assert [e.step for e in events.Scalars("val/fid_mnist")] == [2]
+    with pytest.raises(
+        ConfigError, match="quality_features must be one of mnist, fashion_mnist, inception for data=synthetic"
+    ):
+        train(compose_config([*common, "quality_every_epochs=1"]), tmp_path / "b")
+    with pytest.raises(ConfigError, match="quality_every_epochs: FID needs more images .* \\(quality_n=100\\)"):
+        train(
+            compose_config([*common, "quality_every_epochs=1", "quality_features=mnist", "quality_n=100"]),
+            tmp_path / "c",
+        )

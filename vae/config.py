@@ -186,6 +186,9 @@ class Config:
     grid_size: int = MISSING
     checkpoint_every_steps: int = MISSING
     snapshot_every_epochs: int = MISSING
+    quality_every_epochs: int = MISSING
+    quality_n: int = MISSING
+    quality_features: str | None = MISSING
     on_nan: str = MISSING
     resume: str | None = MISSING
     data: DataConfig = MISSING
@@ -372,6 +375,7 @@ CHOICES = {
 }
 AT_LEAST_ONE = (
     "latent_dim",
+    "quality_n",
     "epochs",
     "batch_size",
     "log_every",
@@ -403,6 +407,7 @@ AT_LEAST_ZERO = {
     "threads": "an integer >= 0 (0 = auto)",
     "checkpoint_every_steps": "an integer >= 0",
     "snapshot_every_epochs": "an integer >= 0",
+    "quality_every_epochs": "an integer >= 0 (0 = off)",
     "optim.weight_decay": "a number >= 0",
     "optim.warmup_steps": "an integer >= 0",
     "optim.max_warmup_epochs": "a number >= 0 (0 = no bound)",

@@ -30,6 +30,7 @@ from torch import nn
 from vae.registry import Registry
 
 FEATURES = Registry("features")
+DEFAULT_FEATURES = {"mnist": "mnist", "fashion_mnist": "fashion_mnist"}  # a data set -> its own classifier's space
 NETS = Path(__file__).resolve().parent / "feature_nets"
 HELDOUT = 10_000  # training images each classifier never sees: the floor's real set
 HELDOUT_SEED = 0
@@ -228,6 +229,11 @@ def inception_features() -> FeatureSpace:
         network=_Inception(network).eval(),
         batch_size=50,
     )
+
+
+def space_for(data_name: str, named: str | None) -> str | None:
+    """The feature space a run on `data_name` is scored in: the one named, else its data set's own, else None."""
+    return named or DEFAULT_FEATURES.get(data_name)
 
 
 def load_features(name: str) -> FeatureSpace:

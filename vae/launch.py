@@ -36,6 +36,7 @@ RESUMABLE_OVERRIDES = {
     "log_every",
     "checkpoint_every_steps",
     "snapshot_every_epochs",
+    "quality_every_epochs",
     "data.root",
     "on_nan",
 }

@@ -32,10 +32,17 @@ from pathlib import Path
 import torch
 
 from vae.cli import check, parse_args
-from vae.features import FEATURES, FeatureError, FeatureSpace, heldout_indices, load_features
+from vae.features import (
+    DEFAULT_FEATURES,
+    FEATURES,
+    FeatureError,
+    FeatureSpace,
+    heldout_indices,
+    load_features,
+    space_for,
+)
 from vae.quality_metrics import DC_K, KID_SUBSET, KID_SUBSETS, PR_K, QualityError, check_counts, score
 
-DEFAULT_FEATURES = {"mnist": "mnist", "fashion_mnist": "fashion_mnist"}  # a run's data set -> its default space
 MAX_N = 200_000  # samples held as uint8 images and 128-2,048 float64 features: bounded, refused above
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp"}
 
@@ -221,7 +228,7 @@ def run_form(args: QualityArgs) -> dict:
         sys.exit(f"error: {args.run} has no usable checkpoint: {error}")
     config = loaded.checkpoint["config"]
     data_name = config["data"]["name"]
-    name = args.features or DEFAULT_FEATURES.get(data_name)
+    name = space_for(data_name, args.features)
     if name is None:
         sys.exit(
             f"error: a run on data={data_name} has no default feature space: name one with features= "

@@ -27,11 +27,13 @@ from vae.build import build_data, build_model, build_optimizer, build_scheduler,
 from vae.checkpoint import load_model_state, rng_state, save_checkpoint, set_rng_state
 from vae.config import ConfigError, validate
 from vae.data import DataSplits, epoch_batches
+from vae.features import FEATURES, FeatureError, FeatureSpace, load_features, space_for
 from vae.likelihoods import likelihood_of
 from vae.losses import LossTerms, beta_effective, kl_warmup_factor, layer_term_names, term_names
 from vae.model import init_output_bias
 from vae.objectives import Objective, build_objective
 from vae.progress import progress as show_progress
+from vae.quality_metrics import QualityError, check_counts, score
 from vae.runs import write_run_json
 from vae.runtime import Runtime, apply_runtime, resolve_runtime
 from vae.step import (
@@ -110,6 +112,57 @@ class TrainState:
 
 
 @dataclasses.dataclass
+class TrainingQuality:
+    """quality_every_epochs: FID (and precision, recall) of `n` prior samples against the validation split,
+    in `space`, whose validation features are computed once."""
+
+    every: int
+    n: int
+    space: FeatureSpace
+    reference: torch.Tensor  # (N_val, D) features of the validation images
+
+    @classmethod
+    def from_config(cls, config: dict, splits: DataSplits) -> TrainingQuality | None:
+        every = config.get("quality_every_epochs", 0)  # absent in runs saved before the key existed
+        if not every:
+            return None
+        name = space_for(config["data"]["name"], config.get("quality_features"))
+        if name is None or name not in FEATURES:
+            raise ConfigError(
+                f"quality_features must be one of {', '.join(FEATURES.names())} for data={config['data']['name']} "
+                f"(got {config.get('quality_features')!r}; only mnist and fashion_mnist have a default)"
+            )
+        try:
+            space = load_features(name)
+            space.check(tuple(splits.val.images.shape[1:]), "the run's images")
+            check_counts(config["quality_n"], len(splits.val), space.num_features)
+        except (FeatureError, QualityError) as error:
+            raise ConfigError(f"quality_every_epochs: {error} (quality_n={config['quality_n']})") from None
+        return cls(every=every, n=config["quality_n"], space=space, reference=space(splits.val.images))
+
+    def measure(self, model: torch.nn.Module, *, epoch: int, seed: int) -> dict:
+        """{'val_fid_<space>', 'val_precision_<space>', 'val_recall_<space>', 'quality_seconds'} on its epochs, else {}."""
+        if epoch % self.every:
+            return {}
+        start = time.perf_counter()
+        was_training = model.training
+        model.eval()
+        generator = torch.Generator().manual_seed(seed)  # the same z every epoch: a curve of the model alone
+        with torch.no_grad():
+            batches = [model.sample(min(500, self.n - i), generator=generator) for i in range(0, self.n, 500)]
+        model.train(was_training)
+        samples = (torch.cat(batches).float().cpu().clamp(0, 1) * 255).round().to(torch.uint8)
+        scores = score(self.space(samples), self.reference)
+        name = self.space.name
+        return {
+            f"val_fid_{name}": scores["fid"],
+            f"val_precision_{name}": scores["precision"],
+            f"val_recall_{name}": scores["recall"],
+            "quality_seconds": time.perf_counter() - start,
+        }
+
+
+@dataclasses.dataclass
 class Session:
     """What set-up builds once and every phase of the loop reads."""
 
@@ -139,6 +192,7 @@ class Session:
     kl_warmup_epochs: float
     binarize: str  # data.binarize: "dynamic" draws each pixel afresh every step
     on_step: Callable[[Session, TrainState, LossTerms], None] | None = None  # after each optimizer step
+    quality: TrainingQuality | None = None  # quality_every_epochs: the feature space and the validation features
 
     @property
     def device(self) -> torch.device:
@@ -216,6 +270,8 @@ def train(
                     "images_per_second": images_per_second,
                     "epoch_seconds": time.perf_counter() - epoch_start,
                 }
+                if session.quality is not None:
+                    record |= session.quality.measure(session.model, epoch=epoch, seed=session.seed)
                 improved = state.record_epoch(val_metrics["loss"], record)
                 save_checkpoints(session, state, improved)
                 metrics = log_epoch_end(session, state, train_metrics, val_metrics, schedule=schedule, started=started)
@@ -237,6 +293,8 @@ def set_up(cfg: DictConfig, run_dir: Path, resume_from: dict | None) -> tuple[Se
     distributed.init_process_group(ddp, runtime.device)
     device = torch.device(runtime.device)
     splits = load_data(config)
+    # quality_every_epochs: its feature space checked (and the validation features computed) before anything is written
+    quality = TrainingQuality.from_config(config, splits) if ddp.is_main else None
     model = build_model(config).to(device)
     if resume_from is None and config["model"].get("output_bias") == "data_mean":
         init_output_bias(model, splits.train.images.float().mean(0) / 255)  # uint8 splits: 0..255
@@ -296,6 +354,7 @@ def set_up(cfg: DictConfig, run_dir: Path, resume_from: dict | None) -> tuple[Se
         kl_weight=config["kl_weight"],
         kl_warmup_epochs=config["kl_warmup_epochs"],
         binarize=config["data"]["binarize"],
+        quality=quality,
     )
     return session, state
 
@@ -488,6 +547,9 @@ def log_epoch_end(
         extra.update({f"train/{name}": train_metrics[name], f"val/{name}": val_metrics[name]})
     if state.skipped_steps:
         extra["train/skipped_steps"] = state.skipped_steps
+    for key, value in state.history[-1].items():  # quality_every_epochs: val/fid_<space>, ... on its epochs
+        if key.startswith(("val_fid_", "val_precision_", "val_recall_")):
+            extra[f"val/{key[len('val_') :]}"] = value
     if "decoder_sigma" in val_metrics:  # the Gaussian decoder's sigma (vae.likelihoods), as validation used it
         extra["val/decoder_sigma"] = val_metrics["decoder_sigma"]
     log_epoch(session.writer, epoch, train=train_metrics, val=val_metrics, extra=extra)
