@@ -8,6 +8,7 @@ data path; `dtype=fp16` stores the weights in half precision), `config.json`, `m
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from vae.runs import EXPORT_DTYPES, export_run
 
 @dataclass
 class ExportArgs:
-    """python -m vae.export run=<run dir> out=<dir> [checkpoint=last|best] [dtype=fp32|fp16]"""
+    """python -m vae.export run=<run dir> out=<dir> [checkpoint=last|best|epoch_NNNN] [dtype=fp32|fp16]"""
 
     run: str = MISSING
     out: str = MISSING
@@ -30,7 +31,12 @@ class ExportArgs:
 
 def main(argv=None) -> Path:
     args = parse_args(ExportArgs, argv, usage=ExportArgs.__doc__)
-    check(args.checkpoint in ("last", "best"), "checkpoint", "last or best", args.checkpoint)
+    check(
+        args.checkpoint in ("last", "best") or re.fullmatch(r"epoch_\d{4}", args.checkpoint) is not None,
+        "checkpoint",
+        "last, best or a snapshot epoch_NNNN",
+        args.checkpoint,
+    )
     check(args.dtype in EXPORT_DTYPES, "dtype", " or ".join(EXPORT_DTYPES), args.dtype)
     check(Path(args.out).resolve() != Path(args.run).resolve(), "out", "another directory than run", args.out)
     try:
