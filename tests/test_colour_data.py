@@ -16,7 +16,7 @@ from vae.train import train
 from conftest import TINY, compose_config
 
 
-def write_fake_cifar(root, per_batch: int = 4):
+def write_fake_cifar(root, per_batch: int = 4, protocol: int = 2):
     folder = root / "cifar-10-batches-py"
     folder.mkdir(parents=True)
     generator = torch.Generator().manual_seed(0)
@@ -25,7 +25,7 @@ def write_fake_cifar(root, per_batch: int = 4):
         data = torch.randint(0, 256, (per_batch, 3072), generator=generator, dtype=torch.uint8)
         labels = torch.randint(0, 10, (per_batch,), generator=generator).tolist()
         with open(folder / name, "wb") as f:
-            pickle.dump({"data": data.numpy(), "labels": labels, "batch_label": name}, f)
+            pickle.dump({"data": data.numpy(), "labels": labels, "batch_label": name.encode()}, f, protocol=protocol)
         written[name] = (data, labels)
     return written
 
@@ -39,6 +39,36 @@ def test_cifar10_reads_its_python_batches(tmp_path):
     data, labels = written["test_batch"]
     assert torch.equal(splits.test.images, data.view(-1, 3, 32, 32)) and splits.test.labels.tolist() == labels
     assert splits.class_names[0] == "airplane"
+
+
+class _RunsACommand:
+    """What a crafted pickle holds: unpickling it calls os.system."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, (f"touch {self.marker}",))
+
+
+@pytest.mark.parametrize("protocol", [0, 2, pickle.HIGHEST_PROTOCOL])
+def test_a_crafted_cifar10_batch_is_refused_and_runs_nothing(tmp_path, protocol):
+    write_fake_cifar(tmp_path)
+    marker = tmp_path / "ran"
+    batch = tmp_path / "cifar-10-batches-py" / "data_batch_1"
+    with open(batch, "wb") as f:
+        pickle.dump({"data": _RunsACommand(marker), "labels": [0]}, f, protocol=protocol)
+    with pytest.raises(ValueError, match=r"data_batch_1 is not a CIFAR-10 batch: it references posix.system"):
+        build_data(compose_dict(["data=cifar10", f"data.root={tmp_path}", "data.val_split=5", "data.download=false"]))
+    assert not marker.exists()
+    # numpy arrays pickled the old way (protocol 2, as the published batches are) still load
+    write_fake_cifar(tmp_path / "again", protocol=protocol)
+    assert (
+        len(build_data(compose_dict(["data=cifar10", f"data.root={tmp_path / 'again'}", "data.val_split=5"])).train)
+        == 15
+    )
 
 
 def test_cifar10_missing_offline_says_where(tmp_path):

@@ -71,3 +71,23 @@ def test_every_conf_folder_is_a_listed_package_so_installing_warns_of_none():
     folders = {"vae.conf." + ".".join(p.relative_to(conf).parts) for p in conf.rglob("*") if p.is_dir()}
     assert folders <= packages, sorted(folders - packages)
     assert {"vae", "vae.conf", "vae.static"} <= packages
+
+
+def test_no_user_file_is_unpickled_without_a_restriction():
+    """Every torch.load passes weights_only=True, every numpy load allow_pickle=False, and the only unpickler is
+    CIFAR-10's restricted one (vae.data.load_cifar_batch): a file of the user's cannot run code."""
+    offenders = []
+    for path in [*(REPO / "vae").rglob("*.py"), *(REPO / "experiments").rglob("*.py")]:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.Call) or not isinstance(node.func, ast.Attribute):
+                continue
+            owner = node.func.value.id if isinstance(node.func.value, ast.Name) else ""
+            keywords = {k.arg: getattr(k.value, "value", None) for k in node.keywords}
+            where = f"{path.relative_to(REPO)}:{node.lineno}"
+            if owner == "torch" and node.func.attr == "load" and keywords.get("weights_only") is not True:
+                offenders.append(f"{where} torch.load without weights_only=True")
+            if owner in ("np", "numpy") and node.func.attr == "load" and keywords.get("allow_pickle") is not False:
+                offenders.append(f"{where} numpy.load without allow_pickle=False")
+            if owner == "pickle" and node.func.attr in ("load", "loads", "Unpickler"):
+                offenders.append(f"{where} pickle.{node.func.attr}")
+    assert offenders == []

@@ -230,14 +230,56 @@ def load_idx(name: str, root: str | os.PathLike, *, download: bool) -> tuple[Spl
     return splits[0], splits[1]
 
 
-def read_cifar_batches(folder: Path, names: list[str]) -> Split:
-    """CIFAR-10's python pickles (dicts with `data` (N, 3072) uint8 and `labels`) as one (N, 3, 32, 32) split."""
+# What CIFAR-10's python batches may reference when unpickled: numpy arrays and dtypes, nothing else. A pickle
+# can run any callable it names; a data folder is user input, so every other name is refused.
+CIFAR_PICKLE_GLOBALS = {
+    ("numpy.core.multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.multiarray", "scalar"),
+    ("numpy._core.multiarray", "scalar"),
+    ("numpy", "ndarray"),
+    ("numpy", "dtype"),
+    ("numpy.core.numeric", "_frombuffer"),  # numpy arrays pickled at protocol 5
+    ("numpy._core.numeric", "_frombuffer"),
+    ("_codecs", "encode"),  # bytes pickled by Python 3 at protocol < 3 (harmless: encodes a string)
+}
+
+
+def load_cifar_batch(path: Path) -> dict:
+    """One CIFAR-10 batch through an unpickler that admits only the numpy types of its format; ValueError naming
+    the file and the refused name for anything else (a crafted batch runs nothing)."""
     import pickle
 
+    import numpy
+
+    class Restricted(pickle.Unpickler):
+        def find_class(self, module: str, name: str):
+            if (module, name) not in CIFAR_PICKLE_GLOBALS:
+                raise pickle.UnpicklingError(f"{module}.{name}")
+            if module.startswith("numpy.core.") and hasattr(numpy, "_core"):
+                module = "numpy._core." + module[len("numpy.core.") :]  # numpy 2's name, without its warning
+            elif module.startswith("numpy._core.") and not hasattr(numpy, "_core"):
+                module = "numpy.core." + module[len("numpy._core.") :]  # written by numpy 2, read by numpy 1
+            return super().find_class(module, name)
+
+    try:
+        with open(path, "rb") as f:
+            batch = Restricted(f, encoding="latin1").load()  # the format CIFAR-10 is published in
+    except pickle.UnpicklingError as error:
+        raise ValueError(
+            f"{path} is not a CIFAR-10 batch: it references {error}, which the format never does (refused, nothing "
+            "of it was run); replace the folder with a copy from https://www.cs.toronto.edu/~kriz/cifar.html"
+        ) from None
+    if not isinstance(batch, dict) or "data" not in batch or "labels" not in batch:
+        raise ValueError(f"{path} is not a CIFAR-10 batch (no 'data' and 'labels'); replace it with a clean copy")
+    return batch
+
+
+def read_cifar_batches(folder: Path, names: list[str]) -> Split:
+    """CIFAR-10's python pickles (dicts with `data` (N, 3072) uint8 and `labels`) as one (N, 3, 32, 32) split."""
     images, labels = [], []
     for name in names:
-        with open(folder / name, "rb") as f:
-            batch = pickle.load(f, encoding="latin1")  # the format CIFAR-10 is published in
+        batch = load_cifar_batch(folder / name)
         images.append(torch.as_tensor(batch["data"], dtype=torch.uint8).reshape(-1, 3, 32, 32))
         labels.append(torch.as_tensor(batch["labels"], dtype=torch.long))
     return Split(torch.cat(images).contiguous(), torch.cat(labels))
