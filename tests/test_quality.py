@@ -257,9 +257,10 @@ def test_every_feature_space_is_registered_once():
 def test_quality_every_epochs_logs_fid_on_its_epochs_and_refuses_what_cannot_work(tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    from conftest import TINY, compose_config
     from vae.config import ConfigError
     from vae.train import train
+
+    from conftest import TINY, compose_config
 
     common = [*TINY, "data.num_val=200", "epochs=2"]
     metrics = train(
