@@ -112,6 +112,12 @@ def test_unknown_group_option_is_refused_naming_it():
         ("data.binarize=maybe", "data.binarize"),
         ("model.init=zeros", "model.init"),
         ("optim.lr=0", "optim.lr"),
+        ("kl_weight=inf", "kl_weight"),  # non-finite numbers, anywhere in the config
+        ("optim.lr=nan", "optim.lr"),
+        ("kl_warmup_epochs=inf", "kl_warmup_epochs"),
+        ("free_bits=-inf", "free_bits"),
+        ("quality_every_epochs=-1", "quality_every_epochs"),
+        ("quality_n=0", "quality_n"),
     ],
 )
 def test_invalid_value_is_refused_naming_the_key(override, key):

@@ -488,6 +488,17 @@ def _validate_objective(get) -> None:
         )
 
 
+def _numbers(node: Any, prefix: str = ""):
+    """(dotted key, value) of every float in a resolved config, lists included (`optim.stages.0.1`)."""
+    items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
+    for key, value in items:
+        name = f"{prefix}{key}"
+        if isinstance(value, float):
+            yield name, value
+        elif isinstance(value, dict | list):
+            yield from _numbers(value, name + ".")
+
+
 def validate(cfg: DictConfig) -> None:
     """Raise ConfigError naming the first key whose value cannot work."""
     try:
@@ -504,6 +515,8 @@ def validate(cfg: DictConfig) -> None:
     def present(key: str) -> bool:
         return get(key) is not MISSING
 
+    for key, value in _numbers(resolved):  # inf or nan cannot work anywhere (a learning rate, a KL weight, ...)
+        _check(math.isfinite(value), key, "a finite number", value)
     for key, choices in CHOICES.items():
         _check(get(key) in choices, key, "one of " + ", ".join(choices), get(key))
     for key, registry in registries().items():  # refused naming the key and the registered names
