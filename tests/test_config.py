@@ -224,3 +224,21 @@ def test_composing_again_gives_an_independent_copy_and_an_edited_yaml_file_is_re
     root = conf / "config.yaml"
     root.write_text(root.read_text().replace("kl_weight: 1.0e-3 ", "kl_weight: 2.0e-3 "))
     assert vae.config.compose(["latent_dim=3"]).kl_weight == 2e-3
+
+
+def test_splits_the_data_cannot_meet_are_refused_by_key_before_any_step(tmp_path):
+    from test_data import write_fake_mnist
+
+    from vae.train import train
+
+    from conftest import TINY
+
+    with pytest.raises(ConfigError, match=r"^batch_size must be at most the training split's 256 images \(got 1000\)"):
+        train(compose_config([*TINY, "batch_size=1000"]), tmp_path / "a")
+    write_fake_mnist(tmp_path / "data" / "MNIST" / "raw", gz=True, num_train=40, num_test=8)
+    mnist = [w for w in TINY if not w.startswith("data")] + ["data=mnist", f"data.root={tmp_path / 'data'}"]
+    with pytest.raises(
+        ConfigError, match=r"^data.val_split must be between 1 and 39: the training split has 40 images \(got 40\)"
+    ):
+        train(compose_config([*mnist, "data.val_split=40"]), tmp_path / "b")
+    assert not (tmp_path / "a" / "checkpoints" / "last.pt").exists() and not (tmp_path / "b" / "run.json").exists()

@@ -57,6 +57,11 @@ class DataNotFoundError(RuntimeError):
     """The data set's files are not where they were looked for, and could not be downloaded."""
 
 
+class SplitError(ValueError):
+    """A split setting the data cannot meet (data.val_split at or above the training split's size); the message
+    names the key, the value and the split's size."""
+
+
 @dataclass
 class Split:
     images: torch.Tensor  # (N, C, H, W) uint8; binarized splits hold 0 or 255
@@ -537,7 +542,10 @@ def make_synthetic(num_images: int, *, image_shape: tuple[int, int, int], num_cl
 def hold_out(split: Split, num_val: int, *, seed: int) -> tuple[Split, Split]:
     """Split off `num_val` images, chosen by a seeded permutation, as validation data."""
     if not 0 < num_val < len(split):
-        raise ValueError(f"data.val_split must be between 1 and {len(split) - 1} (got {num_val})")
+        raise SplitError(
+            f"data.val_split must be between 1 and {len(split) - 1}: the training split has {len(split)} images "
+            f"(got {num_val})"
+        )
     order = torch.randperm(len(split), generator=torch.Generator().manual_seed(seed))
     val_index, train_index = order[:num_val].sort().values, order[num_val:].sort().values
     return split.take(train_index), split.take(val_index)

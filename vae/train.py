@@ -26,7 +26,7 @@ from vae import distributed
 from vae.build import build_data, build_model, build_optimizer, build_scheduler, warmup_steps
 from vae.checkpoint import load_model_state, rng_state, save_checkpoint, set_rng_state
 from vae.config import ConfigError, validate
-from vae.data import DataSplits, epoch_batches
+from vae.data import DataSplits, SplitError, epoch_batches
 from vae.features import FEATURES, FeatureError, FeatureSpace, load_features, space_for
 from vae.likelihoods import likelihood_of
 from vae.losses import LossTerms, beta_effective, kl_warmup_factor, layer_term_names, term_names
@@ -384,11 +384,19 @@ def run_runtime(config: dict, ddp: distributed.Distributed, *, saved: dict | Non
 
 
 def load_data(config: dict) -> DataSplits:
-    """The config's splits, refused by name when the images are not of data.image_shape."""
-    splits = build_data(config)
+    """The config's splits, refused by name when the images are not of data.image_shape, the validation split
+    cannot be held out, or a batch is larger than the training split (before any step)."""
+    try:
+        splits = build_data(config)
+    except SplitError as error:
+        raise ConfigError(str(error)) from None
     expected, found = list(config["data"]["image_shape"]), list(splits.train.images.shape[1:])
     if found != expected:
         raise ConfigError(f"data.image_shape is {expected} but the images are {found}")
+    if config["batch_size"] > len(splits.train):
+        raise ConfigError(
+            f"batch_size must be at most the training split's {len(splits.train)} images (got {config['batch_size']})"
+        )
     return splits
 
 
