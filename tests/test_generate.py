@@ -25,3 +25,10 @@ def test_generate_help_names_the_raw_grid(capsys):
         main(["--help"])
     assert exit_info.value.code == 0
     assert "_raw.png" in capsys.readouterr().out
+
+
+def test_a_sheet_too_large_for_memory_is_refused_with_its_estimate_writing_nothing(tiny_run, tmp_path):
+    out = tmp_path / "huge.png"
+    with pytest.raises(SystemExit, match=r"n must be at most 228261 for one sheet \(got 100000000: about 940.8 GB"):
+        main([f"run={tiny_run}", "n=100000000", f"out={out}"])
+    assert not out.exists()

@@ -8,6 +8,7 @@ title: the samples themselves, to reuse or compare pixel for pixel).
 from __future__ import annotations
 
 import inspect
+import math
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,8 @@ from vae.figures import sample_sheet_figure, save
 from vae.runs import load_run
 
 log = logging.getLogger("vae.generate")
+SHEET_BYTES = 2 * 2**30  # what one sheet may take in memory: a bound, refused above with the estimate
+SHEET_COPIES = 3
 
 
 @dataclass
@@ -60,6 +63,12 @@ def main(argv=None) -> Path:
         loaded = load_run(args.run, checkpoint=args.checkpoint)
     except CheckpointError as error:
         raise SystemExit(f"error: {error}") from None
+    per_image = SHEET_COPIES * 4 * math.prod(loaded.config.data.image_shape)  # float32 samples, grid, PNG buffer
+    if args.n * per_image > SHEET_BYTES:
+        raise SystemExit(
+            f"error: n must be at most {SHEET_BYTES // per_image} for one sheet (got {args.n}: about "
+            f"{args.n * per_image / 1e9:.1f} GB of memory for it); for many samples to score, use python -m vae.quality"
+        )
     images = generate(loaded.model, n=args.n, seed=args.seed, temperature=args.temperature)
     out = Path(args.out) if args.out else Path(args.run) / "images" / f"samples_n{args.n}_t{args.temperature:g}.png"
     out.parent.mkdir(parents=True, exist_ok=True)
