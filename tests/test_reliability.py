@@ -108,11 +108,20 @@ def test_kill_9_at_random_moments_always_leaves_a_loadable_last_checkpoint(tmp_p
 
 
 @pytest.mark.slow  # runs the CLI in a subprocess
-def test_resume_refuses_an_override_that_changes_the_model(tiny_run):
-    result = run_cli("vae.train", f"resume={tiny_run}", "latent_dim=8", "epochs=3")
-    assert result.returncode != 0
-    assert "latent_dim" in result.stdout + result.stderr and "Traceback" not in result.stdout + result.stderr
+def test_resume_refuses_an_override_that_changes_the_model_and_writes_nothing_into_the_run(tiny_run):
+    before = {p.relative_to(tiny_run): p.stat().st_mtime_ns for p in tiny_run.rglob("*") if p.is_file()}
+    for override in ("latent_dim=8", "model=mlp"):
+        result = run_cli("vae.train", f"resume={tiny_run}", override, "epochs=3")
+        assert result.returncode != 0
+        assert (
+            override.split("=")[0] in result.stdout + result.stderr and "Traceback" not in result.stdout + result.stderr
+        )
     assert load_checkpoint(tiny_run / "checkpoints" / "last.pt")["epoch"] == 2  # nothing was trained
+    after = {p.relative_to(tiny_run): p.stat().st_mtime_ns for p in tiny_run.rglob("*") if p.is_file()}
+    # no error.txt, nothing touched (vae.report still lists it as finished); Hydra's train.log gets the refusal's line
+    assert {k: v for k, v in after.items() if k.name != "train.log"} == {
+        k: v for k, v in before.items() if k.name != "train.log"
+    }
 
 
 @pytest.mark.slow  # runs the CLI in a subprocess

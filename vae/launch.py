@@ -143,11 +143,19 @@ def main() -> None:
         resume_from = Path(cfg.resume) if cfg.resume else None
         if resume_from is None and multirun and (run_dir / "checkpoints" / "last.pt").is_file():
             resume_from = run_dir  # a sweep continued in its own directory: this job ran before
+        checkpoint = None
+        if resume_from is not None:
+            overrides = [o for o in hydra_cfg.overrides.task if not o.startswith("hydra.")]
+            try:
+                cfg, checkpoint = resume_config(resume_from, cfg, overrides)
+            except (ConfigError, CheckpointError) as error:  # refused: the run is left exactly as it was
+                if multirun:
+                    raise
+                log.error("%s", error)
+                sys.exit(2)
         (run_dir / "error.txt").unlink(missing_ok=True)  # what a failed earlier attempt left
         try:
-            if resume_from is not None:
-                overrides = [o for o in hydra_cfg.overrides.task if not o.startswith("hydra.")]
-                cfg, checkpoint = resume_config(resume_from, cfg, overrides)
+            if checkpoint is not None:
                 metrics = train(cfg, run_dir, resume_from=checkpoint)
             else:
                 metrics = train(cfg, run_dir)
