@@ -74,14 +74,40 @@ def test_sigterm_mid_epoch_saves_and_resume_finishes_the_same_run(tmp_path):
     process.send_signal(signal.SIGTERM)
     output, _ = process.communicate(timeout=120)
     assert process.returncode == 130, output[-2000:]
-    assert f"resume={run_dir}" in output
+    # the hint works in a fresh shell: this interpreter's own path, or make
+    assert (
+        f"{sys.executable} -m vae.train resume={run_dir}" in output and f'make train ARGS="resume={run_dir}"' in output
+    )
     assert load_checkpoint(run_dir / "checkpoints" / "last.pt")["step"] < 2 * 8
 
     resumed = run_cli("vae.train", f"resume={run_dir}")
     assert resumed.returncode == 0, resumed.stderr[-2000:]
+    said = resumed.stdout + resumed.stderr
+    assert (
+        "resumed from epoch 0, step " in said
+        and "finished 2 epochs: best val_loss" in said
+        and f"Run: {run_dir}" in said
+    )
     _assert_same_weights(_weights(tmp_path / "straight"), _weights(run_dir))
     assert json.loads((run_dir / "metrics.json").read_text())["epoch"] == 2
     assert (run_dir / ".hydra" / "overrides.yaml").read_text().count("resume") == 0  # the original config is kept
+
+
+@pytest.mark.slow  # runs the CLI in a subprocess
+def test_resume_latest_continues_the_newest_run_with_a_checkpoint(tmp_path):
+    first = run_cli(
+        "vae.train", *DETERMINISTIC, "data.num_train=64", "epochs=1", "hydra.run.dir=outputs/runs/a", cwd=tmp_path
+    )
+    assert first.returncode == 0, first.stderr[-2000:]
+    (tmp_path / "outputs" / "runs" / "b" / "checkpoints").mkdir(parents=True)  # newer, but nothing to resume
+    resumed = run_cli("vae.train", "resume=latest", "epochs=2", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert (
+        "resume=latest: outputs/runs/a" in resumed.stderr and "resumed from epoch 1" in resumed.stdout + resumed.stderr
+    )
+    assert json.loads((tmp_path / "outputs" / "runs" / "a" / "metrics.json").read_text())["epoch"] == 2
+    nothing = run_cli("vae.train", "resume=latest", cwd=tmp_path / "outputs")
+    assert nothing.returncode != 0 and "resume=latest: no run under" in nothing.stderr
 
 
 @pytest.mark.slow  # runs the CLI in a subprocess

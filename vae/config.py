@@ -274,6 +274,7 @@ def help_text() -> str:
     lines = [
         "python -m vae.train [group=option ...] [key=value ...]   train a VAE (a run in outputs/runs/<timestamp>/)",
         "python -m vae.train -m key=a,b ...                       a sweep (outputs/multirun/<timestamp>/<job>/)",
+        "python -m vae.train resume=<run dir>|latest [epochs=N]  continue a stopped run, or extend a finished one",
         "",
         "Groups (group=option):",
     ]

@@ -102,9 +102,21 @@ def remove_unstarted_run(run_dir: Path) -> bool:
 
 
 def _resume_dir_from_argv(argv: list[str]) -> Path | None:
-    for word in argv:
+    """The run a command line resumes; `resume=latest` is the newest run with a checkpoint (as run=latest in the
+    tools), rewritten in argv to its directory and said on stderr."""
+    from vae.cli import newest
+
+    for i, word in enumerate(argv):
         if word.startswith("resume=") and word.split("=", 1)[1] not in ("", "null"):
-            return Path(word.split("=", 1)[1])
+            value = word.split("=", 1)[1]
+            if value == "latest":
+                found = newest("outputs/runs", "checkpoints/last.pt")
+                if found is None:
+                    sys.exit(f"error: resume=latest: no run under {Path('outputs/runs').resolve()} has a checkpoint")
+                print(f"resume=latest: {found}", file=sys.stderr)
+                argv[i] = f"resume={found}"
+                return found
+            return Path(value)
     return None
 
 
@@ -117,7 +129,9 @@ def main() -> None:
     if any(word in ("--help", "-h") for word in sys.argv[1:]):
         print(help_text())  # the groups a user chooses from, not the schema's internal ones
         return
-    resume_dir = _resume_dir_from_argv(sys.argv[1:])
+    argv = sys.argv[1:]
+    resume_dir = _resume_dir_from_argv(argv)
+    sys.argv[1:] = argv
     if resume_dir is not None and not (resume_dir / "checkpoints" / "last.pt").is_file():
         sys.exit(f"error: resume={resume_dir}: no checkpoints/last.pt there to resume from")
     if distributed.from_environment().rank != 0:

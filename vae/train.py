@@ -255,6 +255,12 @@ def train(
         session.writer.close()
         metrics_path = session.run_dir / "metrics.json"
         return json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
+    if resume_from is not None and ddp.is_main:
+        log.info(
+            "resumed from epoch %d, step %d (batch %d of the epoch)%s",
+            *(state.epoch, state.step, state.batch_in_epoch),
+            f"; best val_loss so far {state.best_val_loss:.4f}" if math.isfinite(state.best_val_loss) else "",
+        )
     started, metrics = time.perf_counter(), {}
     with StopSignal() as stop:
         for epoch in range(state.epoch + 1, session.epochs + 1):
@@ -278,6 +284,14 @@ def train(
             ddp.barrier()
     session.writer.close()
     distributed.destroy_process_group(ddp)
+    if ddp.is_main and state.history:
+        best = min(state.history, key=lambda record: record["val_loss"])
+        log.info(
+            "finished %d epochs: best val_loss %.4f at epoch %d (checkpoints/best.pt), last %.4f. Run: %s. Next: "
+            "python -m vae.explore run=%s | python -m vae.evaluate run=%s | tensorboard --logdir %s",
+            *(state.epoch, best["val_loss"], best["epoch"], state.history[-1]["val_loss"], session.run_dir),
+            *(session.run_dir, session.run_dir, session.run_dir),
+        )
     return metrics
 
 
@@ -516,8 +530,15 @@ def save_or_stop(session: Session, state: TrainState, stop: StopSignal, *, last_
         session.writer.close()
         raise Interrupted(
             f"stopped by {signal.Signals(stop.received or signal.SIGTERM).name} at epoch {state.epoch + 1}, "
-            f"step {state.step}; checkpoints/last.pt is saved. Resume with: python -m vae.train resume={session.run_dir}"
+            f"step {state.step}; checkpoints/last.pt is saved. Resume with: {resume_hint(session.run_dir)}"
         )
+
+
+def resume_hint(run_dir: Path) -> str:
+    """The command that resumes a run in a fresh shell: this interpreter's own path (no venv to activate), or make."""
+    import sys
+
+    return f'{sys.executable} -m vae.train resume={run_dir}  (or: make train ARGS="resume={run_dir}")'
 
 
 def validate_epoch(session: Session) -> dict:
