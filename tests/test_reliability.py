@@ -259,3 +259,37 @@ def test_an_interrupted_sweep_continues_where_it_stopped(tmp_path):
         (3, "ok", 2),
         (4, "ok", 2),
     ]
+
+
+@pytest.mark.slow  # runs the CLI in subprocesses
+def test_a_second_writer_of_a_run_directory_is_refused_at_once_and_the_first_is_unharmed(tmp_path):
+    run_dir = tmp_path / "shared"
+    args = [*DETERMINISTIC, "data.num_train=256", "epochs=40", f"hydra.run.dir={run_dir}"]
+    first = _start_cli(*args)
+    _wait_for(run_dir / "checkpoints", first)
+    started = time.monotonic()
+    second = run_cli("vae.train", *args, "seed=1")
+    assert second.returncode != 0 and time.monotonic() - started < 30 and first.poll() is None
+    assert f"{run_dir} is being written by another process (PID {first.pid} on " in second.stderr
+    assert "Traceback" not in second.stderr
+    resumed = run_cli("vae.train", f"resume={run_dir}")  # a concurrent resume: refused the same way
+    assert resumed.returncode != 0 and "being written by another process" in resumed.stderr
+    output, _ = first.communicate(timeout=300)
+    assert first.returncode == 0, output[-2000:]
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["epoch"] == 40 and load_checkpoint(run_dir / "checkpoints" / "last.pt")["config"]["seed"] == 0
+    assert len(list(run_dir.glob("events.out.tfevents.*"))) == 1 and (run_dir / ".lock").read_text() == ""
+
+
+def test_a_lock_left_by_a_dead_process_is_taken_over_saying_so(tmp_path, caplog):
+    from vae.runlock import RunLock, RunLocked
+
+    (tmp_path / ".lock").write_text(json.dumps({"pid": 999999, "host": "h", "started": "then", "command": "gone"}))
+    with caplog.at_level("WARNING"), RunLock(tmp_path):
+        assert "took over the lock" in caplog.text and "PID 999999 on h" in caplog.text
+        assert json.loads((tmp_path / ".lock").read_text())["pid"] == os.getpid()
+        with pytest.raises(RunLocked, match=f"being written by another process \\(PID {os.getpid()} on "):
+            RunLock(tmp_path).__enter__()  # a second holder, even in the same process
+    assert (tmp_path / ".lock").read_text() == ""
+    with RunLock(tmp_path):  # released: the next writer takes it without a word
+        pass

@@ -120,7 +120,7 @@ def test_collect_merges_sweeps_without_checkpoints_or_machine_paths(tiny_sweep, 
 
     from omegaconf import OmegaConf
 
-    from tests.conftest import REPO
+    from conftest import REPO
 
     sweep = tmp_path / "sweep"
     shutil.copytree(tiny_sweep, sweep)
@@ -207,7 +207,7 @@ def test_collect_merges_sweeps_without_checkpoints_or_machine_paths(tiny_sweep, 
 def test_budget_study_merges_sessions_and_judges_each_doubling():
     import importlib.util
 
-    from tests.conftest import REPO
+    from conftest import REPO
 
     spec = importlib.util.spec_from_file_location("budget", REPO / "experiments/sweep_kl_latent/budget.py")
     budget = importlib.util.module_from_spec(spec)
@@ -248,7 +248,7 @@ def test_parallel_benchmark_compares_one_job_with_jobs_side_by_side(tmp_path):
     import subprocess
     import sys
 
-    from tests.conftest import REPO
+    from conftest import REPO
 
     out = tmp_path / "parallel.json"
     command = [sys.executable, "experiments/sweep_kl_latent/parallel.py", "--seconds", "0.2", "--repeats", "1"]
@@ -367,7 +367,7 @@ def test_a_report_and_an_evaluation_on_synthetic_data_quote_no_mnist_floor(tiny_
 def _load_experiment(name: str):
     import importlib.util
 
-    from tests.conftest import REPO
+    from conftest import REPO
 
     spec = importlib.util.spec_from_file_location(name, REPO / f"experiments/sweep_kl_latent/{name}.py")
     module = importlib.util.module_from_spec(spec)
@@ -420,7 +420,7 @@ def test_sweep_tables_mark_each_cells_elbo_convergence(monkeypatch, tmp_path):
 def test_sweep_readme_holds_the_tables_of_the_committed_jobs():
     """The sweep README's three tables are what tables.py computes from the committed jobs, line for line,
     and the grid holds one kind of device (the H100 jobs only in the device check)."""
-    from tests.conftest import REPO
+    from conftest import REPO
 
     tables = _load_experiment("tables")
     readme = set((REPO / "experiments/sweep_kl_latent/README.md").read_text().splitlines())

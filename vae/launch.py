@@ -17,6 +17,7 @@ from vae import distributed
 from vae.checkpoint import CheckpointError, load_checkpoint
 from vae.config import ConfigError, config_dir, help_text, register_configs, with_shared_defaults
 from vae.data import DataNotFoundError
+from vae.runlock import LOCK_NAME, RunLock, RunLocked
 from vae.runtime import threads_per_parallel_job
 from vae.schedules import DECAYING
 from vae.step import TrainingDiverged
@@ -80,7 +81,7 @@ USER_ERRORS = (ConfigError, DataNotFoundError, CheckpointError, TrainingDiverged
 
 # What a run directory holds when its run stopped before the first step: Hydra's config and log,
 # the error, and the (empty) checkpoint folder.
-UNSTARTED_RUN_ENTRIES = {".hydra", "train.log", "error.txt", "checkpoints"}
+UNSTARTED_RUN_ENTRIES = {".hydra", "train.log", "error.txt", "checkpoints", LOCK_NAME}
 
 
 def remove_unstarted_run(run_dir: Path) -> bool:
@@ -145,6 +146,14 @@ def main() -> None:
         sys.argv += [f"hydra.run.dir={resume_dir}", "hydra.output_subdir=null"]
 
     register_configs()
+    named = _named_run_dir(sys.argv[1:]) if distributed.from_environment().rank == 0 else None
+    lock = RunLock(named) if named is not None and not _is_multirun(sys.argv[1:]) else None
+    created = named is not None and not named.exists()
+    if lock is not None:  # before Hydra writes .hydra/ or train.log into a directory another process is writing
+        try:
+            lock.__enter__()
+        except RunLocked as error:
+            sys.exit(f"error: {error}")
 
     def run(cfg: DictConfig) -> float | None:
         hydra_cfg = HydraConfig.get()
@@ -157,6 +166,23 @@ def main() -> None:
         resume_from = Path(cfg.resume) if cfg.resume else None
         if resume_from is None and multirun and (run_dir / "checkpoints" / "last.pt").is_file():
             resume_from = run_dir  # a sweep continued in its own directory: this job ran before
+        job_lock = None
+        if lock is None:  # a sweep's job, or a run in a fresh timestamped directory: its own lock
+            job_lock = RunLock(run_dir)
+            try:
+                job_lock.__enter__()
+            except RunLocked as error:
+                if multirun:
+                    raise
+                log.error("%s", error)
+                sys.exit(2)
+        try:
+            return _run_locked(cfg, run_dir, multirun, resume_from, hydra_cfg)
+        finally:
+            if job_lock is not None:
+                job_lock.__exit__(None, None, None)
+
+    def _run_locked(cfg, run_dir, multirun, resume_from, hydra_cfg) -> float | None:
         checkpoint = None
         if resume_from is not None:
             overrides = [o for o in hydra_cfg.overrides.task if not o.startswith("hydra.")]
@@ -186,4 +212,21 @@ def main() -> None:
     # Hydra names the job after the task function's module: "train", as when the job lived in
     # vae.train, so the log stays train.log and hydra.job.name stays train.
     run.__module__ = "vae.train"
-    hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="config")(run)()
+    try:
+        hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="config")(run)()
+    finally:
+        if lock is not None:
+            lock.__exit__(None, None, None)
+            if created and named.is_dir() and {p.name for p in named.iterdir()} == {LOCK_NAME}:
+                (named / LOCK_NAME).unlink()  # refused before Hydra wrote anything: leave nothing behind
+                named.rmdir()
+
+
+def _named_run_dir(argv: list[str]) -> Path | None:
+    """The run directory a command line names (hydra.run.dir=, the last one wins), else None (a timestamp)."""
+    named = [word.split("=", 1)[1] for word in argv if word.startswith("hydra.run.dir=")]
+    return Path(named[-1]) if named else None
+
+
+def _is_multirun(argv: list[str]) -> bool:
+    return any(word in ("-m", "--multirun") for word in argv)
