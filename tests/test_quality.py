@@ -280,3 +280,25 @@ def test_quality_every_epochs_logs_fid_on_its_epochs_and_refuses_what_cannot_wor
             compose_config([*common, "quality_every_epochs=1", "quality_features=mnist", "quality_n=100"]),
             tmp_path / "c",
         )
+
+
+def test_the_quality_readme_holds_the_tables_of_its_committed_records():
+    import subprocess
+    import sys
+
+    printed = subprocess.run(
+        [sys.executable, str(REPO / "experiments/quality/tables.py")], capture_output=True, text=True, check=True
+    ).stdout
+    readme = (REPO / "experiments/quality/README.md").read_text()
+    missing = [line for line in printed.splitlines() if line.strip() and line not in readme]
+    assert missing == []
+    record = json.loads((REPO / "experiments/quality/sanity.json").read_text())
+    for space in record["spaces"].values():  # the ladders are monotonic in every network
+        rows = space["rows"]
+        for ladder in (
+            ["floor (held-out training images)", *(f"blur sigma {s}" for s in ("0.5", "1", "1.5", "2"))],
+            ["floor (held-out training images)", *(f"noise sd {s}" for s in ("0.05", "0.1", "0.2", "0.4"))],
+        ):
+            fids = [rows[label]["fid"] for label in ladder]
+            precisions = [rows[label]["precision"] for label in ladder]
+            assert fids == sorted(fids) and precisions == sorted(precisions, reverse=True)

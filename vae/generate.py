@@ -8,8 +8,8 @@ title: the samples themselves, to reuse or compare pixel for pixel).
 from __future__ import annotations
 
 import inspect
-import math
 import logging
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
