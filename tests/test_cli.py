@@ -15,11 +15,14 @@ class ToolArgs:
     sweep: str = "none"
 
 
-def test_run_latest_is_the_newest_run_that_holds_checkpoints(tmp_path, monkeypatch, capsys):
+def test_run_latest_is_the_newest_run_that_holds_a_checkpoint(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    for name, has_checkpoints in [("2026-01-01_10-00-00.000001", True), ("2026-01-02_09-00-00.000001", True)]:
-        (tmp_path / "outputs" / "runs" / name / ("checkpoints" if has_checkpoints else "")).mkdir(parents=True)
+    for name in ("2026-01-01_10-00-00.000001", "2026-01-02_09-00-00.000001"):
+        (tmp_path / "outputs" / "runs" / name / "checkpoints").mkdir(parents=True)
+        (tmp_path / "outputs" / "runs" / name / "checkpoints" / "last.pt").write_bytes(b"")
     (tmp_path / "outputs" / "runs" / "2026-01-03_08-00-00.000001").mkdir()  # failed before its first step
+    # a failed start that kept its empty checkpoints/ (a crash, a full disk) is not a run either
+    (tmp_path / "outputs" / "runs" / "2026-01-04_08-00-00.000001" / "checkpoints").mkdir(parents=True)
     args = parse_args(ToolArgs, ["run=latest"])
     assert args.run == "outputs/runs/2026-01-02_09-00-00.000001"
     assert "run=latest: outputs/runs/2026-01-02_09-00-00.000001" in capsys.readouterr().err
@@ -28,5 +31,7 @@ def test_run_latest_is_the_newest_run_that_holds_checkpoints(tmp_path, monkeypat
 
 def test_latest_with_nothing_there_exits_naming_where_it_looked(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit, match=r"run=latest: no directory under .*outputs/runs holds checkpoints/last.pt"):
+        parse_args(ToolArgs, ["run=latest"])
     with pytest.raises(SystemExit, match=r"sweep=latest: no directory under .*outputs/multirun holds multirun.yaml"):
         parse_args(ToolArgs, ["run=x", "sweep=latest"])

@@ -293,3 +293,28 @@ def test_a_lock_left_by_a_dead_process_is_taken_over_saying_so(tmp_path, caplog)
     assert (tmp_path / ".lock").read_text() == ""
     with RunLock(tmp_path):  # released: the next writer takes it without a word
         pass
+
+
+def test_a_divergence_names_a_checkpoint_only_if_one_was_saved(tmp_path, monkeypatch):
+    from vae.objectives import ELBO
+    from vae.step import TrainingDiverged
+
+    real_loss = ELBO.__call__
+    calls = {"n": 0, "at": 1}
+
+    def nan_at_step(self, output, x, kl_scale=1.0):
+        terms = real_loss(self, output, x, kl_scale)
+        if torch.is_grad_enabled():
+            calls["n"] += 1
+            if calls["n"] == calls["at"]:
+                return terms._replace(loss=terms.loss * float("nan"))
+        return terms
+
+    monkeypatch.setattr(ELBO, "__call__", nan_at_step)
+    with pytest.raises(
+        TrainingDiverged, match="step 1 .* no checkpoint was saved before it, so there is nothing to resume"
+    ):
+        train(compose_config([*TINY, "data.num_train=64", "epochs=2"]), tmp_path / "first_step")
+    calls.update(n=0, at=3)  # epoch 2's first step: epoch 1's last.pt exists
+    with pytest.raises(TrainingDiverged, match=r"epoch 2, step 3 .*checkpoints/last.pt holds the last good state"):
+        train(compose_config([*TINY, "data.num_train=64", "epochs=2"]), tmp_path / "later")

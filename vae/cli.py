@@ -36,7 +36,8 @@ def parse_args(schema: type[T], argv: Sequence[str] | None = None, *, usage: str
 
 
 # `run=latest` and `sweep=latest`: the newest directory (timestamps sort by name) that holds what a tool reads.
-LATEST = {"run": ("outputs/runs", "checkpoints"), "sweep": ("outputs/multirun", "multirun.yaml")}
+# A run counts once it saved a checkpoint: a failed start (an empty checkpoints/) is never picked.
+LATEST = {"run": ("outputs/runs", "checkpoints/last.pt"), "sweep": ("outputs/multirun", "multirun.yaml")}
 
 
 def newest(folder: str, holding: str) -> Path | None:

@@ -84,8 +84,8 @@ def check_finite(terms: LossTerms, *, epoch: int, step: int, grad_norm: torch.Te
         what = f"loss became {float(terms.loss)}"
         bad = ", ".join(name for name in ("gen_loss", "kl") if not bool(torch.isfinite(getattr(terms, name)))) or "loss"
     raise TrainingDiverged(
-        f"{what} at epoch {epoch}, step {step} (bad term: {bad}); checkpoints/last.pt holds the last good state. "
-        "Lower optim.lr or kl_weight, use precision=fp32, or on_nan=skip."
+        f"{what} at epoch {epoch}, step {step} (bad term: {bad}). Lower optim.lr or kl_weight, use precision=fp32, "
+        "or on_nan=skip."
     )
 
 

@@ -501,7 +501,16 @@ def train_step(session: Session, state: TrainState, index: torch.Tensor, *, kl_s
         return False
     # On CPU the check is free; on GPU it waits for the device, so only every log_every steps.
     if runtime.device == "cpu" or (state.step + 1) % session.log_every == 0:
-        check_finite(terms, epoch=epoch, step=state.step + 1, grad_norm=grad_norm)
+        try:
+            check_finite(terms, epoch=epoch, step=state.step + 1, grad_norm=grad_norm)
+        except TrainingDiverged as error:  # name the checkpoint to go back to only if there is one
+            last = session.run_dir / "checkpoints" / "last.pt"
+            kept = (
+                f"{last} holds the last good state (resume from it with other settings)"
+                if last.is_file()
+                else "no checkpoint was saved before it, so there is nothing to resume"
+            )
+            raise TrainingDiverged(f"{error} {kept}.") from None
     session.optimizer.step()
     session.scheduler.step()
     state.step += 1
