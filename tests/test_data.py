@@ -13,6 +13,7 @@ from vae import data as data_module
 from vae.build import build_data
 from vae.config import compose_dict
 from vae.data import (
+    DataFileError,
     DataNotFoundError,
     binarize_once,
     epoch_batches,
@@ -68,7 +69,7 @@ def test_truncated_idx_file_is_refused_naming_it(tmp_path):
     path = tmp_path / "train-images-idx3-ubyte"
     write_idx(path, torch.zeros(4, 28, 28, dtype=torch.uint8))
     path.write_bytes(path.read_bytes()[:-10])
-    with pytest.raises(ValueError, match="train-images-idx3-ubyte is truncated"):
+    with pytest.raises(DataFileError, match="train-images-idx3-ubyte is truncated: .*point data.root"):
         read_idx(path)
 
 

@@ -144,10 +144,13 @@ def test_resume_refuses_an_override_that_changes_the_model_and_writes_nothing_in
         )
     assert load_checkpoint(tiny_run / "checkpoints" / "last.pt")["epoch"] == 2  # nothing was trained
     after = {p.relative_to(tiny_run): p.stat().st_mtime_ns for p in tiny_run.rglob("*") if p.is_file()}
-    # no error.txt, nothing touched (vae.report still lists it as finished); Hydra's train.log gets the refusal's line
-    assert {k: v for k, v in after.items() if k.name != "train.log"} == {
-        k: v for k, v in before.items() if k.name != "train.log"
+    # no error.txt, nothing touched (vae.report still lists it as finished); Hydra's train.log gets the refusal's
+    # line, and the one-writer lock file (.lock) is there, empty once released
+    kept = {"train.log", ".lock"}
+    assert {k: v for k, v in after.items() if k.name not in kept} == {
+        k: v for k, v in before.items() if k.name not in kept
     }
+    assert (tiny_run / ".lock").read_text() == ""
 
 
 @pytest.mark.slow  # runs the CLI in a subprocess
@@ -318,3 +321,77 @@ def test_a_divergence_names_a_checkpoint_only_if_one_was_saved(tmp_path, monkeyp
     calls.update(n=0, at=3)  # epoch 2's first step: epoch 1's last.pt exists
     with pytest.raises(TrainingDiverged, match=r"epoch 2, step 3 .*checkpoints/last.pt holds the last good state"):
         train(compose_config([*TINY, "data.num_train=64", "epochs=2"]), tmp_path / "later")
+
+
+@pytest.mark.slow  # runs the CLI in a subprocess
+def test_an_unexpected_failure_is_one_line_with_the_traceback_in_the_run(tmp_path):
+    run_dir = tmp_path / "run"
+    code = (
+        "import sys, vae.train as t\n"
+        "def boom(*a, **k):\n"
+        '    raise RuntimeError("DefaultCPUAllocator: can\'t allocate memory: you tried to allocate 9999999 bytes")\n'
+        "t.train_epoch = boom\n"
+        f"sys.argv = ['vae.train', *{TINY!r}, 'hydra.run.dir={run_dir}']\n"
+        "from vae.launch import main\n"
+        "main()\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1 and "Traceback" not in result.stdout + result.stderr
+    said = [line for line in (result.stdout + result.stderr).splitlines() if "ERROR" in line]
+    assert len(said) == 1 and "out of memory (RuntimeError: DefaultCPUAllocator" in said[0]
+    assert "batch_size=32 and eval_batch_size=64: lower them" in said[0] and str(run_dir / "error.txt") in said[0]
+    assert "Traceback" in (run_dir / "error.txt").read_text() and "Traceback" in (run_dir / "train.log").read_text()
+    assert not (run_dir / "checkpoints" / "last.pt").exists()  # so run=latest never picks it
+
+
+def test_a_full_disk_is_one_line_naming_the_bytes_and_the_previous_checkpoint_survives(tmp_path, monkeypatch):
+    import errno
+
+    from vae.checkpoint import DiskFullError, save_checkpoint
+
+    path = tmp_path / "checkpoints" / "last.pt"
+    save_checkpoint(path, {"model": {"w": torch.ones(3)}, "config": {}, "epoch": 1})
+    real_fdopen = os.fdopen
+
+    class FullDisk:
+        def __init__(self, fd, mode):
+            self.file = real_fdopen(fd, mode)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.file.close()
+
+        def write(self, data):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fdopen", FullDisk)
+    with pytest.raises(
+        DiskFullError,
+        match=r"disk full writing .*last.pt: it needs [\d,]+ bytes, [\d,]+ are free; the previous last.pt is intact",
+    ):
+        save_checkpoint(path, {"model": {"w": torch.zeros(3)}, "config": {}, "epoch": 2})
+    monkeypatch.undo()
+    assert load_checkpoint(path)["epoch"] == 1 and [p.name for p in path.parent.iterdir()] == ["last.pt"]
+
+
+def test_a_truncated_or_non_gzip_idx_file_is_named_with_what_to_do(tmp_path):
+    from vae.data import DataFileError, read_idx
+
+    good = tmp_path / "good-idx3-ubyte.gz"
+    import gzip
+
+    with gzip.open(good, "wb") as f:
+        f.write(bytes([0, 0, 8, 1, 0, 0, 0, 4, 1, 2, 3, 4]))
+    assert read_idx(good).tolist() == [1, 2, 3, 4]
+    cut = tmp_path / "train-images-idx3-ubyte.gz"
+    cut.write_bytes(good.read_bytes()[:15])
+    with pytest.raises(
+        DataFileError, match=r"train-images-idx3-ubyte.gz cannot be read .*delete it to download it afresh"
+    ):
+        read_idx(cut)
+    plain = tmp_path / "t10k-labels-idx1-ubyte.gz"
+    plain.write_bytes(b"not gzip at all")
+    with pytest.raises(DataFileError, match="t10k-labels-idx1-ubyte.gz cannot be read"):
+        read_idx(plain)

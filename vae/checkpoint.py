@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import errno
+import io
 import os
 import random
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -35,19 +38,43 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+class DiskFullError(CheckpointError):
+    """No room to write a checkpoint: the message names the path, the bytes it needed and those free."""
+
+
 def save_checkpoint(path: Path, checkpoint: dict[str, Any]) -> None:
-    """Write to a temporary file, fsync, then rename: a kill at any moment leaves the old or the new file whole."""
+    """Write to a temporary file, fsync, then rename: a kill at any moment leaves the old or the new file whole.
+
+    The checkpoint is serialized in memory first, so a full disk is told apart from any other failure and
+    reported in one line (DiskFullError: the path, the bytes needed, the bytes free, the previous file intact).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    buffer = io.BytesIO()
+    torch.save(checkpoint, buffer)
+    data = buffer.getbuffer()
+    tmp_name = None
     try:
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         with os.fdopen(fd, "wb") as f:
-            torch.save(checkpoint, f)
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp_name, path)
+    except OSError as error:
+        if tmp_name:
+            Path(tmp_name).unlink(missing_ok=True)
+        if error.errno in (errno.ENOSPC, errno.EDQUOT):
+            free = shutil.disk_usage(path.parent).free
+            previous = f"the previous {path.name} is intact" if path.is_file() else f"there was no {path.name} before"
+            raise DiskFullError(
+                f"disk full writing {path}: it needs {len(data):,} bytes, {free:,} are free; {previous}. "
+                "Free some space and resume the run"
+            ) from None
+        raise
     except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
+        if tmp_name:
+            Path(tmp_name).unlink(missing_ok=True)
         raise
     directory = os.open(path.parent, os.O_RDONLY)
     try:

@@ -57,6 +57,11 @@ class DataNotFoundError(RuntimeError):
     """The data set's files are not where they were looked for, and could not be downloaded."""
 
 
+class DataFileError(DataNotFoundError):
+    """A data file that is there but is not what its name says (truncated, not gzip, a bad header): the message
+    names the file and how to get a good copy."""
+
+
 class SplitError(ValueError):
     """A split setting the data cannot meet (data.val_split at or above the training split's size); the message
     names the key, the value and the split's size."""
@@ -104,20 +109,27 @@ class StoredData:
 
 
 def read_idx(path: Path) -> torch.Tensor:
-    """An IDX file (gzipped if its name ends in .gz) as a uint8 tensor of its declared shape."""
+    """An IDX file (gzipped if its name ends in .gz) as a uint8 tensor of its declared shape; DataFileError naming
+    the file when it is truncated, not gzip though named so, or not IDX."""
+    fix = "delete it to download it afresh, or point data.root (or VAE_DATA_DIR) at a good copy"
     opener = gzip.open if str(path).endswith(".gz") else open
-    with opener(path, "rb") as f:
-        raw = f.read()
+    try:
+        with opener(path, "rb") as f:
+            raw = f.read()
+    except (OSError, EOFError, gzip.BadGzipFile) as error:  # a cut download, a file that is not gzip
+        raise DataFileError(f"{path} cannot be read ({type(error).__name__}: {error}); {fix}") from None
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0:
-        raise ValueError(f"{path} is not an IDX file (bad magic number)")
+        raise DataFileError(f"{path} is not an IDX file (bad magic number); {fix}")
     dtype_code, ndim = raw[2], raw[3]
     if dtype_code != 0x08:
-        raise ValueError(f"{path}: only unsigned-byte IDX files are supported (type code {dtype_code:#x})")
+        raise DataFileError(f"{path}: only unsigned-byte IDX files are supported (type code {dtype_code:#x}); {fix}")
     shape = struct.unpack(f">{ndim}I", raw[4 : 4 + 4 * ndim])
     offset = 4 + 4 * ndim
     expected = math.prod(shape)
     if len(raw) - offset != expected:
-        raise ValueError(f"{path} is truncated: header says {shape} ({expected} bytes), found {len(raw) - offset}")
+        raise DataFileError(
+            f"{path} is truncated: its header says {shape} ({expected} bytes), found {len(raw) - offset}; {fix}"
+        )
     return torch.frombuffer(bytearray(raw[offset:]), dtype=torch.uint8).reshape(shape)
 
 

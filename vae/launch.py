@@ -81,18 +81,20 @@ USER_ERRORS = (ConfigError, DataNotFoundError, CheckpointError, TrainingDiverged
 
 # What a run directory holds when its run stopped before the first step: Hydra's config and log,
 # the error, and the (empty) checkpoint folder.
-UNSTARTED_RUN_ENTRIES = {".hydra", "train.log", "error.txt", "checkpoints", LOCK_NAME}
+UNSTARTED_RUN_ENTRIES = {".hydra", "train.log", "error.txt", "checkpoints", LOCK_NAME, "run.json"}
 
 
 def remove_unstarted_run(run_dir: Path) -> bool:
-    """Remove a new run's directory that holds nothing but what a run that never started writes, and
-    the empty folders above it (outputs/runs/) up to the working directory. False (and nothing removed)
-    when it holds anything else: a checkpoint, TensorBoard events, a file of the user's."""
+    """Remove a new run's directory that never saved a checkpoint and holds nothing but what such a run writes
+    (Hydra's config and log, the error, run.json, the first TensorBoard events, the empty checkpoint folder),
+    and the empty folders above it (outputs/runs/) up to the working directory: a run without a checkpoint is
+    not a run. False (and nothing removed) when it holds anything else: a checkpoint, a file of the user's."""
     import shutil
 
     entries = {path.name for path in run_dir.iterdir()} if run_dir.is_dir() else set()
+    ours = {name for name in entries if name in UNSTARTED_RUN_ENTRIES or name.startswith("events.out.tfevents.")}
     checkpoints = run_dir / "checkpoints"
-    if not entries or not entries <= UNSTARTED_RUN_ENTRIES or (checkpoints.is_dir() and any(checkpoints.iterdir())):
+    if not entries or entries != ours or (checkpoints.is_dir() and any(checkpoints.iterdir())):
         return False
     shutil.rmtree(run_dir)
     cwd, parent = Path.cwd().resolve(), run_dir.resolve().parent
@@ -207,6 +209,16 @@ def main() -> None:
             if resume_from is None and remove_unstarted_run(run_dir):
                 log.error("nothing was trained, so nothing is kept: %s is removed", run_dir)
             sys.exit(130 if isinstance(error, Interrupted) else 2)  # an interrupted sweep stops whole
+        except Exception as error:  # anything else: one line here, the traceback in train.log and error.txt
+            import traceback
+
+            (run_dir / "error.txt").write_text(traceback.format_exc())
+            _to_log_file_only(traceback.format_exc())
+            if multirun:
+                raise
+            # the directory stays for its traceback; without checkpoints/last.pt, run=latest never picks it
+            log.error("%s", describe_failure(error, cfg, run_dir))
+            sys.exit(1)
         return metrics.get("val", {}).get("neg_elbo_nats")
 
     # Hydra names the job after the task function's module: "train", as when the job lived in
@@ -220,6 +232,26 @@ def main() -> None:
             if created and named.is_dir() and {p.name for p in named.iterdir()} == {LOCK_NAME}:
                 (named / LOCK_NAME).unlink()  # refused before Hydra wrote anything: leave nothing behind
                 named.rmdir()
+
+
+def describe_failure(error: BaseException, cfg, run_dir: Path) -> str:
+    """One line for a failure that is not a refusal: its cause and what to do (the traceback is in error.txt)."""
+    text = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    where = f"(the traceback is in {run_dir / 'error.txt'})"
+    if isinstance(error, MemoryError) or "out of memory" in text or "can't allocate memory" in text:
+        return (
+            f"out of memory ({type(error).__name__}: {text[:200]}) with batch_size={cfg.batch_size} and "
+            f"eval_batch_size={cfg.eval_batch_size}: lower them {where}"
+        )
+    return f"{type(error).__name__}: {text[:300]} {where}"
+
+
+def _to_log_file_only(text: str) -> None:
+    """The traceback into the run's train.log (Hydra's file handler), not onto the terminal."""
+    record = logging.LogRecord("vae.train", logging.ERROR, __file__, 0, "%s", (text,), None)
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler):
+            handler.handle(record)
 
 
 def _named_run_dir(argv: list[str]) -> Path | None:
