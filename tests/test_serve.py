@@ -274,7 +274,7 @@ def test_a_body_shorter_than_its_content_length_times_out_with_408(explorer):
         assert_refused(answer, 408, "10 of the 100 bytes")
         assert 0.4 < answer[3] < 10
         # Headers that never end: answered (408) or closed, within seconds; an idle connection is closed.
-        status, _, body, elapsed = exchange(url, b"POST /api/decode HTTP/1.1\r\nHost: x\r\n", half_close=False)
+        status, _, body, elapsed = exchange(url, b"POST /api/decode HTTP/1.1\r\nHost: 127.0.0.1\r\n", half_close=False)
         assert (status is None or (status == 408 and "error" in json.loads(body))) and elapsed < 10
         assert exchange(url, b"", half_close=False)[0] is None
         assert_still_serves(url)
@@ -286,7 +286,7 @@ def test_a_body_shorter_than_its_content_length_times_out_with_408(explorer):
 @pytest.mark.parametrize("method", [b"PUT", b"DELETE", b"PATCH", b"OPTIONS", b"TRACE", b"BREW"])
 def test_other_methods_get_json_405_with_allow(server, method):
     url, _ = server
-    answer = exchange(url, method + b" /api/decode HTTP/1.1\r\nHost: x\r\nContent-Length: 25\r\n\r\n" + GOOD)
+    answer = exchange(url, method + b" /api/decode HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 25\r\n\r\n" + GOOD)
     assert_refused(answer, 405, "is not allowed")
     assert answer[1]["allow"] == "GET, HEAD, POST"
     assert_still_serves(url)
@@ -486,3 +486,73 @@ def test_sliders_and_marker_follow_interpolation_and_attribute_editing_in_headle
         assert_shows(page, edited)
         page.wait_for_function("document.getElementById('z').textContent.includes('1.25')", timeout=20000)
         browser.close()
+
+
+def test_a_client_trickling_its_headers_gets_408_within_one_deadline(explorer):
+    """The deadline is the whole request's, not each read's: a byte every 0.2 s never resets it."""
+    httpd = serving(explorer, timeout=1.0)
+    port = httpd.server_address[1]
+    try:
+        start = time.monotonic()
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            request_bytes = b"GET /api/info HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: " + b"a" * 100
+            import select
+
+            answer, elapsed = b"", None
+            for byte in request_bytes:
+                try:
+                    sock.sendall(bytes([byte]))
+                except OSError:  # the server answered and closed while we were still sending
+                    pass
+                if select.select([sock], [], [], 0.2)[0]:  # the answer came: when
+                    elapsed = time.monotonic() - start
+                    break
+            while chunk := sock.recv(1 << 16):
+                answer += chunk
+        assert elapsed is not None, "never answered"
+        assert answer.split(b" ", 2)[1] == b"408" and b"within 1 s" in answer and elapsed < 3
+        assert_still_serves(f"http://127.0.0.1:{port}")
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def test_slow_clients_past_the_pool_get_503_at_once_and_do_not_grow_the_threads(explorer):
+    httpd = serving(explorer, timeout=3.0, max_connections=8)
+    port = httpd.server_address[1]
+    before = threading.active_count()
+    sockets = []
+    try:
+        for _ in range(40):  # slow clients: a request line, then nothing
+            sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+            sock.sendall(b"GET /api/info HTTP/1.1\r\n")
+            sockets.append(sock)
+        time.sleep(0.5)
+        assert threading.active_count() - before <= 8 + 1  # one thread per served connection, and the deadlines' one
+        refused = 0
+        for sock in sockets:
+            sock.settimeout(0.2)
+            try:
+                data = sock.recv(1 << 16)
+            except TimeoutError:
+                continue
+            if data.startswith(b"HTTP/1.1 503"):
+                assert b"Retry-After: 1" in data and b'"error"' in data
+                refused += 1
+        assert refused == 40 - 8
+    finally:
+        for sock in sockets:
+            sock.close()
+        time.sleep(0.2)
+        httpd.shutdown()
+        httpd.server_close()
+
+
+@pytest.mark.parametrize("host", [b"evil.example", b"evil.example:8000", b"127.0.0.2", b"localhost:1"])
+def test_a_request_naming_another_host_gets_421(server, host):
+    url, _ = server
+    answer = exchange(url, b"GET /api/info HTTP/1.1\r\nHost: " + host + b"\r\n\r\n")
+    assert_refused(answer, 421, "is not this server's")
+    port = url.rsplit(":", 1)[1].encode()
+    for good in (b"127.0.0.1:" + port, b"localhost:" + port, b"LOCALHOST"):
+        assert exchange(url, b"GET /api/info HTTP/1.1\r\nHost: " + good + b"\r\n\r\n")[0] == 200

@@ -20,8 +20,12 @@ Every refusal is JSON, `{"error": "<what is wrong>"}`, with a 4xx status: 404 fo
 does not serve, 405 (with an Allow header) for another method, 400 for a malformed request
 line, Content-Length or body, 411 without a Content-Length, 413 for a body over
 MAX_BODY_BYTES, 408 when a request is not in within REQUEST_TIMEOUT_S. A failure of the
-server's own is a JSON 500 and one line on stderr. One thread per connection, a listen
-backlog of REQUEST_QUEUE_SIZE; the server keeps answering whatever one request did.
+server's own is a JSON 500 and one line on stderr. The request line and headers share one deadline
+(REQUEST_TIMEOUT_S, kept by one watchdog thread for all connections), so a client that trickles its
+headers is answered 408 by then; a Host header that does not name this server on the loopback is
+refused 421 (a page of another site reaching it through DNS rebinding). One thread per connection, at
+most MAX_CONNECTIONS at once (the excess answered 503 with Retry-After at once), a listen backlog of
+REQUEST_QUEUE_SIZE; the server keeps answering whatever one request did.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ import json
 import re
 import socket
 import sys
+import threading
 import time
 import traceback
 from dataclasses import dataclass
@@ -56,6 +61,8 @@ MAX_ABS_Z = 1e3
 MAX_NUMBER_CHARS = 32  # a JSON number longer than this is refused before Python converts it
 REQUEST_TIMEOUT_S = 5.0  # per request: its line, headers and body must be in by then
 REQUEST_QUEUE_SIZE = 128  # the listen backlog (the standard library's 5 resets connections under a burst)
+MAX_CONNECTIONS = 64  # connections handled at once (one thread each); the excess gets 503 with Retry-After at once
+LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")  # the Host a request may name (else 421: DNS rebinding)
 LINGER_S = 1.0  # after refusing a body unread: how long to read what the client still sends
 LINGER_BYTES = 4 * MAX_BODY_BYTES
 STATIC_FILES = {
@@ -323,9 +330,20 @@ def make_handler(explorer: Explorer, *, timeout: float = REQUEST_TIMEOUT_S):
         def _error(self, status: int, message: str, allow: str | None = None) -> None:
             self._json(status, {"error": message}, {"Allow": allow} if allow else None)
 
+        def _deadline(self) -> None:
+            """The watchdog's: the request line and headers are not in by the deadline; stop reading them (the
+            blocked read returns), so the handler answers 408 however slowly the bytes were coming."""
+            self.deadline_passed = True
+            try:
+                self.connection.shutdown(socket.SHUT_RD)
+            except OSError:
+                pass
+
         def send_error(self, code, message=None, explain=None):
             """http.server's own refusals (request line, headers): JSON like every other answer, not its HTML page."""
             self.close_connection = True
+            if getattr(self, "deadline_passed", False):  # what was cut off at the deadline is late, not malformed
+                code, message = HTTPStatus.REQUEST_TIMEOUT, f"request not received in full within {timeout:g} s"
             status = HTTPStatus(code)
             text = message or status.phrase
             self._error(status, text if text.endswith(status.phrase) else f"{status.phrase}: {text}")
@@ -333,11 +351,16 @@ def make_handler(explorer: Explorer, *, timeout: float = REQUEST_TIMEOUT_S):
         # -- one request -----------------------------------------------------------------------
 
         def handle_one_request(self) -> None:
-            """http.server's, with every failure answered: a timeout 408, a bug 500 and one log line."""
+            """http.server's, with every failure answered: a timeout 408, a bug 500 and one log line. The request
+            line and headers share one deadline (`timeout` from the request's first byte awaited), so a client that
+            trickles its headers a byte at a time is answered 408 by then, not kept forever."""
             self.responded = False
             self.body_unread = False
             self.raw_requestline = b""
-            self.command = None
+            self.requestline, self.request_version, self.command = "", "HTTP/1.0", None
+            # A socket timeout bounds each read, not the request: a watchdog ends the reading at the deadline.
+            self.deadline_passed = False
+            watchdog = self.server.watch(self, timeout)
             try:
                 self.raw_requestline = self.rfile.readline(65537)
                 if len(self.raw_requestline) > 65536:
@@ -346,10 +369,16 @@ def make_handler(explorer: Explorer, *, timeout: float = REQUEST_TIMEOUT_S):
                 if not self.raw_requestline:
                     self.close_connection = True
                     return
+                if self.deadline_passed and not self.raw_requestline.endswith(b"\n"):
+                    raise TimeoutError  # a request line cut off at the deadline
                 if not self.parse_request():
                     if not self.responded:
                         self.send_error(HTTPStatus.BAD_REQUEST, "empty request line")
                     return
+                self.server.unwatch(watchdog)  # the body has a deadline of its own (_read_body)
+                if self.deadline_passed:
+                    raise TimeoutError
+                self._check_host()
                 self.body_unread = self.command in ("POST", "PUT", "PATCH") or any(
                     name in self.headers for name in ("Content-Length", "Transfer-Encoding")
                 )
@@ -390,8 +419,23 @@ def make_handler(explorer: Explorer, *, timeout: float = REQUEST_TIMEOUT_S):
                     except OSError:
                         pass
             finally:
+                self.server.unwatch(watchdog)
                 if self.body_unread and self.responded:
                     self._linger()
+
+        def _check_host(self) -> None:
+            """A Host header must name this server on the loopback (a page of another site reaching it through DNS
+            rebinding names its own host): else 421. A request without one (HTTP/1.0) is let through."""
+            host = self.headers.get("Host")
+            if host is None:
+                return
+            port = self.server.server_address[1]
+            allowed = {name for loopback in LOOPBACK_NAMES for name in (loopback, f"{loopback}:{port}")}
+            if host.strip().lower() not in allowed:
+                raise BadRequest(
+                    f"Host {host[:80]!r} is not this server's: it answers Host 127.0.0.1:{port} or localhost:{port}",
+                    HTTPStatus.MISDIRECTED_REQUEST,
+                )
 
         def _where(self) -> str:
             path = getattr(self, "path", "") or ""
@@ -499,11 +543,65 @@ def make_handler(explorer: Explorer, *, timeout: float = REQUEST_TIMEOUT_S):
 
 
 class ExplorerServer(ThreadingHTTPServer):
-    """http.server's threading server with a listen backlog that holds a burst, daemon threads, and one log line
-    (not a traceback) for anything that escapes a handler."""
+    """http.server's threading server with a listen backlog that holds a burst, daemon threads, at most
+    MAX_CONNECTIONS connections handled at once (the excess answered 503 with Retry-After at once, never queued
+    on a thread), and one log line (not a traceback) for anything that escapes a handler."""
 
     request_queue_size = REQUEST_QUEUE_SIZE
     daemon_threads = True
+    max_connections = MAX_CONNECTIONS
+
+    def server_activate(self) -> None:
+        self.slots = threading.BoundedSemaphore(self.max_connections)
+        self.deadlines: dict[int, tuple[float, object]] = {}  # watch id -> (deadline, handler)
+        self.deadlines_lock = threading.Lock()
+        self.watch_ids = iter(range(1 << 62))
+        threading.Thread(target=self._reap, name="deadlines", daemon=True).start()  # one thread for all
+        super().server_activate()
+
+    def watch(self, handler, seconds: float) -> int:
+        """Call handler._deadline() if its request line and headers are not in within `seconds`."""
+        with self.deadlines_lock:
+            key = next(self.watch_ids)
+            self.deadlines[key] = (time.monotonic() + seconds, handler)
+        return key
+
+    def unwatch(self, key: int) -> None:
+        with self.deadlines_lock:
+            self.deadlines.pop(key, None)
+
+    def _reap(self) -> None:
+        while True:
+            time.sleep(0.05)
+            now = time.monotonic()
+            with self.deadlines_lock:
+                due = [key for key, (deadline, _) in self.deadlines.items() if deadline <= now]
+                handlers = [self.deadlines.pop(key)[1] for key in due]
+            for handler in handlers:
+                handler._deadline()
+
+    def process_request(self, request, client_address) -> None:
+        if not self.slots.acquire(blocking=False):
+            body = json.dumps({"error": f"busy: {self.max_connections} connections are being served; retry"}).encode()
+            try:
+                request.sendall(
+                    b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nRetry-After: 1\r\n"
+                    + b"Connection: close\r\nContent-Length: "
+                    + str(len(body)).encode()
+                    + b"\r\n\r\n"
+                    + body
+                )
+            except OSError:
+                pass
+            self.shutdown_request(request)
+            return
+        super().process_request(request, client_address)
+
+    def process_request_thread(self, request, client_address) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self.slots.release()
 
     def handle_error(self, request, client_address) -> None:
         error = sys.exc_info()[1]
@@ -511,10 +609,23 @@ class ExplorerServer(ThreadingHTTPServer):
 
 
 def make_server(
-    explorer: Explorer, host: str = "127.0.0.1", port: int = 0, *, timeout: float = REQUEST_TIMEOUT_S
+    explorer: Explorer,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    *,
+    timeout: float = REQUEST_TIMEOUT_S,
+    max_connections: int = MAX_CONNECTIONS,
 ) -> ExplorerServer:
     """The explorer's server, bound (port 0: a free one) but not yet serving: call serve_forever()."""
-    return ExplorerServer((host, port), make_handler(explorer, timeout=timeout))
+    server = ExplorerServer((host, port), make_handler(explorer, timeout=timeout), bind_and_activate=False)
+    server.max_connections = max_connections
+    try:
+        server.server_bind()
+        server.server_activate()
+    except BaseException:
+        server.server_close()
+        raise
+    return server
 
 
 def build_explorer(args: ServeArgs) -> Explorer:

@@ -81,9 +81,19 @@ def plot(out: Path) -> None:
     history = json.loads((KEPT / "metrics.json").read_text())["history"]
     epochs = [h["epoch"] for h in history]
     fig, ax = plt.subplots(figsize=(7, 4))
-    ax.plot(epochs, [h["val_neg_elbo_nats"] for h in history], lw=1, label="held-out -ELBO (400 training images held out)")
-    ax.plot(epochs, [h["train_loss"] for h in history], lw=1, alpha=0.6, label="training loss (-ELBO, dynamic binarization)")
-    ax.axhline(BURDA_VAE, color="k", ls="--", lw=1, label=f"Burda et al. VAE, test NLL bound at k = 5000 ({BURDA_VAE}): a tighter bound than any -ELBO")
+    ax.plot(
+        epochs, [h["val_neg_elbo_nats"] for h in history], lw=1, label="held-out -ELBO (400 training images held out)"
+    )
+    ax.plot(
+        epochs, [h["train_loss"] for h in history], lw=1, alpha=0.6, label="training loss (-ELBO, dynamic binarization)"
+    )
+    ax.axhline(
+        BURDA_VAE,
+        color="k",
+        ls="--",
+        lw=1,
+        label=f"Burda et al. VAE, test NLL bound at k = 5000 ({BURDA_VAE}): a tighter bound than any -ELBO",
+    )
     ax.set_xscale("log")
     ax.set_xlabel("epoch (of 3,280)")
     ax.set_ylabel("nats per image")
