@@ -424,3 +424,36 @@ def test_an_evaluation_state_of_other_settings_or_weights_is_not_continued(tmp_p
     assert result == evaluate.evaluate_run(model, images, **settings)
     state.write_bytes(b"cut short")  # a file truncated by a kill is ignored, not fatal
     assert evaluate.evaluate_run(model, images, **settings, state_path=state) == result
+
+
+@pytest.mark.slow  # runs the CLI in a subprocess
+def test_sigterm_during_an_evaluation_says_in_one_line_where_its_state_is_and_how_to_continue(tiny_run, tmp_path):
+    import shutil
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from conftest import REPO
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    args = [f"run={run}", "iwae_k=2000", "batch_size=4", "checkpoint=last"]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "vae.evaluate", *args],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.time() + 120
+    while not list((run / "evals").glob("*.partial.pt")):
+        assert process.poll() is None and time.time() < deadline, process.stderr.read()[-2000:]
+        time.sleep(0.05)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130 and "Traceback" not in stderr
+    [line] = [line for line in stderr.splitlines() if line.startswith("stopped by SIGTERM")]
+    [partial] = (run / "evals").glob("*.partial.pt")
+    assert f"its state after the last whole batch is in {partial}" in line
+    assert f"the same command continues it: {sys.executable} -m vae.evaluate {' '.join(args)}" in line

@@ -13,6 +13,7 @@ made with other settings, another checkpoint or other images is not used (and is
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
 import os
@@ -248,16 +249,18 @@ def main(argv=None) -> dict:
             "num_images": int(images.shape[0]),
         }
     )
-    results = evaluate_run(
-        loaded.model,
-        images,
-        iwae_k=args.iwae_k,
-        batch_size=args.batch_size,
-        chunk=args.chunk or max(1, DECODES_PER_CALL.get(torch.device(device).type, 512) // args.batch_size),
-        seed=args.seed,
-        autocast_dtype=torch.bfloat16 if precision == "bf16" else None,
-        state_path=run_dir / "evals" / state_name.replace(".json", ".partial.pt"),
-    )
+    state_path = run_dir / "evals" / state_name.replace(".json", ".partial.pt")
+    with stopped_in_one_line(state_path, argv):
+        results = evaluate_run(
+            loaded.model,
+            images,
+            iwae_k=args.iwae_k,
+            batch_size=args.batch_size,
+            chunk=args.chunk or max(1, DECODES_PER_CALL.get(torch.device(device).type, 512) // args.batch_size),
+            seed=args.seed,
+            autocast_dtype=torch.bfloat16 if precision == "bf16" else None,
+            state_path=state_path,
+        )
     binarize = config["data"]["binarize"]
     results.update(
         binarize=binarize,
@@ -283,6 +286,36 @@ def main(argv=None) -> dict:
         f"active units {results['active_units']}/{len(results['kl_per_dim'])}{layers} ({precision}); wrote {kept} and {latest} (the newest evaluation)"
     )
     return results
+
+
+@contextlib.contextmanager
+def stopped_in_one_line(state_path: Path, argv):
+    """SIGTERM or Ctrl-C during an evaluation: one line saying where its state is and the command that continues
+    it (the state after every whole batch is already saved), and exit 130."""
+    import signal
+    import sys
+
+    def stop(signum, _frame):
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    except KeyboardInterrupt as interrupt:
+        words = " ".join(sys.argv[1:] if argv is None else argv)
+        where = (
+            f"its state after the last whole batch is in {state_path}"
+            if state_path.is_file()
+            else "no batch had finished, so nothing was kept"
+        )
+        print(
+            f"stopped by {interrupt.args[0] if interrupt.args else 'SIGINT'}: {where}; the same command continues it: "
+            f"{sys.executable} -m vae.evaluate {words}",
+            file=sys.stderr,
+        )
+        sys.exit(130)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def write_tensorboard(run_dir, results: dict, *, split: str) -> None:
