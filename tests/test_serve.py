@@ -115,6 +115,11 @@ def test_info_describes_the_plane_and_attribute_vectors(server):
     url, _ = server
     info = json.loads(request(f"{url}/api/info")[1])
     assert info["latent_dim"] == 2 and sorted(info["dims_by_kl"]) == [0, 1]
+    # a 2-D latent is shown as the run's PNGs show it, whatever the KL order: z[0] across, z[1] up
+    assert info["plane"]["names"] == ["z[0]", "z[1]"] and info["plane"]["axes"] == [[1.0, 0.0], [0.0, 1.0]]
+    assert info["points"]["u"] == [mu[0] for mu in info["test_mu"]] and info["points"]["v"] == [
+        mu[1] for mu in info["test_mu"]
+    ]
     assert len(info["points"]["u"]) == len(info["test_mu"]) == 64
     assert "thick strokes vs thin" in info["attributes"]
     assert list(info["attributes"]) == [f"class {name} vs rest" for name in info["class_names"]] + [

@@ -192,12 +192,14 @@ class Explorer:
         mu, kl = posterior.mean, mean_kl_per_dim(posterior)
         self.latent_dim = mu.shape[1]
         order = kl.argsort(descending=True).tolist()
-        # The plane: z = origin + u * axis_u + v * axis_v. Latent dim 2: the latent itself; more: the two top-KL dims.
+        # The plane: z = origin + u * axis_u + v * axis_v. Latent dim 2: the latent itself, z[0] horizontal and z[1]
+        # vertical as in the run's PNGs (vae.explore's grid and scatter); more: the two top-KL dims, the first across.
+        shown_dims = [0, 1] if self.latent_dim == 2 else order[:2]
         origin = torch.zeros(self.latent_dim)
         axes = torch.zeros(2, self.latent_dim)
-        axes[0, order[0]] = 1.0
+        axes[0, shown_dims[0]] = 1.0
         if self.latent_dim > 1:
-            axes[1, order[1]] = 1.0
+            axes[1, shown_dims[1]] = 1.0
         shown = mu[:points]
         plane = (shown - origin) @ axes.T
         vectors, counts = attribute_vectors(model, attributes)
@@ -212,7 +214,7 @@ class Explorer:
             "plane": {
                 "origin": origin.tolist(),
                 "axes": axes.tolist(),
-                "names": [f"z[{order[0]}]", f"z[{order[1]}]" if self.latent_dim > 1 else "-"],
+                "names": [f"z[{shown_dims[0]}]", f"z[{shown_dims[1]}]" if self.latent_dim > 1 else "-"],
             },
             "points": {
                 "u": plane[:, 0].tolist(),
