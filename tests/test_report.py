@@ -443,3 +443,39 @@ def test_replay_compares_every_epoch_number_for_number():
     off[1]["val_loss"] = 0.1 + 1e-12
     assert not replay.compare(committed, off, 2)["identical"]
     assert replay.compare(committed, off, 1)["identical"]  # only the compared epochs count
+
+
+@pytest.mark.slow  # reads tiny_sweep: a CLI sweep in a subprocess
+@pytest.mark.xdist_group("tiny_sweep")  # one worker builds the sweep (make test runs pytest -n)
+def test_the_report_gains_sample_quality_columns_and_the_figure_of_the_study(tiny_sweep, tmp_path):
+    import json
+
+    sweep = tmp_path / "sweep"
+    shutil.copytree(tiny_sweep, sweep)
+    for number, job in enumerate(sorted(p for p in sweep.iterdir() if p.is_dir())):
+        (job / "evals").mkdir(exist_ok=True)
+        scores = {"fid": 10.0 + number, "precision": 0.5, "recall": 0.25, "kid_mean": 0.1}
+        result = {
+            "samples": scores,
+            "reconstructions": {**scores, "fid": 2.0},
+            "floor": {**scores, "fid": 0.05},
+            "features": "mnist",
+            "n": 300,
+            "split": "test",
+        }
+        (job / "evals" / "quality_best_test_mnist_n300_t1_s0.json").write_text(json.dumps(result))
+        if number == 0:  # an older validation result does not displace the test one
+            (job / "evals" / "quality_best_val_mnist_n300_t1_s0.json").write_text(
+                json.dumps({**result, "split": "val", "samples": {**scores, "fid": 99.0}})
+            )
+    rows = report(sweep, num_samples=4)
+    assert [row["sample_fid"] for row in rows] == [10.0, 11.0, 12.0, 13.0]
+    assert all(row["floor_fid"] == 0.05 and row["quality_features"] == "mnist" for row in rows)
+    with open(sweep / "report.csv") as f:
+        table = list(csv.DictReader(f))
+    assert [float(row["sample_fid"]) for row in table] == [10.0, 11.0, 12.0, 13.0]
+    assert table[0]["quality"] == "evals/quality_best_test_mnist_n300_t1_s0.json"
+    markdown = (sweep / "report.md").read_text()
+    assert "sample_fid" in markdown and "](quality.png)" in markdown
+    image = Image.open(sweep / "quality.png").convert("L")
+    assert image.size[0] > 600 and image.getextrema()[0] < image.getextrema()[1]

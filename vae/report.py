@@ -31,6 +31,18 @@ from vae.runs import describe_eval, entropy_floor_nats, find_eval, load_run
 # test evaluation's other fields, the job's machine and clock and its error after.
 SETTING_COLUMNS = ["job", "status", "kl_weight", "latent_dim", "seed", "reduction", "beta_effective", "epochs_done"]
 OTHER_COLUMNS = ["active_units", "eval", "binarize", "device", "threads", "train_minutes", "error"]
+# Sample quality, from the job's newest `python -m vae.quality run=<job>` result (evals/quality_*.json): its prior
+# samples' and reconstructions' FID, precision and recall, the floor's FID, and the space and file they come from.
+QUALITY_COLUMNS = [
+    "sample_fid",
+    "sample_precision",
+    "sample_recall",
+    "recon_fid",
+    "floor_fid",
+    "quality_features",
+    "quality_n",
+    "quality",
+]
 
 
 def columns() -> list[str]:
@@ -39,12 +51,15 @@ def columns() -> list[str]:
     val = report_columns("val")
     if "val_loss" in val:
         val.insert(val.index("val_loss") + 1, "val_loss_gain_last_quarter")
-    return [*SETTING_COLUMNS, *val, *report_columns("test"), *OTHER_COLUMNS]
+    return [*SETTING_COLUMNS, *val, *report_columns("test"), *QUALITY_COLUMNS, *OTHER_COLUMNS]
+
+
+QUALITY_NUMBERS = ["sample_fid", "sample_precision", "sample_recall", "recon_fid"]
 
 
 def cell_metrics() -> list[str]:
-    """The columns averaged over a cell's seeds: the metrics' `val_*` columns."""
-    return report_columns("val")
+    """The columns averaged over a cell's seeds: the metrics' `val_*` columns and the sample-quality numbers."""
+    return [*report_columns("val"), *QUALITY_NUMBERS]
 
 
 @dataclass
@@ -99,12 +114,34 @@ def read_job(job_dir: Path, *, iwae_k: int | None = None) -> dict:
             eval=evaluation.path.relative_to(job_dir).as_posix(),
             eval_settings=describe_eval(results),
         )
+    row.update(read_quality(job_dir))
     if (job_dir / "error.txt").is_file():
         row["error"] = (job_dir / "error.txt").read_text().strip().splitlines()[0]
         row["status"] = "failed"
     elif row["status"] == "failed":
         row["error"] = "no metrics.json (killed, or failed before its first epoch ended)"
     return row
+
+
+def read_quality(job_dir: Path) -> dict:
+    """The QUALITY_COLUMNS of a job's newest sample-quality result (test split first), or {} when it has none."""
+    found = sorted((job_dir / "evals").glob("quality_*.json"), key=lambda path: path.stat().st_mtime, reverse=True)
+    results = [(path, json.loads(path.read_text())) for path in found]
+    results.sort(key=lambda item: item[1].get("split") != "test")  # stable: the newest test result first
+    if not results:
+        return {}
+    path, result = results[0]
+    return {
+        "sample_fid": result["samples"]["fid"],
+        "sample_precision": result["samples"]["precision"],
+        "sample_recall": result["samples"]["recall"],
+        "recon_fid": result["reconstructions"]["fid"],
+        "floor_fid": result.get("floor", {}).get("fid"),
+        "quality_features": result["features"],
+        "quality_n": result["n"],
+        "quality": path.relative_to(job_dir).as_posix(),
+        "quality_split": result["split"],
+    }
 
 
 def last_quarter_gain(history: list[dict]) -> float | None:
@@ -187,6 +224,7 @@ def nats_lines(rows: list[dict]) -> list[str]:
 
 
 FIGURES = {
+    "quality.png": "Rate, distortion and sample FID against lambda, per latent_dim, with the floor and each cell's samples",
     "rate_distortion.png": "Rate against distortion, a curve per latent_dim through the cells' means",
     "samples.png": "Prior samples of every cell (its first seed)",
     "latent_grids.png": "latent_dim 2: each cell's decoded grid of z, by kl_weight",
@@ -313,6 +351,58 @@ def rate_distortion_figure(rows: list[dict]):
     return fig
 
 
+def quality_figure(rows: list[dict], sweep_dir: Path, *, num_samples: int = 16):
+    """The study at a glance, one column per latent_dim: rate (KL), distortion (reconstruction) and sample FID
+    against lambda (means over a cell's seeds; the floor's FID dashed), and each cell's prior samples under its
+    numbers. None when no job has a sample-quality result."""
+    cells = [cell for cell in cell_summaries(rows) if cell.get("sample_fid")]
+    if not cells:
+        return None
+    latent_dims = sorted({cell["latent_dim"] for cell in cells})
+    kl_weights = sorted({cell["kl_weight"] for cell in cells})
+    space = next(row["quality_features"] for row in rows if row.get("quality_features"))
+    floors = [row["floor_fid"] for row in rows if row.get("floor_fid") is not None]
+    fig, axes = plt.subplots(
+        4, len(latent_dims), figsize=(4.2 * len(latent_dims), 11), squeeze=False, height_ratios=[1, 1, 1, 0.9]
+    )
+    x_of = {kl_weight: i for i, kl_weight in enumerate(kl_weights)}  # lambda spans decades and 0: one slot each
+    panels = (("val_kl_nats", "rate: KL (nats)"), ("val_rec_nats", "distortion: reconstruction (nats)"))
+    panels += (("sample_fid", f"sample FID ({space} features)"),)
+    for column, latent_dim in enumerate(latent_dims):
+        mine = sorted((c for c in cells if c["latent_dim"] == latent_dim), key=lambda c: c["kl_weight"])
+        xs = [x_of[c["kl_weight"]] for c in mine]
+        for row_index, (key, label) in enumerate(panels):
+            ax = axes[row_index][column]
+            values = [c[key] for c in mine]
+            means = [statistics.mean(v) if v else float("nan") for v in values]
+            spread = [statistics.stdev(v) if len(v) > 1 else 0.0 for v in values]
+            ax.errorbar(xs, means, yerr=spread, marker="o", capsize=3)
+            if key == "sample_fid" and floors:
+                ax.axhline(statistics.mean(floors), color="k", ls="--", lw=1, label="floor (real against real)")
+                ax.legend(fontsize=7)
+                ax.set_yscale("log")
+            ax.set_xticks(range(len(kl_weights)), [f"{k:g}" for k in kl_weights], fontsize=7)
+            ax.set_ylabel(label, fontsize=8)
+            ax.grid(alpha=0.3)
+            if row_index == 0:
+                ax.set_title(f"latent_dim {latent_dim}")
+        strip = []
+        for cell in mine:
+            sheet = _job_image(sweep_dir / cell["first"]["job"], "samples_prior.png")
+            if sheet is not None:
+                strip.append(sheet)
+        ax = axes[3][column]
+        ax.axis("off")
+        if strip:
+            height = min(sheet.shape[1] for sheet in strip)
+            _show_sheet(ax, torch.cat([sheet[:, :height] for sheet in strip], dim=2))
+            ax.set_title("prior samples, lambda as above, left to right", fontsize=8)
+        axes[2][column].set_xlabel("lambda (kl_weight)")
+    fig.suptitle("Rate, distortion and sample quality against lambda (validation split; FID against the test split)")
+    fig.tight_layout()
+    return fig
+
+
 def _job_image(job_dir: Path, name: str) -> torch.Tensor | None:
     """A PNG the trainer wrote into the job's images/ as (C, H, W) in [0, 1], or None."""
     path = job_dir / "images" / name
@@ -389,6 +479,10 @@ def write_report(sweep_dir: Path, *, num_samples: int = 16, iwae_k: int | None =
     figures = ["rate_distortion.png", "samples.png"]
     save(rate_distortion_figure(rows), sweep_dir / "rate_distortion.png")
     save(samples_figure(rows, sweep_dir, num_samples=num_samples), sweep_dir / "samples.png")
+    quality = quality_figure(rows, sweep_dir)
+    if quality is not None:
+        save(quality, sweep_dir / "quality.png")
+        figures.insert(0, "quality.png")
     grids = latent_grids_figure(rows, sweep_dir)
     if grids is not None:
         save(grids, sweep_dir / "latent_grids.png")

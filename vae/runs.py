@@ -105,9 +105,14 @@ def write_eval(run_dir: str | Path, results: dict) -> tuple[Path, Path]:
 
 
 def run_evals(run_dir: str | Path) -> list[Evaluation]:
-    """A run's evaluations, newest first: evals/*.json, then eval.json (the newest again, or one from before evals/)."""
+    """A run's likelihood evaluations, newest first: evals/*.json (not vae.quality's quality_*.json), then eval.json
+    (the newest again, or one from before evals/)."""
     run_dir = Path(run_dir)
-    kept = sorted((run_dir / "evals").glob("*.json"), key=lambda path: path.stat().st_mtime, reverse=True)
+    kept = sorted(
+        (path for path in (run_dir / "evals").glob("*.json") if not path.name.startswith("quality_")),  # vae.quality's
+        key=lambda path: path.stat().st_mtime,
+        reverse=True,
+    )
     paths = kept + ([run_dir / "eval.json"] if (run_dir / "eval.json").is_file() else [])
     return [Evaluation(path, json.loads(path.read_text())) for path in paths]
 
