@@ -28,10 +28,12 @@ HPARAMS_COLUMNS = {
 REPORT_COLUMNS = [
     *("job", "status", "kl_weight", "latent_dim", "seed", "reduction", "beta_effective", "epochs_done"),
     *("val_loss", "val_loss_gain_last_quarter", "val_neg_elbo_nats", "val_rec_nats", "val_kl_nats", "val_mean_sigma"),
-    *("test_neg_elbo_nats", "test_iwae_nll_nats", "active_units", "eval", "binarize", "device", "threads"),
-    *("train_minutes", "error"),
+    *("test_neg_elbo_nats", "test_iwae_nll_nats"),
+    *("sample_fid", "sample_precision", "sample_recall", "recon_fid", "floor_fid", "quality_features", "quality_n"),
+    *("quality", "active_units", "eval", "binarize", "device", "threads", "train_minutes", "error"),
 ]
 CELL_METRICS = ["val_loss", "val_neg_elbo_nats", "val_rec_nats", "val_kl_nats", "val_mean_sigma"]
+CELL_METRICS += ["sample_fid", "sample_precision", "sample_recall", "recon_fid"]  # vae.quality's, when a job has one
 
 FAKE = Metric(
     "fake",
@@ -155,6 +157,6 @@ def test_a_new_metric_reaches_report_csv_and_report_md(with_fake, tmp_path):
     assert first[cells.index("val_fake")] == "1.23" and first[cells.index("test_fake")] == "7.89"  # its format
     assert first[cells.index("val_neg_elbo_nats")] == "150"  # today's .4g
     by_cell = lines[lines.index("## By cell: mean ± sd over seeds") + 2].strip("| ").split(" | ")
-    assert by_cell == ["kl_weight", "latent_dim", "seeds", *CELL_METRICS, "val_fake"]
+    assert by_cell == ["kl_weight", "latent_dim", "seeds", *CELL_METRICS[:5], "val_fake", *CELL_METRICS[5:]]
     mean = lines[lines.index("## By cell: mean ± sd over seeds") + 4].strip("| ").split(" | ")
-    assert mean[-1] == "2.23 ± 1.4"
+    assert mean[by_cell.index("val_fake")] == "2.23 ± 1.4"

@@ -267,20 +267,27 @@ def test_an_interrupted_sweep_continues_where_it_stopped(tmp_path):
 @pytest.mark.slow  # runs the CLI in subprocesses
 def test_a_second_writer_of_a_run_directory_is_refused_at_once_and_the_first_is_unharmed(tmp_path):
     run_dir = tmp_path / "shared"
-    args = [*DETERMINISTIC, "data.num_train=256", "epochs=40", f"hydra.run.dir={run_dir}"]
+    from concurrent.futures import ThreadPoolExecutor
+
+    args = [*DETERMINISTIC, "data.num_train=256", "epochs=150", f"hydra.run.dir={run_dir}"]
     first = _start_cli(*args)
-    _wait_for(run_dir / "checkpoints", first)
+    _wait_for(run_dir / "checkpoints" / "last.pt", first)  # its first epoch saved: a resume would have a checkpoint
     started = time.monotonic()
-    second = run_cli("vae.train", *args, "seed=1")
-    assert second.returncode != 0 and time.monotonic() - started < 30 and first.poll() is None
-    assert f"{run_dir} is being written by another process (PID {first.pid} on " in second.stderr
+    with ThreadPoolExecutor(2) as pool:  # a second training and a concurrent resume, both while the first runs
+        second_future = pool.submit(run_cli, "vae.train", *args, "seed=1")
+        resume_future = pool.submit(run_cli, "vae.train", f"resume={run_dir}")
+        second, resumed = second_future.result(), resume_future.result()
+    assert first.poll() is None and time.monotonic() - started < 60  # refused while it ran: the lock's doing
+    assert (
+        second.returncode != 0
+        and f"{run_dir} is being written by another process (PID {first.pid} on " in second.stderr
+    )
     assert "Traceback" not in second.stderr
-    resumed = run_cli("vae.train", f"resume={run_dir}")  # a concurrent resume: refused the same way
     assert resumed.returncode != 0 and "being written by another process" in resumed.stderr
-    output, _ = first.communicate(timeout=300)
+    output, _ = first.communicate(timeout=600)
     assert first.returncode == 0, output[-2000:]
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    assert metrics["epoch"] == 40 and load_checkpoint(run_dir / "checkpoints" / "last.pt")["config"]["seed"] == 0
+    assert metrics["epoch"] == 150 and load_checkpoint(run_dir / "checkpoints" / "last.pt")["config"]["seed"] == 0
     assert len(list(run_dir.glob("events.out.tfevents.*"))) == 1 and (run_dir / ".lock").read_text() == ""
 
 

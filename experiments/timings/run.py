@@ -1,0 +1,128 @@
+"""The README's times, measured on the machine at hand and written to a record (experiments/timings/timings.json).
+
+    python experiments/timings/run.py --data-root <MNIST dir> [--out experiments/timings/timings.json] [--with-tests]
+    python experiments/timings/run.py --quick --out /tmp/t.json       # every step at toy sizes (checks the script)
+
+Each step is the README's own command, run as a user types it (a subprocess from the repository root, in a
+scratch folder for its outputs), timed by the wall clock: one epoch of the lecture model on MNIST (and its
+epoch_seconds), one epoch of data=synthetic, TensorBoard's start, vae.explore, vae.generate n=64,
+vae.evaluate iwae_k=100 on the whole test split, vae.serve's start, the 4-job 1-epoch sweep and its report,
+and with --with-tests `make test`. Measure on idle cores: the script records the load average before and
+after, and refuses to start (unless --allow-load) when the 1-minute load average is above 0.5 per core.
+The record holds each step's command and seconds, the CPU (model, vendor/family/model id, native bf16), the
+threads, the commit and the date; the README's numbers are to be read from it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO))
+
+from vae.runtime import cpu_id, cpu_model, cpu_supports_bf16, git_commit, physical_cores  # noqa: E402
+
+
+def timed(command: list[str], *, cwd: Path, timeout: float, until: str | None = None) -> dict:
+    """Run a command; with `until`, time until that text appears in its output, then stop it (a server)."""
+    start = time.monotonic()
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "VAE_PROGRESS_INTERVAL_S": "600"}
+    if until is None:
+        done = subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
+        seconds = time.monotonic() - start
+        if done.returncode != 0:
+            raise SystemExit(f"error: {' '.join(command)} failed:\n{(done.stdout + done.stderr)[-2000:]}")
+        return {"seconds": seconds}
+    process = subprocess.Popen(command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    try:
+        for line in process.stdout:
+            if until in line:
+                return {"seconds": time.monotonic() - start}
+            if time.monotonic() - start > timeout:
+                break
+        raise SystemExit(f"error: {' '.join(command)} never printed {until!r}")
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data-root", help="MNIST's folder (not needed with --quick)")
+    parser.add_argument("--out", type=Path, default=REPO / "experiments" / "timings" / "timings.json")
+    parser.add_argument("--quick", action="store_true", help="toy sizes on data=synthetic: checks the script only")
+    parser.add_argument("--with-tests", action="store_true", help="also time `make test`")
+    parser.add_argument("--allow-load", action="store_true", help="measure even on busy cores (the record says so)")
+    args = parser.parse_args()
+    if not args.quick and not args.data_root:
+        parser.error("--data-root is required (or --quick)")
+    load_before = os.getloadavg()[0]
+    cores = physical_cores()
+    if load_before > 0.5 * cores and not args.allow_load and not args.quick:
+        parser.error(f"the 1-minute load average is {load_before:.2f} on {cores} cores: measure on idle cores")
+    python = sys.executable
+    data = ["data=synthetic", "data.num_train=512"] if args.quick else ["data=mnist", f"data.root={args.data_root}"]
+    tiny = ["model.channels=[8,16,16,16]", "model.hidden_dim=16"] if args.quick else []
+    steps: dict[str, dict] = {}
+    with tempfile.TemporaryDirectory(prefix="vae-timings-") as scratch:
+        work = Path(scratch)
+        run = work / "outputs" / "runs" / "lecture"
+
+        def step(name: str, command: list[str], **options) -> None:
+            result = timed(command, cwd=work, timeout=options.pop("timeout", 7200), **options)
+            words = [w if not w.startswith("data.root=") else "data.root=<MNIST dir>" for w in command[1:]]
+            steps[name] = {"command": " ".join(words)} | result
+            print(f"{name}: {result['seconds']:.1f} s", flush=True)
+
+        train = ["-m", "vae.train", "latent_dim=2", "kl_weight=1e-3", "epochs=1", *data, *tiny, f"hydra.run.dir={run}"]
+        step("train_one_epoch", [python, *train])
+        steps["train_one_epoch"]["epoch_seconds"] = json.loads((run / "metrics.json").read_text())["history"][0][
+            "epoch_seconds"
+        ]
+        synthetic = work / "outputs" / "runs" / "synthetic"
+        quick = ["data.num_train=512"] if args.quick else []
+        step(
+            "train_synthetic",
+            [python, "-m", "vae.train", "data=synthetic", "epochs=1", *quick, *tiny, f"hydra.run.dir={synthetic}"],
+        )
+        tensorboard = shutil.which("tensorboard") or str(Path(python).parent / "tensorboard")
+        step("tensorboard_start", [tensorboard, "--logdir", "outputs", "--port", "0"], until="http://", timeout=120)
+        step("explore", [python, "-m", "vae.explore", f"run={run}"])
+        step("generate", [python, "-m", "vae.generate", f"run={run}", "n=64"])
+        evaluate = [python, "-m", "vae.evaluate", f"run={run}", "iwae_k=10" if args.quick else "iwae_k=100"]
+        step("evaluate", evaluate + (["max_images=64"] if args.quick else []))
+        step("serve_start", [python, "-m", "vae.serve", f"run={run}", "port=0"], until="http://127.0.0.1", timeout=300)
+        sweep = work / "outputs" / "multirun" / "sweep"
+        grid = ["kl_weight=0,1e-3", "latent_dim=2,16", "epochs=1", *data, *tiny, f"hydra.sweep.dir={sweep}"]
+        step("sweep_4_jobs", [python, "-m", "vae.train", "-m", *grid])
+        step("report", [python, "-m", "vae.report", f"sweep={sweep}"])
+        if args.with_tests:
+            step("make_test", ["make", "-C", str(REPO), "test"], timeout=3600)
+    record = {
+        "steps": steps,
+        "cpu": cpu_model(),
+        "cpu_id": cpu_id(),
+        "cpu_bf16": cpu_supports_bf16(),
+        "cores": cores,
+        "load_average_before": load_before,
+        "load_average_after": os.getloadavg()[0],
+        "quick": args.quick,
+        "commit": git_commit(REPO)["commit"],
+        "date": time.strftime("%Y-%m-%d"),
+        "python": python,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(record, indent=2) + "\n")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
