@@ -1,6 +1,6 @@
-"""The README's times, measured on the machine at hand and written to a record (experiments/timings/timings.json).
+"""The README's times, measured on the machine at hand and written to a record (timings.json beside this script).
 
-    python experiments/timings/run.py --data-root <MNIST dir> [--out experiments/timings/timings.json] [--with-tests]
+    python experiments/timings/run.py --data-root <MNIST dir> [--out <record .json>] [--with-tests]
     python experiments/timings/run.py --quick --out /tmp/t.json       # every step at toy sizes (checks the script)
 
 Each step is the README's own command, run as a user types it (a subprocess from the repository root, in a
