@@ -44,6 +44,7 @@ from vae.features import (
 from vae.quality_metrics import DC_K, KID_SUBSET, KID_SUBSETS, PR_K, QualityError, check_counts, score
 
 MAX_N = 200_000  # samples held as uint8 images and 128-2,048 float64 features: bounded, refused above
+BYTES_PER_SAMPLE = 784 + 2048 * 8  # a 28x28 uint8 image and, at most, its Inception features in float64
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp"}
 
 
@@ -215,7 +216,13 @@ def run_form(args: QualityArgs) -> dict:
     from vae.data import DataNotFoundError
     from vae.runs import load_run
 
-    check(1 <= args.n <= MAX_N, "n", f"an integer from 1 to {MAX_N} (samples are held in memory)", args.n)
+    check(
+        1 <= args.n <= MAX_N,
+        "n",
+        f"an integer from 1 to {MAX_N}: the samples and their features are held in memory, about "
+        f"{args.n * BYTES_PER_SAMPLE / 1e9:.1f} GB at n={args.n} for 28x28 images ({BYTES_PER_SAMPLE:,} bytes each)",
+        args.n,
+    )
     check(
         args.temperature > 0 and math.isfinite(args.temperature), "temperature", "a finite number > 0", args.temperature
     )
