@@ -88,7 +88,7 @@ MNIST ?= $(VAE_DATA_DIR)
 gpu-carry: wheelhouse weights ## gpu_carry/ for a GPU node: wheels, MNIST (MNIST=<dir>), the seed-0 weights (GPU_RUNS=...)
 	@test -n "$(MNIST)" || { echo "error: name MNIST's folder: make gpu-carry MNIST=<dir with the four .gz files>"; exit 2; }
 	rm -rf gpu_carry && mkdir -p gpu_carry/wheelhouse gpu_carry/mnist
-	cp wheelhouse/*.whl gpu_carry/wheelhouse/
+	cp wheelhouse/hydra_core-*.whl wheelhouse/omegaconf-*.whl wheelhouse/antlr4_python3_runtime-*.whl wheelhouse/pyyaml-*.whl gpu_carry/wheelhouse/
 	for f in train-images-idx3-ubyte train-labels-idx1-ubyte t10k-images-idx3-ubyte t10k-labels-idx1-ubyte; do \
 		cp "$$(ls $(MNIST)/$$f.gz $(MNIST)/MNIST/raw/$$f.gz 2>/dev/null | head -1)" gpu_carry/mnist/ || exit 2; done
 	for run in $(GPU_RUNS); do mkdir -p gpu_carry/runs/$$run && \

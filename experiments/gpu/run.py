@@ -181,7 +181,20 @@ def travel(carry: Path) -> dict:
             files = [part] if part.is_file() else [p for p in part.rglob("*") if p.is_file()]
             carried[part.name] = sum(p.stat().st_size for p in files)
     total = (tracked or 0) + sum(carried.values())
-    return {"tracked_bytes": tracked, "carry_bytes": carried, "total_bytes": total, "limit_bytes": TRAVEL_LIMIT}
+    fits = total <= TRAVEL_LIMIT
+    if not fits:
+        log.warning(
+            "what travels is %.1f MB, over the %.1f MB a node's copy may hold: carry fewer runs (make gpu-carry GPU_RUNS=...)",
+            total / 1e6,
+            TRAVEL_LIMIT / 1e6,
+        )
+    return {
+        "tracked_bytes": tracked,
+        "carry_bytes": carried,
+        "total_bytes": total,
+        "limit_bytes": TRAVEL_LIMIT,
+        "fits": fits,
+    }
 
 
 # ---------------------------------------------------------------- steps
