@@ -1,0 +1,76 @@
+"""lecture_fast against the project's own network: experiment=lecture on lecture_fast's final seeds (3, 4, 5).
+
+    python -m vae.train experiment=lecture seed=<S> epochs=12 threads=1 data.root=<MNIST dir> hydra.run.dir=<dir>/seed<S>
+    python experiments/lecture_fast/baseline.py <dir>/seed3 <dir>/seed4 <dir>/seed5
+
+Reads each run's metrics.json and run.json and writes baseline.json: the val_loss per epoch (the test split,
+as the lecture reported it: the same protocol as final.json's runs), the first epoch at or below the
+lecture's 0.1858 and the seconds of training to it, beside lecture_fast's own final.json runs of the same
+seeds. 12 epochs cover the first seed's crossing and more (the lecture's network passed at epoch 11 in
+experiments/lecture, one seed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+GOAL = 0.1858
+
+
+def summary(history: list[dict]) -> dict:
+    reached = next((h for h in history if h["val_loss"] <= GOAL), None)
+    return {
+        "val_loss": [h["val_loss"] for h in history],
+        "epoch_seconds": [h["epoch_seconds"] for h in history],
+        "epoch_to_target": reached["epoch"] if reached else None,
+        "seconds_to_target": sum(h["epoch_seconds"] for h in history if reached and h["epoch"] <= reached["epoch"])
+        if reached
+        else None,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("runs", nargs="+", type=Path)
+    args = parser.parse_args()
+    final = {run["name"]: run for run in json.loads((HERE / "final.json").read_text())["runs"]}
+    rows = []
+    for run in args.runs:
+        config = json.loads((run / "run.json").read_text())
+        metrics = json.loads((run / "metrics.json").read_text())
+        seed = int(run.name.removeprefix("seed"))
+        fast = final.get(f"lecture_fast_seed{seed}", {})
+        rows.append(
+            {
+                "seed": seed,
+                "experiment=lecture": summary(metrics["history"]),
+                "experiment=lecture_fast (final.json)": {
+                    key: fast.get(key) for key in ("val_loss", "epoch_to_target", "seconds_to_target")
+                },
+                "machine": config.get("machine"),
+                "runtime": config.get("runtime"),
+                "commit": config.get("git"),
+            }
+        )
+    record = {
+        "goal": GOAL,
+        "command": "python -m vae.train experiment=lecture seed=<S> epochs=12 threads=1 data.root=<MNIST dir>",
+        "date": time.strftime("%Y-%m-%d"),
+        "runs": rows,
+    }
+    (HERE / "baseline.json").write_text(json.dumps(record, indent=2) + "\n")
+    for row in rows:
+        lecture, fast = row["experiment=lecture"], row["experiment=lecture_fast (final.json)"]
+        print(
+            f"seed {row['seed']}: experiment=lecture reaches {GOAL} at epoch {lecture['epoch_to_target']} "
+            f"({lecture['seconds_to_target'] and round(lecture['seconds_to_target'])} s), lecture_fast at epoch "
+            f"{fast['epoch_to_target']} ({fast['seconds_to_target'] and round(fast['seconds_to_target'])} s)"
+        )
+
+
+if __name__ == "__main__":
+    main()
