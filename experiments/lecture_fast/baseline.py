@@ -36,6 +36,14 @@ def summary(history: list[dict]) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("runs", nargs="+", type=Path)
+    parser.add_argument(
+        "--control",
+        nargs="*",
+        type=Path,
+        default=[],
+        help="runs of the control: experiment=lecture optim.schedule=cosine epochs=12 seed=<S> (the lecture's "
+        "settings with a cosine-decaying lr over 12 epochs)",
+    )
     args = parser.parse_args()
     final = {run["name"]: run for run in json.loads((HERE / "final.json").read_text())["runs"]}
     rows = []
@@ -56,13 +64,26 @@ def main() -> None:
                 "commit": config.get("git"),
             }
         )
+    control = []
+    for run in args.control:
+        metrics = json.loads((run / "metrics.json").read_text())
+        entry = {"seed": int(run.name.removeprefix("seed")), **summary(metrics["history"])}
+        entry["epochs_run"] = metrics["epoch"]  # a run still under way when this was written has fewer than 12
+        control.append(entry)
     record = {
         "goal": GOAL,
+        "control_command": "python -m vae.train experiment=lecture optim.schedule=cosine epochs=12 seed=<S> threads=1 "
+        "data.root=<MNIST dir>",
+        "control": control,
         "command": "python -m vae.train experiment=lecture seed=<S> epochs=12 threads=1 data.root=<MNIST dir>",
         "date": time.strftime("%Y-%m-%d"),
         "runs": rows,
     }
     (HERE / "baseline.json").write_text(json.dumps(record, indent=2) + "\n")
+    for entry in control:
+        print(
+            f"control seed {entry['seed']}: reaches {GOAL} at epoch {entry['epoch_to_target']} ({entry['epochs_run']} run)"
+        )
     for row in rows:
         lecture, fast = row["experiment=lecture"], row["experiment=lecture_fast (final.json)"]
         print(
