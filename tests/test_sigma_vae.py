@@ -31,10 +31,11 @@ def test_the_swept_runs_are_the_l2_lambdas_as_fixed_sigmas():
 def test_the_experiment_trains_evaluates_once_and_summarises_by_held_out_data(tmp_path, monkeypatch):
     script = _load_script()
     monkeypatch.setattr(script, "LAMBDAS", (1e-2, 1e-1))
-    overrides = [o for o in TINY_DATA if o != "data=synthetic"]
+    # 160 test images: more than the mnist space's 128 features, which FID needs.
+    overrides = [o for o in TINY_DATA if o not in ("data=synthetic", "data.num_test=64")] + ["data.num_test=160"]
     args = ["--data-root", str(tmp_path), "--seeds", "0", "1", "--epochs", "1", "--runs-dir", str(tmp_path / "runs")]
     args += ["--out", str(tmp_path / "out"), "--only", "lambda0.01", "lambda0.1", "learned", "l2_lambda0.1"]
-    args += ["--l2-seeds", "0"]
+    args += ["--l2-seeds", "0", "--features", "mnist", "--quality-n", "160"]
     args += ["--override", "data=synthetic", *overrides]
     results = script.main(args)
     table = results["summary"]["table"]
@@ -51,6 +52,14 @@ def test_the_experiment_trains_evaluates_once_and_summarises_by_held_out_data(tm
     assert table[best]["val"]["mean"] == min(table[n]["val"]["mean"] for n in ("lambda0.01", "lambda0.1"))
     assert table["learned"]["effective_lambda"] == pytest.approx(2 * table["learned"]["sigma"]["mean"] ** 2)
     assert (tmp_path / "out" / "sigma_vae.png").stat().st_size > 1000
+    # Sample quality of every run but the l2 twins, from the same weights, written into each run's evals/ too.
+    quality = results["runs"]["learned"]["0"]["quality"]
+    assert quality["n"] == 160 and quality["features"].startswith("MNIST")
+    assert quality["samples"]["fid"] > 0 and 0 <= quality["samples"]["precision"] <= 1
+    assert "quality" not in results["runs"]["l2_lambda0.1"]["0"]
+    assert table["lambda0.1"]["quality"]["samples_fid"]["n"] == 2
+    assert list((tmp_path / "runs" / "learned-seed0" / "evals").glob("quality_last_test_mnist_n160_*.json"))
+    assert "sample FID" in script.markdown(results["summary"])
     saved = json.loads((tmp_path / "out" / "results.json").read_text())
     assert (
         saved["runs"]["learned"]["1"]["test"]["neg_elbo_nats"]

@@ -22,6 +22,8 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
+import time
 from pathlib import Path
 
 import torch
@@ -104,6 +106,25 @@ def evaluate_one(run_dir: Path, *, data_root: str, recalibrate: bool, sigma: flo
     return result
 
 
+QUALITY_KEYS = ("fid", "kid_mean", "kid_std", "precision", "recall", "density", "coverage")
+
+
+def quality_one(run_dir: Path, *, data_root: str, features: str, n: int) -> dict:
+    """Sample quality of the run's last.pt (vae.quality's run form: n prior samples and the reconstructions of
+    the test split, against the test split, with the floor where the space is the data set's classifier)."""
+    from vae.quality import QualityArgs, run_form, write_run_outputs
+
+    args = QualityArgs(run=str(run_dir), features=features, n=n, checkpoint="last", split="test", data_root=data_root)
+    result = run_form(args)
+    write_run_outputs(run_dir, args, result)
+    kept = {
+        key: {k: result[key][k] for k in QUALITY_KEYS}
+        for key in ("samples", "reconstructions", "floor")
+        if key in result
+    }
+    return {**kept, "features": result["features_label"], "features_sha256": result["features_sha256"], "n": n}
+
+
 def summarise(results: dict) -> dict:
     """Mean and sd over seeds of each run name's numbers, the best lambda by held-out -ELBO, the learned lambda."""
 
@@ -122,6 +143,12 @@ def summarise(results: dict) -> dict:
             row["recalibrated_val"] = stats([r["recalibrated"]["val"]["neg_elbo_nats"] for r in seeds.values()])
             row["recalibrated_test"] = stats([r["recalibrated"]["test"]["neg_elbo_nats"] for r in seeds.values()])
             row["recalibrated_sigma"] = stats([r["recalibrated"]["sigma"] for r in seeds.values()])
+        if all("quality" in r for r in seeds.values()):
+            row["quality"] = {
+                f"{kind}_{key}": stats([r["quality"][kind][key] for r in seeds.values()])
+                for kind in ("samples", "reconstructions")
+                for key in QUALITY_KEYS
+            }
         row["effective_lambda"] = 2 * row["sigma"]["mean"] ** 2
         table[name] = row
     swept = [name for name in table if name.startswith("lambda")]
@@ -142,7 +169,20 @@ def summarise(results: dict) -> dict:
                 for seed, r in seeds.items()
                 if seed in twin
             }
-    return {"table": table, "best_by_val": best, "best_recalibrated_by_val": best_recalibrated, "l2_check": l2_check}
+    floors = [
+        r["quality"]["floor"]
+        for seeds in results["runs"].values()
+        for r in seeds.values()
+        if "floor" in r.get("quality", {})
+    ]
+    floor = floors[0] if floors else None  # the same two image sets for every run: one floor
+    return {
+        "table": table,
+        "best_by_val": best,
+        "best_recalibrated_by_val": best_recalibrated,
+        "l2_check": l2_check,
+        "quality_floor": floor,
+    }
 
 
 def markdown(summary: dict) -> str:
@@ -156,17 +196,50 @@ def markdown(summary: dict) -> str:
         "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name, row in summary["table"].items():
-        if name.startswith("l2_"):
-            decoder = f"gen_loss=l2 kl_weight={name.removeprefix('l2_lambda')}"
-        elif name.startswith("lambda"):
-            decoder = f"fixed sigma (lambda {name.removeprefix('lambda')})"
-        else:
-            decoder = f"decoder_sigma={name}"
+        decoder = decoder_name(name)
         refit = "recalibrated_test" in row
         lines.append(
             f"| {decoder} | {row['test']['n']} | {cell(row['sigma'], 4)} | {row['effective_lambda']:.4g} | "
             f"{cell(row['val'])} | {cell(row['test'])} | "
             f"{cell(row['recalibrated_sigma'], 4) if refit else '-'} | {cell(row['recalibrated_test']) if refit else '-'} |"
+        )
+    quality = quality_markdown(summary)
+    return "\n".join(lines) + (f"\n\n{quality}" if quality else "")
+
+
+def decoder_name(name: str) -> str:
+    if name.startswith("l2_"):
+        return f"gen_loss=l2 kl_weight={name.removeprefix('l2_lambda')}"
+    if name.startswith("lambda"):
+        return f"fixed sigma (lambda {name.removeprefix('lambda')})"
+    return f"decoder_sigma={name}"
+
+
+def quality_markdown(summary: dict) -> str:
+    """The sample-quality table: prior samples (and reconstructions) against the test split, mean ± sd over seeds."""
+    rows = {name: row["quality"] for name, row in summary["table"].items() if "quality" in row}
+    if not rows:
+        return ""
+
+    def cell(stat: dict, digits: int, scale: float = 1.0) -> str:
+        return f"{stat['mean'] * scale:.{digits}f} ± {stat['sd'] * scale:.{digits}f}"
+
+    lines = [
+        "| decoder | seeds | sample FID | sample KID x 1e3 | precision | recall | density | coverage | reconstruction FID |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, q in rows.items():
+        seeds = q["samples_fid"]["n"]
+        lines.append(
+            f"| {decoder_name(name)} | {seeds} | {cell(q['samples_fid'], 2)} | {cell(q['samples_kid_mean'], 2, 1e3)} | "
+            f"{cell(q['samples_precision'], 3)} | {cell(q['samples_recall'], 3)} | {cell(q['samples_density'], 3)} | "
+            f"{cell(q['samples_coverage'], 3)} | {cell(q['reconstructions_fid'], 2)} |"
+        )
+    floor = summary.get("quality_floor")
+    if floor:
+        lines.append(
+            f"| floor: 10,000 real training images | - | {floor['fid']:.2f} | {floor['kid_mean'] * 1e3:.2f} | "
+            f"{floor['precision']:.3f} | {floor['recall']:.3f} | {floor['density']:.3f} | {floor['coverage']:.3f} | - |"
         )
     return "\n".join(lines)
 
@@ -239,7 +312,7 @@ def figure(summary: dict, out: Path) -> None:
 
 
 def main(argv=None) -> dict:
-    from vae.runtime import cpu_model
+    from vae.runtime import cpu_model, git_commit, machine_info
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-root", required=True, help="the folder that holds MNIST/raw")
@@ -249,6 +322,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--out", default="experiments/sigma_vae")
     parser.add_argument("--only", nargs="*", default=None, help="run names to train (default: all)")
     parser.add_argument("--override", nargs="*", default=[], help="more config overrides (tests: data=synthetic)")
+    parser.add_argument("--features", default="mnist", help="the feature space of the sample-quality metrics")
+    parser.add_argument("--quality-n", type=int, default=10_000, help="prior samples scored per run")
     parser.add_argument("--report", action="store_true", help="only rewrite the table and figure from results.json")
     parser.add_argument(
         "--l2-seeds",
@@ -280,12 +355,23 @@ def main(argv=None) -> dict:
                     f"data.root={args.data_root}",
                     *args.override,
                 ]
-                train_one(overrides, run_dir)
-                if str(seed) in results["runs"].get(name, {}):
+                evaluation = results["runs"].get(name, {}).get(str(seed))
+                if evaluation is not None and ("quality" in evaluation or name.startswith("l2_")):
                     continue  # evaluated already: the test split is read once per reported number
-                evaluation = evaluate_one(
-                    run_dir, data_root=args.data_root, recalibrate=name not in CALIBRATED, sigma=sigma
-                )
+                if evaluation is not None and not (run_dir / "checkpoints" / "last.pt").is_file():
+                    print(
+                        f"{name} seed {seed}: evaluated in results.json, its run is not in {args.runs_dir}: no quality"
+                    )
+                    continue  # retraining it would score other weights than the ones its -ELBO is of
+                train_one(overrides, run_dir)
+                if evaluation is None:
+                    evaluation = evaluate_one(
+                        run_dir, data_root=args.data_root, recalibrate=name not in CALIBRATED, sigma=sigma
+                    )
+                if not name.startswith("l2_"):  # the l2 twins are the likelihood check only
+                    evaluation["quality"] = quality_one(
+                        run_dir, data_root=args.data_root, features=args.features, n=args.quality_n
+                    )
                 results["runs"].setdefault(name, {})[str(seed)] = evaluation
                 results.update(
                     protocol=(
@@ -294,7 +380,18 @@ def main(argv=None) -> dict:
                         "the test split read once per reported number (each run at its own sigma, swept runs also "
                         "at the sigma re-fitted on the held-out images)"
                     ),
+                    quality_protocol=(
+                        f"vae.quality's run form on last.pt: {args.quality_n} samples from the prior (the decoder's "
+                        "mean image, clamped to [0, 1] and rounded to uint8, temperature 1, seed 0) and the "
+                        "reconstructions of the test split, each against the test split's 10,000 images, in the "
+                        f"features={args.features} space; the floor: the 10,000 training images held out of that "
+                        "classifier's training against the same test images"
+                    ),
                     cpu=cpu_model(),
+                    machine=machine_info("cpu"),
+                    git=git_commit(),
+                    date=time.strftime("%Y-%m-%d"),
+                    command="python experiments/sigma_vae/run.py " + " ".join(sys.argv[1:] if argv is None else argv),
                     overrides=args.override,
                 )
                 results_path.write_text(json.dumps(results, indent=2))  # after every run: an interruption loses one
