@@ -164,7 +164,7 @@ def test_a_two_layer_model_trains_resumes_bit_for_bit_and_evaluates(tmp_path, re
     events = EventAccumulator(str(tmp_path / "straight"), size_guidance={"scalars": 0, "images": 0})
     events.Reload()
     assert {"train/kl_nats_z1", "val/kl_nats_z2", "val/kl_nats"} <= set(events.Tags()["scalars"])
-    assert "latent/grid" in events.Tags()["images"]  # the top layer's 2-d grid
+    assert "view/latent_grid" in events.Tags()["images"]  # the top layer's 2-d grid
 
     results = evaluate.main([f"run={tmp_path / 'straight'}", "iwae_k=8", "checkpoint=last"])
     assert math.isclose(results["neg_elbo_nats"], results["gen_nats"] + results["kl_nats"], rel_tol=1e-6)

@@ -171,7 +171,7 @@ def test_a_gaussian_run_learns_its_sigma_logs_it_and_evaluates_in_nats_and_bits_
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     events = EventAccumulator(str(run_dir)).Reload()
-    assert {"val/decoder_sigma", "train_step/decoder_sigma"} <= set(events.Tags()["scalars"])
+    assert {"val/decoder_sigma", "z_train_step/decoder_sigma"} <= set(events.Tags()["scalars"])
     results = evaluate([f"run={run_dir}", "iwae_k=4", "max_images=16", "batch_size=8", "checkpoint=last"])
     assert results["decoder_sigma"] == pytest.approx(metrics["val"]["decoder_sigma"], rel=1e-2)
     assert results["iwae_nll_nats"] <= results["neg_elbo_nats"] + 1.0

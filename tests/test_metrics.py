@@ -14,9 +14,9 @@ from torch.utils.tensorboard import SummaryWriter
 from vae import metrics
 from vae.metrics import Metric
 
-TRAIN_TAGS = {"train/loss", "train/gen_loss", "train/kl", "train/neg_elbo_nats", "hparams/train_loss"}
+TRAIN_TAGS = {"train/loss", "train/gen_loss", "train/kl", "train/neg_elbo_nats", "z_hparams/train_loss"}
 VAL_TAGS = {f"val/{name}" for name in ("loss", "gen_loss", "kl", "neg_elbo_nats", "kl_nats", "rec_nats", "mean_sigma")}
-VAL_TAGS |= {f"hparams/val_{name}" for name in ("loss", "gen_loss", "kl", "neg_elbo_nats", "kl_nats", "rec_nats")}
+VAL_TAGS |= {f"z_hparams/val_{name}" for name in ("loss", "gen_loss", "kl", "neg_elbo_nats", "kl_nats", "rec_nats")}
 HPARAMS_COLUMNS = {
     "val_neg_elbo_nats": "val -ELBO (nats)",
     "val_rec_nats": "val reconstruction (nats)",
@@ -95,17 +95,17 @@ def test_a_new_metric_reaches_tensorboard_and_the_hparams_columns(with_fake, tmp
     accumulator = EventAccumulator(str(tmp_path), size_guidance={"scalars": 0})
     accumulator.Reload()
     scalars = set(accumulator.Tags()["scalars"])
-    assert scalars == TRAIN_TAGS | VAL_TAGS | {"train/fake", "val/fake", "hparams/val_fake"}
+    assert scalars == TRAIN_TAGS | VAL_TAGS | {"train/fake", "val/fake", "z_hparams/val_fake"}
     assert [event.value for event in accumulator.Scalars("val/fake")] == [1.5, 3.0]
     assert [event.value for event in accumulator.Scalars("train/fake")] == [0.5, 1.0]
-    assert accumulator.Scalars("hparams/val_fake")[-1].value == 3.0  # the column's final value
+    assert accumulator.Scalars("z_hparams/val_fake")[-1].value == 3.0  # the column's final value
     experiment = metadata.parse_experiment_plugin_data(
         accumulator.PluginTagToContent("hparams")["_hparams_/experiment"]
     )
     declared = [(info.name.tag, info.display_name) for info in experiment.metric_infos]
     # Listed after today's, unticked: the five the dashboard ticks are still the first five.
-    assert declared == [(f"hparams/{name}", label) for name, label in HPARAMS_COLUMNS.items()] + [
-        ("hparams/val_fake", "val fake (a test's)")
+    assert declared == [(f"z_hparams/{name}", label) for name, label in HPARAMS_COLUMNS.items()] + [
+        ("z_hparams/val_fake", "val fake (a test's)")
     ]
 
 

@@ -143,7 +143,7 @@ def test_each_model_trains_checkpoints_and_evaluates_through_the_trainer(name, t
 
         assert len(result["active_units_per_layer"]) == 3
         tags = set(EventAccumulator(str(tmp_path)).Reload().Tags()["scalars"])
-        assert {f"eval/val/{what}_z{i}" for what in ("active_units", "kl_nats") for i in (1, 2, 3)} <= tags
+        assert {f"z_eval/val/{what}_z{i}" for what in ("active_units", "kl_nats") for i in (1, 2, 3)} <= tags
 
 
 @pytest.mark.parametrize(

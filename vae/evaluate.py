@@ -30,6 +30,7 @@ from vae.distributions import DiagonalGaussian
 from vae.latent import mean_kl_per_dim
 from vae.likelihoods import bits_per_dim_8bit, dequantize_fixed, likelihood_of
 from vae.losses import layer_term_names, nats_to_bits_per_dim
+from vae.metrics import EVAL_GROUP, HPARAMS_GROUP
 from vae.model import VAE
 from vae.objectives import ELBO
 from vae.progress import progress as show_progress
@@ -324,13 +325,13 @@ def write_tensorboard(run_dir, results: dict, *, split: str) -> None:
 
     writer = SummaryWriter(log_dir=str(run_dir))
     for name in ("neg_elbo_nats", "neg_elbo_bits_per_dim", "iwae_nll_nats", "active_units", "mean_sigma"):
-        writer.add_scalar(f"eval/{split}/{name}", results[name], results["epoch"])
+        writer.add_scalar(f"{EVAL_GROUP}/{split}/{name}", results[name], results["epoch"])
     for layer, count in enumerate(results.get("active_units_per_layer", ()), start=1):  # several layers: z1 next to x
-        writer.add_scalar(f"eval/{split}/active_units_z{layer}", count, results["epoch"])
+        writer.add_scalar(f"{EVAL_GROUP}/{split}/active_units_z{layer}", count, results["epoch"])
     for layer in range(1, len(results.get("active_units_per_layer", ())) + 1):
-        writer.add_scalar(f"eval/{split}/kl_nats_z{layer}", results[f"kl_nats_z{layer}"], results["epoch"])
-    writer.add_scalar(f"hparams/{split}_neg_elbo_nats", results["neg_elbo_nats"], results["epoch"])
-    writer.add_scalar(f"hparams/{split}_iwae_nll_nats", results["iwae_nll_nats"], results["epoch"])
+        writer.add_scalar(f"{EVAL_GROUP}/{split}/kl_nats_z{layer}", results[f"kl_nats_z{layer}"], results["epoch"])
+    writer.add_scalar(f"{HPARAMS_GROUP}/{split}_neg_elbo_nats", results["neg_elbo_nats"], results["epoch"])
+    writer.add_scalar(f"{HPARAMS_GROUP}/{split}_iwae_nll_nats", results["iwae_nll_nats"], results["epoch"])
     writer.close()
 
 

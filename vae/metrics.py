@@ -18,6 +18,17 @@ SPLITS = ("train", "val", "test")
 SHOWN_METRICS = 5
 
 
+# TensorBoard's Time Series dashboard groups tags by their first path part, sorts the groups by name (byte
+# order: digits, capitals, "_", then lower case) and opens only the first two. Those must be the per-epoch
+# curves, train/ and val/: every other group's name sorts after "val".
+CURVE_GROUPS = ("train", "val")
+IMAGES_GROUP = "view"  # the per-epoch pictures of the prior (val/reconstructions stays with its curves)
+STEP_GROUP = "z_train_step"  # the loss, gradient norm and lr every log_every steps
+EVAL_GROUP = "z_eval"  # vae.evaluate's numbers: one point per evaluated checkpoint
+QUALITY_GROUP = "z_quality"  # vae.quality's numbers: one point per scored checkpoint
+HPARAMS_GROUP = "z_hparams"  # the HParams dashboard's metric columns (the curves' final values again)
+
+
 @dataclass(frozen=True)
 class Metric:
     """One metric: `name` is its key in metrics.json's `train`/`val` dicts and in eval.json."""
@@ -27,7 +38,7 @@ class Metric:
     curves: tuple[str, ...] = ()  # splits of the `<split>/<name>` TensorBoard scalar written each epoch
     hparams: Mapping[str, str] = field(default_factory=dict)  # HParams metric columns: split -> dashboard label
     ticked: tuple[str, ...] = ()  # of those columns, the splits the dashboard ticks by default
-    # Splits of an `hparams/<split>_<name>` scalar written each epoch though not a declared column (the
+    # Splits of an `z_hparams/<split>_<name>` scalar written each epoch though not a declared column (the
     # declared train and val columns are written anyway; the test ones are vae.evaluate's, which writes
     # its own two, test_neg_elbo_nats and test_iwae_nll_nats, not from this table).
     hparams_extra: tuple[str, ...] = ()
@@ -99,15 +110,17 @@ METRICS: tuple[Metric, ...] = (
 def epoch_scalars(split: str) -> list[tuple[str, str]]:
     """The scalars an epoch writes from its `split` dict ("train" or "val"): (TensorBoard tag, key in the dict).
 
-    The `<split>/<name>` curves, then `hparams/<split>_<name>` (the HParams columns' final values and the extras).
+    The `<split>/<name>` curves, then `z_hparams/<split>_<name>` (the HParams columns' final values and the extras).
     """
     tags = [(f"{split}/{m.name}", m.name) for m in METRICS if split in m.curves]
-    tags += [(f"hparams/{split}_{m.name}", m.name) for m in METRICS if split in m.hparams or split in m.hparams_extra]
+    tags += [
+        (f"{HPARAMS_GROUP}/{split}_{m.name}", m.name) for m in METRICS if split in m.hparams or split in m.hparams_extra
+    ]
     return tags
 
 
 def hparams_columns() -> dict[str, str]:
-    """The HParams dashboard's metric columns, `<split>_<name>` -> label (its tag is `hparams/<column>`),
+    """The HParams dashboard's metric columns, `<split>_<name>` -> label (its tag is `z_hparams/<column>`),
     the ticked ones first."""
     columns = [(split, m, label) for m in METRICS for split, label in m.hparams.items()]
     # Ticked first, each part by split, then in the table's order (the sort is stable).

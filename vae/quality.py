@@ -11,7 +11,7 @@ gray). With a classifier space of the run's own data set, the floor too: the sam
 10,000 training images held out of the classifier's training and the reference split. Written to
 <run>/evals/quality_<checkpoint>_<split>_<features>_n<n>_t<temperature>_s<seed>.json (named by its
 settings, so one with other settings is never overwritten), to out= when given, and to the run's
-TensorBoard (`quality/<split>/*` scalars, `hparams/quality_fid` as an HParams column).
+TensorBoard (`z_quality/<split>/*` scalars, `z_hparams/quality_<features>_fid` as an HParams column).
 
 Pair form: any two image sets (a folder of PNG/JPEG files, or an .npz whose first array is (N, H, W),
 (N, H, W, C) or (N, C, H, W) uint8), `a` scored against `b` (the reference); `features=` is required.
@@ -41,6 +41,7 @@ from vae.features import (
     load_features,
     space_for,
 )
+from vae.metrics import HPARAMS_GROUP, QUALITY_GROUP
 from vae.quality_metrics import DC_K, KID_SUBSET, KID_SUBSETS, PR_K, QualityError, check_counts, score
 
 MAX_N = 200_000  # samples held as uint8 images and 128-2,048 float64 features: bounded, refused above
@@ -309,8 +310,10 @@ def write_run_outputs(run: Path, args: QualityArgs, result: dict) -> Path:
     for key in ("samples", "reconstructions", "floor"):
         for metric in ("fid", "kid_mean", "precision", "recall", "density", "coverage"):
             if key in result:
-                writer.add_scalar(f"quality/{args.split}/{space}/{key}_{metric}", result[key][metric], result["epoch"])
-    writer.add_scalar(f"hparams/quality_{space}_fid", result["fid"], result["epoch"])
+                writer.add_scalar(
+                    f"{QUALITY_GROUP}/{args.split}/{space}/{key}_{metric}", result[key][metric], result["epoch"]
+                )
+    writer.add_scalar(f"{HPARAMS_GROUP}/quality_{space}_fid", result["fid"], result["epoch"])
     writer.close()
     return path
 

@@ -12,7 +12,7 @@ from torchvision.utils import make_grid, save_image
 
 from vae.data import DataSplits, to_model_input
 from vae.latent import decoded_grid
-from vae.metrics import epoch_scalars, hparams_columns
+from vae.metrics import HPARAMS_GROUP, IMAGES_GROUP, epoch_scalars, hparams_columns
 
 # The HParams dashboard (TensorBoard 2.x) sorts the hparams by `differs` (True first), then by name,
 # and ticks the first SHOWN_HPARAMS of them; the others are listed, unticked. `differs` is declared
@@ -151,7 +151,7 @@ def hparams_experiment(hparams: Mapping[str, float | int | str | bool], *, shown
     # The metric columns, under a prefix of their own that keeps them off the val/* charts: the final
     # numbers and the test ones vae.evaluate writes (empty until then), the ticked ones first (vae.metrics).
     metric_infos = [
-        api_pb2.MetricInfo(name=api_pb2.MetricName(tag=f"hparams/{name}"), display_name=label)
+        api_pb2.MetricInfo(name=api_pb2.MetricName(tag=f"{HPARAMS_GROUP}/{name}"), display_name=label)
         for name, label in hparams_columns().items()
     ]
     experiment = api_pb2.Experiment(hparam_infos=hparam_infos, metric_infos=metric_infos)
@@ -163,12 +163,12 @@ def hparams_experiment(hparams: Mapping[str, float | int | str | bool], *, shown
 def write_hparams_entry(
     writer: SummaryWriter, hparams: Mapping[str, float | int | str | bool], *, swept: Sequence[str] | None = None
 ) -> None:
-    """Declare this run in the HParams dashboard; its `hparams/*` scalars fill the metric columns.
+    """Declare this run in the HParams dashboard; its `z_hparams/*` scalars fill the metric columns.
 
     `swept`: the config keys the run's sweep varies (default: the running multirun's, `swept_keys`), ticked.
     """
     swept = swept_keys() if swept is None else swept
-    columns = {f"hparams/{name}": 0.0 for name in hparams_columns()}
+    columns = {f"{HPARAMS_GROUP}/{name}": 0.0 for name in hparams_columns()}
     _, session_start, session_end = hparams_summary(dict(hparams), columns)
     file_writer = writer._get_file_writer()
     for summary in (hparams_experiment(hparams, shown=shown_hparams(hparams, swept)), session_start, session_end):
@@ -177,7 +177,7 @@ def write_hparams_entry(
 
 def log_epoch(writer: SummaryWriter, epoch: int, *, train: Mapping, val: Mapping, extra: Mapping[str, float]) -> None:
     """Write an epoch's scalars at step = epoch: the train and val terms (vae.metrics: the `train/*` and `val/*`
-    curves, and `hparams/*`, the same numbers under the HParams dashboard's metric names, kept apart from the
+    curves, and `z_hparams/*`, the same numbers under the HParams dashboard's metric names, kept apart from the
     curves), and `extra` tags as they are."""
     for split, values in (("train", train), ("val", val)):
         for tag, name in epoch_scalars(split):
@@ -206,15 +206,16 @@ def write_epoch_images(
         mu = model.encode(x.contiguous(memory_format=torch.channels_last) if channels_last else x).mean
         reconstructions = torch.sigmoid(model.decode(mu).float())
         samples = model.sample(num_samples, generator=torch.Generator().manual_seed(seed))
+    # file name in images/ -> TensorBoard tag
     sheets = {
-        "val/reconstructions": reconstruction_sheet(x.cpu(), reconstructions.cpu()),
-        "samples/prior": image_sheet(samples.cpu()),
+        "val_reconstructions": ("val/reconstructions", reconstruction_sheet(x.cpu(), reconstructions.cpu())),
+        "samples_prior": (f"{IMAGES_GROUP}/samples_prior", image_sheet(samples.cpu())),
     }
     if model.latent_dim == 2:
-        sheets["latent/grid"] = decoded_grid(model, grid_size=grid_size)
+        sheets["latent_grid"] = (f"{IMAGES_GROUP}/latent_grid", decoded_grid(model, grid_size=grid_size))
     images_dir = Path(run_dir) / "images"
     images_dir.mkdir(exist_ok=True)
-    for tag, image in sheets.items():
+    for name, (tag, image) in sheets.items():
         writer.add_image(tag, image, global_step=step)
-        save_image(image, images_dir / f"{tag.replace('/', '_')}.png")
+        save_image(image, images_dir / f"{name}.png")
     model.train()

@@ -30,6 +30,7 @@ from vae.data import DataSplits, SplitError, epoch_batches
 from vae.features import FEATURES, FeatureError, FeatureSpace, load_features, space_for
 from vae.likelihoods import likelihood_of
 from vae.losses import LossTerms, beta_effective, kl_warmup_factor, layer_term_names, term_names
+from vae.metrics import STEP_GROUP
 from vae.model import init_output_bias
 from vae.objectives import Objective, build_objective
 from vae.progress import progress as show_progress
@@ -519,12 +520,12 @@ def train_step(session: Session, state: TrainState, index: torch.Tensor, *, kl_s
     if session.on_step is not None:
         session.on_step(session, state, terms)
     if state.step % session.log_every == 0:
-        session.writer.add_scalar("train_step/loss", terms.loss.item(), state.step)
-        session.writer.add_scalar("train_step/grad_norm", grad_norm.item(), state.step)
-        session.writer.add_scalar("train_step/lr", session.scheduler.get_last_lr()[0], state.step)
+        session.writer.add_scalar(f"{STEP_GROUP}/loss", terms.loss.item(), state.step)
+        session.writer.add_scalar(f"{STEP_GROUP}/grad_norm", grad_norm.item(), state.step)
+        session.writer.add_scalar(f"{STEP_GROUP}/lr", session.scheduler.get_last_lr()[0], state.step)
         sigma = likelihood_of(session.model).sigma()
         if sigma is not None:
-            session.writer.add_scalar("train_step/decoder_sigma", sigma, state.step)
+            session.writer.add_scalar(f"{STEP_GROUP}/decoder_sigma", sigma, state.step)
     return True
 
 
