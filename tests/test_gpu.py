@@ -18,11 +18,10 @@ import torch
 from vae.bounds import iwae_log_likelihood
 from vae.build import build_model, build_optimizer
 from vae.config import compose_dict
-from vae.launch import resume_config
 from vae.objectives import build_objective
 from vae.runtime import exact_fp32, resolve_runtime
 from vae.step import batch_input, forward_backward
-from vae.train import train
+from vae.train import resume_config, train
 
 from conftest import TINY, compose_config
 

@@ -143,8 +143,7 @@ def test_the_iwae_log_weights_sum_every_layers_log_densities():
 
 def test_a_two_layer_model_trains_resumes_bit_for_bit_and_evaluates(tmp_path, registered):
     from vae import evaluate
-    from vae.launch import resume_config
-    from vae.train import train
+    from vae.train import resume_config, train
 
     metrics = train(compose_config([*BASE, "epochs=2"]), tmp_path / "straight")
     train(compose_config([*BASE, "epochs=1"]), tmp_path / "resumed")

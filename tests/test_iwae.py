@@ -207,8 +207,7 @@ def test_burda_experiments_set_the_papers_model_and_keep_model_mlps_defaults():
 
 @pytest.mark.parametrize("estimator", ["iwae", "dreg"])
 def test_training_on_the_iwae_bound_validates_on_it_and_resumes_bit_for_bit(tmp_path, estimator):
-    from vae.launch import resume_config
-    from vae.train import train
+    from vae.train import resume_config, train
 
     from conftest import TINY_DATA
 

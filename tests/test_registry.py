@@ -92,3 +92,69 @@ def compose_config_dict(cfg) -> dict:
     from omegaconf import OmegaConf
 
     return OmegaConf.to_container(cfg, resolve=True)
+
+
+def test_an_option_registered_with_its_schema_is_stored_checked_and_listed_with_no_other_edit(monkeypatch):
+    """One registration gives the option Hydra's schema node, its checks in validate and a line in --help."""
+    from dataclasses import dataclass
+
+    from vae.config import help_text, schemas
+    from vae.schema import ModelConfig, check
+
+    @dataclass
+    class WideConfig(ModelConfig):
+        width: int = 4
+
+        @classmethod
+        def check(cls, get):
+            super().check(get)
+            check(get("model.width") % 2 == 0, "model.width", "an even number", get("model.width"))
+
+    registry = Registry("model.name")
+    for name in build.MODELS:
+        registry.register(name, schema=build.MODELS.schema(name))(build.MODELS[name])
+    registry.register("wide_test", schema=WideConfig)(lambda model_cfg, **_: None)
+    monkeypatch.setattr(build, "MODELS", registry)
+
+    assert schemas()[("schema/model", "wide_test")] is WideConfig
+    assert "wide_test" in help_text()
+    from omegaconf import OmegaConf
+
+    cfg = OmegaConf.create(OmegaConf.to_container(compose_config(TINY_DATA)))  # untyped: the model group swapped
+    cfg.model = {"name": "wide_test", "init": "glorot", "output_bias": "init", "width": 3}
+    with pytest.raises(ConfigError, match=r"^model\.width must be an even number \(got 3\)$"):
+        validate(cfg)
+    cfg.model.width = 4
+    validate(cfg)
+    cfg.model.init = "zeros"  # the base schema's checks run too (super().check)
+    with pytest.raises(ConfigError, match=r"^model\.init must be one of glorot, torch"):
+        validate(cfg)
+
+
+def test_every_registered_option_has_its_yaml_file_naming_its_schema_and_nothing_else_is_there():
+    from vae.config import config_dir, schemas
+
+    root = config_dir()
+    stored = schemas()
+    for key, registry in registries().items():
+        group, _, leaf = key.partition(".")
+        if leaf != "name":
+            continue
+        assert sorted(registry) == sorted(path.stem for path in (root / group).glob("*.yaml")), group
+        for name in registry:
+            assert (f"schema/{group}", name) in stored, f"{group}={name} has no schema"
+            assert f"- /schema/{group}/{name}@_here_" in (root / group / f"{name}.yaml").read_text()
+
+
+def test_validation_names_no_option():
+    """vae.config.validate branches on no option's name: an option's checks are its schema's."""
+    import ast
+    import inspect
+
+    from vae import config
+
+    names = {name for registry in registries().values() for name in registry}
+    tree = ast.parse(inspect.getsource(config.validate))
+    literals = {node.value for node in ast.walk(tree) if isinstance(node, ast.Constant) and isinstance(node.value, str)}
+    assert literals & names == set()
+    assert "resnet" in names and "celeba" in names and "step" in names  # the names are really there to find

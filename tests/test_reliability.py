@@ -14,8 +14,7 @@ import pytest
 import torch
 
 from vae.checkpoint import CheckpointError, load_checkpoint, load_model_state, save_checkpoint
-from vae.launch import resume_config
-from vae.train import train
+from vae.train import resume_config, train
 
 from conftest import REPO, TINY, compose_config, make_vae, run_cli
 
@@ -339,7 +338,7 @@ def test_an_unexpected_failure_is_one_line_with_the_traceback_in_the_run(tmp_pat
         '    raise RuntimeError("DefaultCPUAllocator: can\'t allocate memory: you tried to allocate 9999999 bytes")\n'
         "t.train_epoch = boom\n"
         f"sys.argv = ['vae.train', *{TINY!r}, 'hydra.run.dir={run_dir}']\n"
-        "from vae.launch import main\n"
+        "from vae.train import main\n"
         "main()\n"
     )
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)

@@ -11,10 +11,9 @@ from omegaconf import OmegaConf
 from vae import distributed
 from vae.checkpoint import load_checkpoint
 from vae.config import ConfigError
-from vae.launch import resume_config
 from vae.runs import write_run_json
 from vae.runtime import cpu_id, cpu_model, cpu_supports_bf16, resolve_runtime
-from vae.train import run_runtime, train
+from vae.train import resume_config, run_runtime, train
 
 from conftest import TINY, compose_config
 

@@ -10,9 +10,8 @@ from omegaconf import OmegaConf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from vae.config import ConfigError, compose_dict
-from vae.launch import resume_config
 from vae.schedules import lr_factor, stage_steps
-from vae.train import train
+from vae.train import resume_config, train
 
 from conftest import TINY, compose_config
 

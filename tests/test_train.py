@@ -260,7 +260,7 @@ def test_a_run_that_never_started_leaves_no_empty_folders_but_a_run_that_trained
     assert result.returncode == 2
     assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*")) == ["outputs", "outputs/.gitkeep"]
 
-    from vae.launch import remove_unstarted_run
+    from vae.train import remove_unstarted_run
 
     trained = tmp_path / "trained"
     (trained / "checkpoints").mkdir(parents=True)

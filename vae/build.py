@@ -1,7 +1,9 @@
 """Builders: the one place that turns a config into objects (data, model, optimizer).
 
 Each kind's options are a `vae.registry.Registry` here (DATASETS, MODELS, OPTIMIZERS): another option
-is one more `@REGISTRY.register(name)` builder, and the config accepts its name.
+is one more `@REGISTRY.register(name, schema=...)` builder, with its schema (the dataclass of its keys,
+a subclass of the group's base in vae/schema.py, and its `check`) just above it; the config accepts its
+name, types its keys and checks their values with nothing else edited.
 
 Library code never looks at the config; these functions read it and call the library with
 every value spelled out, so no default is repeated outside the config.
@@ -11,10 +13,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
 import torch
+from omegaconf import MISSING
 
 from vae.data import (
     CLASS_NAMES,
@@ -32,16 +36,41 @@ from vae.data import (
 )
 from vae.hvae import hvae
 from vae.likelihoods import build_likelihood
-from vae.model import VAE, conv_vae, init_glorot, mlp_vae
+from vae.model import ACTIVATIONS, VAE, conv_vae, init_glorot, mlp_vae
 from vae.registry import Registry
 from vae.resnet import resnet_vae
 from vae.schedules import lr_factor, lr_scheduler, stage_steps
+from vae.schema import (
+    DataConfig,
+    Get,
+    ModelConfig,
+    OptimConfig,
+    check,
+    check_at_least,
+    check_choice,
+    positive_ints,
+)
 
 # data.name -> builder(data_cfg) -> (train, test, num_val, class_names, val_source): the two stored
 # splits, how many images validation takes, the class names and where validation comes from; or a
 # vae.data.StoredData of the same five, which may add the data set's own validation split (val_source
 # official) and its attribute names (celeba).
 DATASETS = Registry("data.name")
+
+
+@dataclass
+class DownloadableDataConfig(DataConfig):
+    """A published data set (MNIST, Fashion-MNIST, CIFAR-10): files under `root`, downloaded when missing."""
+
+    root: str | None = "${oc.env:VAE_DATA_DIR,./data}"
+    download: bool = True
+    val_split: int = 5000  # images of the training split held out for validation
+
+    @classmethod
+    def check(cls, get: Get) -> None:
+        super().check(get)
+        check_at_least(get, 1, "data.val_split")
+        check(get("data.root") not in (None, ""), "data.root", "a folder (or set VAE_DATA_DIR)", get("data.root"))
 
 
 def _downloadable(name: str, data: Mapping[str, Any], load: Callable[..., tuple]) -> tuple:
@@ -59,10 +88,10 @@ def _torchvision(name: str) -> Callable[[Mapping[str, Any]], tuple]:
 
 
 for _name in TORCHVISION_FOLDERS:  # mnist, fashion_mnist: the IDX files torchvision's folders hold
-    DATASETS.register(_name)(_torchvision(_name))
+    DATASETS.register(_name, schema=DownloadableDataConfig)(_torchvision(_name))
 
 
-@DATASETS.register("cifar10")
+@DATASETS.register("cifar10", schema=DownloadableDataConfig)
 def _cifar10(data: Mapping[str, Any]) -> tuple:
     return _downloadable("cifar10", data, load=load_cifar10)
 
@@ -75,7 +104,41 @@ def _image_cache(data: Mapping[str, Any]):
     return cache_folder(data.get("cache_dir")) if data.get("cache", False) else None
 
 
-@DATASETS.register("folder")
+@dataclass
+class DecodedDataConfig(DataConfig):
+    """Data sets decoded from image files (folder, celeba): the decoded images are cached (vae/image_cache.py)."""
+
+    cache: bool = True  # save the decoded uint8 images once and read them back next launch (false: decode every launch)
+    cache_dir: str | None = None  # null: $VAE_CACHE_DIR, else $XDG_CACHE_HOME/vae, else ~/.cache/vae
+
+
+@dataclass
+class FolderDataConfig(DecodedDataConfig):
+    """Any folder of images; a share of it is held out for validation and evaluation."""
+
+    path: str = MISSING
+    image_size: int = MISSING
+    channels: int = MISSING
+    val_fraction: float = MISSING
+    skip_bad: bool = False  # skip unreadable files (counted) instead of stopping
+
+    @classmethod
+    def check(cls, get: Get) -> None:
+        check_at_least(get, 1, "data.image_size")  # before the base's image_shape, made of it
+        super().check(get)
+        check(get("data.path") not in (None, ""), "data.path", "a folder of images", get("data.path"))
+        fraction = get("data.val_fraction")
+        check(0 < fraction < 1, "data.val_fraction", "a number between 0 and 1", fraction)
+        shape = get("data.image_shape")
+        check(
+            shape[1] == shape[2] == get("data.image_size"),
+            "data.image_size",
+            f"the side of data.image_shape {shape}",
+            get("data.image_size"),
+        )
+
+
+@DATASETS.register("folder", schema=FolderDataConfig)
 def _folder(data: Mapping[str, Any]) -> tuple:
     everything, class_names, _ = load_image_folder(
         data["path"],
@@ -89,7 +152,38 @@ def _folder(data: Mapping[str, Any]) -> tuple:
     return train, test, num_val, class_names, "test"  # the held-out part serves as validation and test
 
 
-@DATASETS.register("celeba")
+CELEBA_WIDTH = 178  # CelebA's aligned images are 178 x 218: data.crop fits in them
+
+
+@dataclass
+class CelebADataConfig(DecodedDataConfig):
+    """CelebA's aligned images in torchvision's layout under root/celeba, centre-cropped and resized."""
+
+    official_val = True  # CelebA's own validation partition: data.val_source=official
+
+    image_size: int = MISSING
+    crop: int = MISSING  # the centred crop x crop square taken before resizing
+    channels: int = MISSING
+
+    @classmethod
+    def check(cls, get: Get) -> None:
+        check_at_least(get, 1, "data.image_size", "data.crop")  # before the base's image_shape, made of them
+        super().check(get)
+        check(
+            get("data.root") not in (None, ""),
+            "data.root",
+            "a folder holding celeba/ (or set VAE_DATA_DIR)",
+            get("data.root"),
+        )
+        size, crop, channels = get("data.image_size"), get("data.crop"), get("data.channels")
+        check(crop >= size, "data.crop", f"at least data.image_size ({size})", crop)
+        check(crop <= CELEBA_WIDTH, "data.crop", f"at most {CELEBA_WIDTH} (the aligned images are 178 x 218)", crop)
+        check(channels in (1, 3), "data.channels", "1 (gray) or 3 (RGB)", channels)
+        shape = get("data.image_shape")
+        check(shape == [channels, size, size], "data.image_shape", f"[{channels}, {size}, {size}]", shape)
+
+
+@DATASETS.register("celeba", schema=CelebADataConfig)
 def _celeba(data: Mapping[str, Any]) -> StoredData:
     if data["root"] is None:
         raise DataNotFoundError("celeba: data.root is not set")
@@ -113,7 +207,21 @@ def _celeba(data: Mapping[str, Any]) -> StoredData:
     )
 
 
-@DATASETS.register("synthetic")
+@dataclass
+class SyntheticDataConfig(DataConfig):
+    """Images drawn in memory, for tests and for trying the code offline."""
+
+    num_train: int = MISSING
+    num_val: int = MISSING
+    num_test: int = MISSING
+
+    @classmethod
+    def check(cls, get: Get) -> None:
+        super().check(get)
+        check_at_least(get, 1, "data.num_train", "data.num_val", "data.num_test")
+
+
+@DATASETS.register("synthetic", schema=SyntheticDataConfig)
 def _synthetic(data: Mapping[str, Any]) -> tuple:
     image_shape, num_classes, split_seed = tuple(data["image_shape"]), data["num_classes"], data["split_seed"]
     train = make_synthetic(
@@ -146,7 +254,28 @@ def build_data(cfg: Mapping[str, Any]) -> DataSplits:
 MODELS = Registry("model.name")
 
 
-@MODELS.register("conv")
+def check_channels(get: Get, *, min_length: int) -> None:
+    check(
+        positive_ints(get("model.channels"), min_length=min_length),
+        "model.channels",
+        f"a list of at least {min_length} positive integers",
+        get("model.channels"),
+    )
+
+
+@dataclass
+class ConvModelConfig(ModelConfig):
+    channels: list[int] = MISSING  # encoder convs; the second one has stride 2
+    hidden_dim: int = MISSING  # the dense layer before the mu / log_var heads, and after z
+
+    @classmethod
+    def check(cls, get: Get) -> None:
+        super().check(get)
+        check_at_least(get, 1, "model.hidden_dim")
+        check_channels(get, min_length=2)  # the lecture's net strides in its second conv
+
+
+@MODELS.register("conv", schema=ConvModelConfig)
 def _conv(model_cfg: Mapping[str, Any], *, image_shape: tuple[int, int, int], latent_dim: int) -> VAE:
     return conv_vae(
         image_shape=image_shape,
@@ -156,7 +285,24 @@ def _conv(model_cfg: Mapping[str, Any], *, image_shape: tuple[int, int, int], la
     )
 
 
-@MODELS.register("mlp")
+@dataclass
+class MLPModelConfig(ModelConfig):
+    hidden_dims: list[int] = MISSING
+    activation: str = MISSING  # relu | tanh | silu | elu
+
+    @classmethod
+    def check(cls, get: Get) -> None:
+        super().check(get)
+        check_choice(get, "model.activation", tuple(ACTIVATIONS))
+        check(
+            positive_ints(get("model.hidden_dims")),
+            "model.hidden_dims",
+            "a list of positive integers",
+            get("model.hidden_dims"),
+        )
+
+
+@MODELS.register("mlp", schema=MLPModelConfig)
 def _mlp(model_cfg: Mapping[str, Any], *, image_shape: tuple[int, int, int], latent_dim: int) -> VAE:
     return mlp_vae(
         image_shape=image_shape,
@@ -176,12 +322,44 @@ def _residual_keys(model_cfg: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-@MODELS.register("resnet")
+@dataclass
+class ResNetModelConfig(ModelConfig):
+    channels: list[int] = MISSING  # one stage per entry: a stride-2 conv to this width, then `blocks` residual blocks
+    blocks: int = MISSING  # residual blocks per stage
+    hidden_dim: int = MISSING  # the dense layer between the feature map and the latent
+    activation: str = MISSING  # silu | relu | elu | tanh
+
+    @classmethod
+    def check(cls, get: Get) -> None:
+        super().check(get)
+        check_at_least(get, 1, "model.hidden_dim")
+        check_choice(get, "model.activation", tuple(ACTIVATIONS))
+        check_channels(get, min_length=1)
+        blocks = get("model.blocks")
+        check(isinstance(blocks, int) and blocks >= 0, "model.blocks", "an integer >= 0", blocks)
+
+
+@MODELS.register("resnet", schema=ResNetModelConfig)
 def _resnet(model_cfg: Mapping[str, Any], *, image_shape: tuple[int, int, int], latent_dim: int) -> VAE:
     return resnet_vae(image_shape=image_shape, latent_dim=latent_dim, **_residual_keys(model_cfg))
 
 
-@MODELS.register("hvae")
+@dataclass
+class HVAEModelConfig(ResNetModelConfig):
+    lower_latent_dims: list[int] = MISSING  # the stochastic layers under the top one (latent_dim), from x up
+
+    @classmethod
+    def check(cls, get: Get) -> None:
+        super().check(get)
+        check(
+            positive_ints(get("model.lower_latent_dims"), min_length=1),
+            "model.lower_latent_dims",
+            "a list of at least 1 positive integer (the layers under the top one, from x up)",
+            get("model.lower_latent_dims"),
+        )
+
+
+@MODELS.register("hvae", schema=HVAEModelConfig)
 def _hvae(model_cfg: Mapping[str, Any], *, image_shape: tuple[int, int, int], latent_dim: int):
     lower = tuple(model_cfg["lower_latent_dims"])
     return hvae(image_shape=image_shape, latent_dim=latent_dim, lower_latent_dims=lower, **_residual_keys(model_cfg))
@@ -206,7 +384,12 @@ def build_model(cfg: Mapping[str, Any]) -> VAE:
 OPTIMIZERS = Registry("optim.name")
 
 
-@OPTIMIZERS.register("adam")
+@dataclass
+class AdamConfig(OptimConfig):
+    betas: list[float] = MISSING
+
+
+@OPTIMIZERS.register("adam", schema=AdamConfig)
 def _adam(parameters: list[torch.nn.Parameter], optim: Mapping[str, Any]) -> torch.optim.Optimizer:
     # The fused kernel updates every tensor in one pass: 4x faster than the per-tensor loop on CPU
     # for the lecture model (experiments/bench/README.md), same update.
@@ -221,7 +404,12 @@ def _adam(parameters: list[torch.nn.Parameter], optim: Mapping[str, Any]) -> tor
     )
 
 
-@OPTIMIZERS.register("rmsprop")
+@dataclass
+class RMSpropConfig(OptimConfig):
+    alpha: float = MISSING
+
+
+@OPTIMIZERS.register("rmsprop", schema=RMSpropConfig)
 def _rmsprop(parameters: list[torch.nn.Parameter], optim: Mapping[str, Any]) -> torch.optim.Optimizer:
     return torch.optim.RMSprop(
         parameters, lr=optim["lr"], alpha=optim["alpha"], eps=optim["eps"], weight_decay=optim["weight_decay"]

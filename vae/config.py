@@ -1,12 +1,14 @@
-"""The config's schema (typed dataclasses in Hydra's ConfigStore) and the range checks types cannot express.
+"""The config: its top-level schema, Hydra's schema store derived from the registries, and validation.
 
-Where each default lives: a value that every option of a group shares is written here, in the
-schema; everything an option chooses (and every top-level default) is written in its YAML file
-under conf/. No default is written in both. `python -m vae.train --cfg job` prints them all.
+Where each default lives: a value that every option of a group shares is written in the group's base
+schema (vae/schema.py), a value an option's keys share in the option's schema (beside its builder);
+everything an option chooses (and every top-level default) is written in its YAML file under conf/.
+No default is written in both. `python -m vae.train --cfg job` prints them all.
 
 The schema makes Hydra refuse, naming the key, an unknown key, an unknown group option and a
 value of the wrong type; `validate` refuses a value of the right type that cannot work, also by
-name, before any data is loaded.
+name, before any data is loaded: the top-level keys here, each chosen option's keys by its own
+schema's `check`, reached through its registry (no code here names an option).
 """
 
 from __future__ import annotations
@@ -16,148 +18,16 @@ import hashlib
 import math
 import textwrap
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from omegaconf import MISSING, DictConfig, OmegaConf
 
+from vae.errors import ConfigError
+from vae.schema import GROUP_SCHEMAS, DataConfig, ModelConfig, ObjectiveConfig, OptimConfig, check
+
 # The top-level keys and the groups. Values: conf/config.yaml and conf/<group>/<option>.yaml.
-
-
-@dataclass
-class DataConfig:
-    """Keys of every data set."""
-
-    name: str = MISSING
-    image_shape: list[int] = MISSING  # [channels, height, width]
-    num_classes: int = MISSING
-    root: str | None = None  # where the files are looked for (data sets read from disk)
-    download: bool = False  # download the files when they are missing
-    val_source: str = "holdout"  # holdout (part of train) | test (the test split, as the lecture did) | official
-    split_seed: int = 0  # fixes which training images are held out, whatever the run's seed
-    # none (gray levels) | dynamic (a fresh draw per batch, as Burda et al.) | static (this project's
-    # own single draw: not Larochelle & Murray's fixed "static MNIST" files, so not comparable with it)
-    binarize: str = "none"
-
-
-@dataclass
-class DownloadableDataConfig(DataConfig):
-    """A published data set (MNIST, Fashion-MNIST, CIFAR-10): files under `root`, downloaded when missing."""
-
-    root: str | None = "${oc.env:VAE_DATA_DIR,./data}"
-    download: bool = True
-    val_split: int = 5000  # images of the training split held out for validation
-
-
-@dataclass
-class DecodedDataConfig(DataConfig):
-    """Data sets decoded from image files (folder, celeba): the decoded images are cached (vae/image_cache.py)."""
-
-    cache: bool = True  # save the decoded uint8 images once and read them back next launch (false: decode every launch)
-    cache_dir: str | None = None  # null: $VAE_CACHE_DIR, else $XDG_CACHE_HOME/vae, else ~/.cache/vae
-
-
-@dataclass
-class FolderDataConfig(DecodedDataConfig):
-    """Any folder of images; a share of it is held out for validation and evaluation."""
-
-    path: str = MISSING
-    image_size: int = MISSING
-    channels: int = MISSING
-    val_fraction: float = MISSING
-    skip_bad: bool = False  # skip unreadable files (counted) instead of stopping
-
-
-@dataclass
-class CelebADataConfig(DecodedDataConfig):
-    """CelebA's aligned images in torchvision's layout under root/celeba, centre-cropped and resized."""
-
-    image_size: int = MISSING
-    crop: int = MISSING  # the centred crop x crop square taken before resizing
-    channels: int = MISSING
-
-
-@dataclass
-class SyntheticDataConfig(DataConfig):
-    """Images drawn in memory, for tests and for trying the code offline."""
-
-    num_train: int = MISSING
-    num_val: int = MISSING
-    num_test: int = MISSING
-
-
-@dataclass
-class ModelConfig:
-    name: str = MISSING
-    init: str = "glorot"  # glorot (Keras' default, trains) | torch (PyTorch's default)
-    # init (the decoder's last bias as model.init leaves it) | data_mean (the logit of the training
-    # pixel means clipped to [1e-3, 1 - 1e-3], Burda et al.'s start)
-    output_bias: str = "init"
-
-
-@dataclass
-class ConvModelConfig(ModelConfig):
-    channels: list[int] = MISSING  # encoder convs; the second one has stride 2
-    hidden_dim: int = MISSING  # the dense layer before the mu / log_var heads, and after z
-
-
-@dataclass
-class MLPModelConfig(ModelConfig):
-    hidden_dims: list[int] = MISSING
-    activation: str = MISSING  # relu | tanh | silu | elu
-
-
-@dataclass
-class ResNetModelConfig(ModelConfig):
-    channels: list[int] = MISSING  # one stage per entry: a stride-2 conv to this width, then `blocks` residual blocks
-    blocks: int = MISSING  # residual blocks per stage
-    hidden_dim: int = MISSING  # the dense layer between the feature map and the latent
-    activation: str = MISSING  # silu | relu | elu | tanh
-
-
-@dataclass
-class HVAEModelConfig(ResNetModelConfig):
-    lower_latent_dims: list[int] = MISSING  # the stochastic layers under the top one (latent_dim), from x up
-
-
-@dataclass
-class OptimConfig:
-    name: str = MISSING
-    lr: float = MISSING  # the base (peak) learning rate
-    eps: float = MISSING
-    weight_decay: float = 0.0
-    schedule: str = "constant"  # constant | cosine | linear (decay to lr_floor over the run) | step (stages)
-    warmup_steps: int = 0  # lr rises linearly from lr / warmup_steps to lr over these first steps
-    # The warm-up lasts at most this many epochs (0 = no bound): a short run on a small data set
-    # is not spent warming up. MNIST at batch 128 (430 steps per epoch) keeps Adam's 200 steps.
-    max_warmup_epochs: float = 0.5
-    lr_floor: float = 0.0  # where cosine and linear end, at the run's last step
-    stages: list[Any] = field(default_factory=list)  # schedule=step: [[epochs, lr], ...] in order
-    stage_divisor: float = 1.0  # every stage's epochs divided by this (a compressed published schedule)
-
-
-@dataclass
-class AdamConfig(OptimConfig):
-    betas: list[float] = MISSING
-
-
-@dataclass
-class RMSpropConfig(OptimConfig):
-    alpha: float = MISSING
-
-
-@dataclass
-class ObjectiveConfig:
-    """What training maximises: elbo (kl_weight-weighted, the default) or iwae (Burda et al.'s bound)."""
-
-    name: str = MISSING
-
-
-@dataclass
-class IWAEObjectiveConfig(ObjectiveConfig):
-    k: int = MISSING  # importance samples per image
-    estimator: str = MISSING  # iwae (the bound's plain gradient) | dreg (Tucker et al.'s doubly reparameterized)
 
 
 @dataclass
@@ -197,21 +67,18 @@ class Config:
     objective: ObjectiveConfig = MISSING
 
 
-SCHEMAS = {
-    ("schema", "config"): Config,
-    ("schema/data", "downloadable"): DownloadableDataConfig,
-    ("schema/data", "folder"): FolderDataConfig,
-    ("schema/data", "celeba"): CelebADataConfig,
-    ("schema/data", "synthetic"): SyntheticDataConfig,
-    ("schema/model", "conv"): ConvModelConfig,
-    ("schema/model", "mlp"): MLPModelConfig,
-    ("schema/model", "resnet"): ResNetModelConfig,
-    ("schema/model", "hvae"): HVAEModelConfig,
-    ("schema/optim", "adam"): AdamConfig,
-    ("schema/optim", "rmsprop"): RMSpropConfig,
-    ("schema/objective", "elbo"): ObjectiveConfig,
-    ("schema/objective", "iwae"): IWAEObjectiveConfig,
-}
+def schemas() -> dict[tuple[str, str], type]:
+    """Hydra's schema store: the top-level keys, and each registered option's schema as
+    `schema/<group>/<name>` (its YAML file's defaults list names it), derived from the registries."""
+    table: dict[tuple[str, str], type] = {("schema", "config"): Config}
+    for key, registry in registries().items():
+        group, _, leaf = key.partition(".")
+        if leaf != "name":
+            continue  # optim.schedule: options without keys of their own
+        for name in registry:
+            if registry.schema(name) is not None:
+                table[(f"schema/{group}", name)] = registry.schema(name)
+    return table
 
 
 def stage_epochs(stages: Sequence[Sequence[float]], divisor: float) -> int:
@@ -233,7 +100,7 @@ def register_configs() -> None:
 
     register_resolvers()
     store = ConfigStore.instance()
-    for (group, name), node in SCHEMAS.items():
+    for (group, name), node in schemas().items():
         store.store(group=group, name=name, node=node)
 
 
@@ -245,28 +112,33 @@ def config_dir() -> Path:
     return Path(__file__).resolve().parent.parent / "conf"
 
 
+def _summary(path: Path) -> str:
+    """The `# summary: ...` line at the top of an option's YAML file ("" without one)."""
+    if not path.is_file():
+        return ""
+    return next(
+        (line[len("# summary:") :].strip() for line in path.read_text().splitlines() if line.startswith("# summary:")),
+        "",
+    )
+
+
 def option_summaries() -> dict[str, dict[str, str]]:
     """Every group a user chooses from, with each option's one-line summary: {group: {option: summary}}.
 
-    Read from conf/ itself (a `# summary: ...` line at the top of each option's YAML file), so a
-    new option's file is all it takes to be listed. The schema's groups are internal and not listed.
+    The groups of a registry (data, model, optim, objective) list what is registered, in registration
+    order; the others (experiment, hydra/launcher) what conf/ holds. The summary is the `# summary: ...`
+    line of the option's YAML file. The schema's groups are internal and not listed.
     """
-    groups: dict[str, dict[str, str]] = {}
     root = config_dir()
+    groups: dict[str, dict[str, str]] = {}
+    registered = {key.partition(".")[0]: registry for key, registry in registries().items() if key.endswith(".name")}
     for path in sorted(root.rglob("*.yaml")):
         group = path.parent.relative_to(root).as_posix()
-        if group == ".":
-            continue
-        summary = next(
-            (
-                line[len("# summary:") :].strip()
-                for line in path.read_text().splitlines()
-                if line.startswith("# summary:")
-            ),
-            "",
-        )
-        groups.setdefault(group, {})[path.stem] = summary
-    return groups
+        if group != "." and group not in registered:
+            groups.setdefault(group, {})[path.stem] = _summary(path)
+    for group, registry in registered.items():
+        groups[group] = {name: _summary(root / group / f"{name}.yaml") for name in registry}
+    return dict(sorted(groups.items()))
 
 
 def help_text() -> str:
@@ -336,10 +208,6 @@ def compose_dict(overrides: Sequence[str] = ()) -> dict:
     return OmegaConf.to_container(compose(overrides), resolve=True)
 
 
-# The base schema of each group: the defaults every option of it shares.
-GROUP_SCHEMAS = {"data": DataConfig, "model": ModelConfig, "optim": OptimConfig, "objective": ObjectiveConfig}
-
-
 # Group keys added since runs were first saved, with the value that reproduces what such a run did
 # (where it differs from today's default): a run saved before optim.max_warmup_epochs had no bound.
 ADDED_SINCE = {"optim": {"max_warmup_epochs": 0.0}}
@@ -357,22 +225,14 @@ def with_shared_defaults(config: dict) -> dict:
     return filled
 
 
-class ConfigError(ValueError):
-    """A config value that cannot work; the message names the key."""
-
-
-# Values of the right type that cannot work: (key, test, what it must be). The keys that name an
-# option to build (data.name, model.name, objective.name, optim.name, optim.schedule) are checked
-# against its registry instead (`registries`), so their choices are what can be built.
+# The top-level keys' values of the right type that cannot work. Each option's keys are checked by its
+# schema (vae/schema.py and the option's module), through its registry (`registries`), whose names are
+# also the choices of the keys that name an option (data.name, model.name, ...): what can be built.
 CHOICES = {
     "gen_loss": ("bce", "l2", "gaussian"),
     "reduction": ("mean", "sum"),
     "precision": ("auto", "fp32", "bf16"),
     "on_nan": ("stop", "skip"),
-    "data.val_source": ("holdout", "test", "official"),
-    "data.binarize": ("none", "dynamic", "static"),
-    "model.init": ("glorot", "torch"),
-    "model.output_bias": ("init", "data_mean"),
 }
 AT_LEAST_ONE = (
     "latent_dim",
@@ -383,23 +243,7 @@ AT_LEAST_ONE = (
     "eval_batch_size",
     "num_image_samples",
     "grid_size",
-    "data.val_split",
-    "data.num_train",
-    "data.num_val",
-    "data.num_test",
-    "data.image_size",
-    "data.crop",
-    "model.hidden_dim",
-    "objective.k",
 )
-CELEBA_WIDTH = 178  # CelebA's aligned images are 178 x 218: data.crop fits in them
-# Keys only some options of a group have: checked when present.
-OPTION_CHOICES = {
-    "model.activation": ("relu", "tanh", "silu", "elu"),  # vae.model.ACTIVATIONS
-    "objective.estimator": ("iwae", "dreg"),
-}
-# What objective=iwae needs: the importance-weighted bound is a bound on the true likelihood only.
-IWAE_NEEDS = {"gen_loss": "bce", "reduction": "sum", "kl_weight": 1.0, "free_bits": 0.0, "kl_warmup_epochs": 0.0}
 AT_LEAST_ZERO = {
     "kl_weight": "a number >= 0",
     "kl_warmup_epochs": "a number >= 0",
@@ -409,10 +253,6 @@ AT_LEAST_ZERO = {
     "checkpoint_every_steps": "an integer >= 0",
     "snapshot_every_epochs": "an integer >= 0",
     "quality_every_epochs": "an integer >= 0 (0 = off)",
-    "optim.weight_decay": "a number >= 0",
-    "optim.warmup_steps": "an integer >= 0",
-    "optim.max_warmup_epochs": "a number >= 0 (0 = no bound)",
-    "optim.lr_floor": "a number >= 0",
 }
 
 
@@ -431,62 +271,8 @@ def registries() -> dict:
     }
 
 
-def _check(condition: bool, key: str, expectation: str, value: object) -> None:
-    if not condition:
-        raise ConfigError(f"{key} must be {expectation} (got {value!r})")
-
-
 def _is_bool_or_auto(value: object) -> bool:
     return isinstance(value, bool) or value == "auto"
-
-
-def _is_stage(stage: object) -> bool:
-    return (
-        isinstance(stage, list)
-        and len(stage) == 2
-        and all(isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in stage)
-    )
-
-
-def _positive_ints(value: object, *, min_length: int = 0) -> bool:
-    return isinstance(value, list) and len(value) >= min_length and all(isinstance(v, int) and v >= 1 for v in value)
-
-
-def _validate_optim(get) -> None:
-    """The optimizer's and the schedule's values that types cannot check."""
-    _check(get("optim.lr") > 0, "optim.lr", "a number > 0", get("optim.lr"))
-    _check(
-        get("optim.lr_floor") <= get("optim.lr"),
-        "optim.lr_floor",
-        f"at most optim.lr ({get('optim.lr')})",
-        get("optim.lr_floor"),
-    )
-    stages = get("optim.stages")
-    _check(
-        isinstance(stages, list) and all(_is_stage(stage) for stage in stages),
-        "optim.stages",
-        "a list of [epochs, lr] pairs of positive numbers",
-        stages,
-    )
-    if get("optim.schedule") == "step":
-        _check(bool(stages), "optim.stages", "a non-empty list of [epochs, lr] with optim.schedule=step", stages)
-    _check(get("optim.stage_divisor") > 0, "optim.stage_divisor", "a number > 0", get("optim.stage_divisor"))
-
-
-def _validate_objective(get) -> None:
-    """objective=iwae trains a bound on log p(x): refused, naming the keys, with any other weighting of the terms."""
-    if get("objective.name") != "iwae":
-        return
-    wrong = [f"{key}={get(key)}" for key, needed in IWAE_NEEDS.items() if get(key) != needed]
-    if wrong:
-        needs = " ".join(
-            f"{key}={needed:g}" if isinstance(needed, float) else f"{key}={needed}"
-            for key, needed in IWAE_NEEDS.items()
-        )
-        raise ConfigError(
-            f"objective=iwae is the importance-weighted bound on the true likelihood and needs {needs}; "
-            f"got {', '.join(wrong)}"
-        )
 
 
 def _numbers(node: Any, prefix: str = ""):
@@ -513,105 +299,31 @@ def validate(cfg: DictConfig) -> None:
             node = node.get(part, MISSING) if isinstance(node, dict) else MISSING
         return node
 
-    def present(key: str) -> bool:
-        return get(key) is not MISSING
-
     for key, value in _numbers(resolved):  # inf or nan cannot work anywhere (a learning rate, a KL weight, ...)
-        _check(math.isfinite(value), key, "a finite number", value)
+        check(math.isfinite(value), key, "a finite number", value)
     for key, choices in CHOICES.items():
-        _check(get(key) in choices, key, "one of " + ", ".join(choices), get(key))
-    for key, registry in registries().items():  # refused naming the key and the registered names
-        registry.get(get(key))
-    for key, choices in OPTION_CHOICES.items():
-        if present(key):
-            _check(get(key) in choices, key, "one of " + ", ".join(choices), get(key))
-    for key in filter(present, AT_LEAST_ONE):
-        _check(get(key) >= 1, key, "an integer >= 1", get(key))
+        check(get(key) in choices, key, "one of " + ", ".join(choices), get(key))
+    for key in AT_LEAST_ONE:
+        check(get(key) >= 1, key, "an integer >= 1", get(key))
     for key, expectation in AT_LEAST_ZERO.items():
-        _check(get(key) >= 0, key, expectation, get(key))
+        check(get(key) >= 0, key, expectation, get(key))
     device = str(get("device"))
-    _check(
+    check(
         device in ("auto", "cpu", "cuda") or device.startswith("cuda:"),
         "device",
         "one of auto, cpu, cuda, cuda:N",
         device,
     )
     for key in ("compile", "channels_last"):
-        _check(_is_bool_or_auto(get(key)), key, "auto, true or false", get(key))
-    _validate_optim(get)
-    _validate_objective(get)
+        check(isinstance(get(key), bool) or get(key) == "auto", key, "auto, true or false", get(key))
     sigma = get("decoder_sigma")
-    _check(
+    check(
         sigma in ("learned", "optimal")
         or (isinstance(sigma, int | float) and not isinstance(sigma, bool) and sigma > 0),
         "decoder_sigma",
         "learned, optimal or a number > 0",
         sigma,
     )
-    shape = get("data.image_shape")
-    _check(
-        _positive_ints(shape) and len(shape) == 3,
-        "data.image_shape",
-        "[channels, height, width] of positive integers",
-        shape,
-    )
-    if get("data.name") == "folder":
-        _check(get("data.path") not in (None, ""), "data.path", "a folder of images", get("data.path"))
-        fraction = get("data.val_fraction")
-        _check(0 < fraction < 1, "data.val_fraction", "a number between 0 and 1", fraction)
-        _check(
-            shape[1] == shape[2] == get("data.image_size"),
-            "data.image_size",
-            f"the side of data.image_shape {shape}",
-            get("data.image_size"),
-        )
-    elif get("data.name") == "celeba":
-        _check(
-            get("data.root") not in (None, ""),
-            "data.root",
-            "a folder holding celeba/ (or set VAE_DATA_DIR)",
-            get("data.root"),
-        )
-        size, crop, channels = get("data.image_size"), get("data.crop"), get("data.channels")
-        _check(crop >= size, "data.crop", f"at least data.image_size ({size})", crop)
-        _check(crop <= CELEBA_WIDTH, "data.crop", f"at most {CELEBA_WIDTH} (the aligned images are 178 x 218)", crop)
-        _check(channels in (1, 3), "data.channels", "1 (gray) or 3 (RGB)", channels)
-        _check(shape == [channels, size, size], "data.image_shape", f"[{channels}, {size}, {size}]", shape)
-    elif present("data.val_split"):
-        _check(get("data.root") not in (None, ""), "data.root", "a folder (or set VAE_DATA_DIR)", get("data.root"))
-    official = get("data.name") == "celeba"  # the data sets with a validation split of their own
-    _check(
-        (get("data.val_source") == "official") == official,
-        "data.val_source",
-        "official (CelebA's own validation partition)" if official else "holdout or test",
-        get("data.val_source"),
-    )
-    if present("model.channels"):
-        stages = 2 if get("model.name") == "conv" else 1  # the lecture's net strides in its second conv
-        _check(
-            _positive_ints(get("model.channels"), min_length=stages),
-            "model.channels",
-            f"a list of at least {stages} positive integers",
-            get("model.channels"),
-        )
-    if present("model.blocks"):
-        _check(
-            isinstance(get("model.blocks"), int) and get("model.blocks") >= 0,
-            "model.blocks",
-            "an integer >= 0",
-            get("model.blocks"),
-        )
-    if present("model.lower_latent_dims"):
-        _check(
-            _positive_ints(get("model.lower_latent_dims"), min_length=1),
-            "model.lower_latent_dims",
-            "a list of at least 1 positive integer (the layers under the top one, from x up)",
-            get("model.lower_latent_dims"),
-        )
-    if present("model.hidden_dims"):
-        _check(
-            _positive_ints(get("model.hidden_dims")),
-            "model.hidden_dims",
-            "a list of positive integers",
-            get("model.hidden_dims"),
-        )
+    # Each chosen option: its name against what is registered (the choices listed), then its schema's checks.
+    for key, registry in registries().items():
+        registry.check(get(key), get)

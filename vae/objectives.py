@@ -13,9 +13,12 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import torch
+from omegaconf import MISSING
 
+from vae.errors import ConfigError
 from vae.losses import ESTIMATORS, GEN_LOSSES, REDUCTIONS, LossTerms, elbo_loss, iwae_loss
 from vae.registry import Registry
+from vae.schema import Get, ObjectiveConfig, check_at_least, check_choice
 
 # objective.name -> builder(run config) -> the Objective.
 OBJECTIVES = Registry("objective.name")
@@ -101,12 +104,38 @@ class IWAE(Objective):
         return iwae_loss(output.logits, x, output.layers, estimator=self.estimator)
 
 
-@OBJECTIVES.register("elbo")
+@OBJECTIVES.register("elbo", schema=ObjectiveConfig)
 def _elbo(config: Mapping[str, Any], likelihood=None) -> ELBO:
     return ELBO(config["kl_weight"], config["gen_loss"], config["reduction"], config["free_bits"], likelihood)
 
 
-@OBJECTIVES.register("iwae")
+# What objective=iwae needs: the importance-weighted bound is a bound on the true likelihood only.
+IWAE_NEEDS = {"gen_loss": "bce", "reduction": "sum", "kl_weight": 1.0, "free_bits": 0.0, "kl_warmup_epochs": 0.0}
+
+
+@dataclass
+class IWAEObjectiveConfig(ObjectiveConfig):
+    k: int = MISSING  # importance samples per image
+    estimator: str = MISSING  # iwae (the bound's plain gradient) | dreg (Tucker et al.'s doubly reparameterized)
+
+    @classmethod
+    def check(cls, get: Get) -> None:
+        """k and the estimator; and the run's weighting of the terms: the bound on log p(x) admits no other."""
+        check_at_least(get, 1, "objective.k")
+        check_choice(get, "objective.estimator", ESTIMATORS)
+        wrong = [f"{key}={get(key)}" for key, needed in IWAE_NEEDS.items() if get(key) != needed]
+        if wrong:
+            needs = " ".join(
+                f"{key}={needed:g}" if isinstance(needed, float) else f"{key}={needed}"
+                for key, needed in IWAE_NEEDS.items()
+            )
+            raise ConfigError(
+                f"objective=iwae is the importance-weighted bound on the true likelihood and needs {needs}; "
+                f"got {', '.join(wrong)}"
+            )
+
+
+@OBJECTIVES.register("iwae", schema=IWAEObjectiveConfig)
 def _iwae(config: Mapping[str, Any], likelihood=None) -> IWAE:
     objective = config["objective"]
     return IWAE(objective["k"], objective["estimator"])  # Bernoulli only (the config checks gen_loss=bce)

@@ -1,11 +1,14 @@
 """Name -> builder tables: each option of a kind (data set, model, objective, optimizer, schedule) is chosen in one place.
 
-A kind's options are one `Registry`: `@REGISTRY.register("name")` adds a builder, `REGISTRY.get(name)`
-returns it or refuses the name with a `vae.config.ConfigError` that names the config key, the bad
-value and the registered choices, and `REGISTRY.names()` lists the choices in the order they were
-registered. `vae.config.validate` checks the config's names against these tables, so an option
-added here (or by a test, or an extension, at run time) is accepted with no other edit, and the
-choices listed in its messages are always the ones that can be built.
+A kind's options are one `Registry`: `@REGISTRY.register("name", schema=Schema)` adds a builder with
+the dataclass that types its keys (a subclass of the group's base in vae/schema.py, whose classmethod
+`check(get)` holds its range checks), `REGISTRY.get(name)` returns the builder or refuses the name with
+a `vae.errors.ConfigError` that names the config key, the bad value and the registered choices, and
+`REGISTRY.names()` lists the choices in the order they were registered. An option whose checks are not
+a schema's (a schedule) passes `check=`. vae/config.py derives everything else from these tables:
+Hydra's schema store (`schema/<group>/<name>`), validation (`REGISTRY.check(name, get)`), the choices in
+its messages and `--help`; so an option added here (or by a test, or an extension, at run time) is
+accepted with no other edit, and the choices listed are always the ones that can be built.
 
 Why registries and not Hydra's `_target_` instantiation: the config keeps the short option names
 (`model.name=conv`, `optim.name=adam`, `data.name=mnist`) that run directories, checkpoints, sweeps
@@ -23,7 +26,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, MutableMapping
 from typing import Any, TypeVar
 
-from vae.config import ConfigError
+from vae.errors import ConfigError
 
 Builder = TypeVar("Builder", bound=Callable[..., Any])
 _RAISE = object()
@@ -35,17 +38,39 @@ class Registry(MutableMapping[str, Callable[..., Any]]):
     def __init__(self, key: str):
         self.key = key
         self._builders: dict[str, Callable[..., Any]] = {}
+        self._schemas: dict[str, type] = {}
+        self._checks: dict[str, Callable[[Callable[[str], Any]], None]] = {}
 
-    def register(self, name: str) -> Callable[[Builder], Builder]:
-        """A decorator adding `name` -> the decorated builder; a name already registered is refused."""
+    def register(
+        self, name: str, *, schema: type | None = None, check: Callable[[Callable[[str], Any]], None] | None = None
+    ) -> Callable[[Builder], Builder]:
+        """A decorator adding `name` -> the decorated builder, with its schema (a dataclass with a
+        `check(get)` classmethod) and/or its own `check(get)`; a name already registered is refused."""
 
         def add(builder: Builder) -> Builder:
             if name in self._builders:
                 raise ValueError(f"{self.key}: {name!r} is already registered")
             self._builders[name] = builder
+            if schema is not None:
+                self._schemas[name] = schema
+            if check is not None:
+                self._checks[name] = check
             return builder
 
         return add
+
+    def schema(self, name: str) -> type | None:
+        """The dataclass `name` was registered with (None for an option without keys of its own)."""
+        return self._schemas.get(name)
+
+    def check(self, name: str, get: Callable[[str], Any]) -> None:
+        """Refuse `name` (ConfigError) if it is not registered, then run its schema's and its own checks."""
+        self.get(name)
+        schema = self._schemas.get(name)
+        if schema is not None and hasattr(schema, "check"):
+            schema.check(get)
+        if name in self._checks:
+            self._checks[name](get)
 
     def get(self, name: str, default: Any = _RAISE) -> Callable[..., Any]:
         """The builder registered as `name`; an unknown name raises ConfigError (or returns `default`, if given)."""
@@ -67,6 +92,8 @@ class Registry(MutableMapping[str, Callable[..., Any]]):
 
     def __delitem__(self, name: str) -> None:
         del self._builders[name]
+        self._schemas.pop(name, None)
+        self._checks.pop(name, None)
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._builders)

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 import torch
 
 from vae.registry import Registry
+from vae.schema import check
 
 # optim.schedule -> shape(step, *, warmup_steps, total_steps, floor_ratio, stages): the factor after the warm-up.
 SCHEDULES = Registry("optim.schedule")
@@ -42,7 +43,12 @@ def _linear(step: int, *, warmup_steps: int, total_steps: int, floor_ratio: floa
     return floor_ratio + (1.0 - floor_ratio) * (1.0 - progress)
 
 
-@SCHEDULES.register("step")
+def _needs_stages(get) -> None:
+    stages = get("optim.stages")
+    check(bool(stages), "optim.stages", "a non-empty list of [epochs, lr] with optim.schedule=step", stages)
+
+
+@SCHEDULES.register("step", check=_needs_stages)
 def _step(step: int, *, stages: Sequence[tuple[int, float]], **_) -> float:
     for end_step, factor in stages:
         if step < end_step:

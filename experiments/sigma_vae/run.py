@@ -60,7 +60,7 @@ def train_one(overrides: list[str], run_dir: Path) -> None:
     if metrics.is_file() and json.loads(metrics.read_text()).get("epoch") == config.epochs:
         return
     if last.is_file():  # an interrupted run: continue it bit for bit, as `python -m vae.train resume=<run>`
-        from vae.launch import resume_config
+        from vae.train import resume_config
 
         config, checkpoint = resume_config(run_dir, config, [])
         train(config, run_dir, resume_from=checkpoint)
