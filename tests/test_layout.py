@@ -150,3 +150,17 @@ def test_every_test_the_readme_names_exists():
         if not re.search(rf"^def {name}\(", (REPO / path).read_text(), flags=re.MULTILINE)
     ]
     assert missing == []
+
+
+def test_the_command_s_old_module_name_still_imports_with_a_warning():
+    import importlib
+    import sys
+
+    import pytest
+
+    sys.modules.pop("vae.launch", None)
+    with pytest.warns(DeprecationWarning, match="vae.launch moved to vae.train"):
+        launch = importlib.import_module("vae.launch")
+    from vae import train, trainer
+
+    assert launch.resume_config is train.resume_config and train.train is trainer.train
