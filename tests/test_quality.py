@@ -226,7 +226,7 @@ def test_the_run_form_on_a_synthetic_run_scores_samples_and_reconstructions_and_
     from conftest import TINY, compose_config
 
     tiny_run = tmp_path / "run"
-    train(compose_config([*TINY, "data.num_val=200", "epochs=1"]), tiny_run)
+    train(compose_config([*TINY, "data.num_val=200", "epochs=1", "snapshot_every_epochs=1"]), tiny_run)
     with pytest.raises(SystemExit, match="data=synthetic has no default feature space: name one with features="):
         quality.main([f"run={tiny_run}"])
     result = quality.main([f"run={tiny_run}", "features=mnist", "n=300", "split=val"])
@@ -247,6 +247,11 @@ def test_the_run_form_on_a_synthetic_run_scores_samples_and_reconstructions_and_
         quality.main([f"run={tiny_run}", "features=mnist", "n=300", "split=test"])  # the 64 test images
     with pytest.raises(SystemExit, match=r"n must be an integer from 1 to 200000: .* about 1716.8 GB at n=100000000"):
         quality.main([f"run={tiny_run}", "features=mnist", "n=100000000"])
+    # A snapshot scores like any checkpoint, into a file named by it; a name that is none is refused by key.
+    snapshot = quality.main([f"run={tiny_run}", "features=mnist", "n=300", "split=val", "checkpoint=epoch_0001"])
+    assert snapshot["epoch"] == 1 and (tiny_run / "evals" / "quality_epoch_0001_val_mnist_n300_t1_s0.json").is_file()
+    with pytest.raises(SystemExit, match=r"checkpoint must be best, last or a snapshot epoch_NNNN .*got 'epoch_1'"):
+        quality.main([f"run={tiny_run}", "features=mnist", "checkpoint=epoch_1"])
 
 
 def test_every_feature_space_is_registered_once():

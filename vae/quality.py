@@ -25,6 +25,7 @@ from __future__ import annotations
 import inspect
 import json
 import math
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,7 +52,7 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp"}
 
 @dataclass
 class QualityArgs:
-    """python -m vae.quality run=<run> [features=<name>] [n=10000] [temperature=1] [seed=0] [split=test] [checkpoint=best] [out=<file.json>] [data_root=<dir>]
+    """python -m vae.quality run=<run> [features=<name>] [n=10000] [temperature=1] [seed=0] [split=test] [checkpoint=best|last|epoch_NNNN] [out=<file.json>] [data_root=<dir>]
     python -m vae.quality a=<folder or .npz> b=<folder or .npz> features=<name> [out=<file.json>]
     """
 
@@ -228,7 +229,12 @@ def run_form(args: QualityArgs) -> dict:
         args.temperature > 0 and math.isfinite(args.temperature), "temperature", "a finite number > 0", args.temperature
     )
     check(args.split in ("test", "val"), "split", "test or val", args.split)
-    check(args.checkpoint in ("best", "last"), "checkpoint", "best or last", args.checkpoint)
+    check(
+        args.checkpoint in ("best", "last") or re.fullmatch(r"epoch_\d{4}", args.checkpoint) is not None,
+        "checkpoint",
+        "best, last or a snapshot epoch_NNNN (snapshot_every_epochs)",
+        args.checkpoint,
+    )
     check(args.batch_size >= 1, "batch_size", "an integer >= 1", args.batch_size)
     try:
         loaded = load_run(args.run, checkpoint=args.checkpoint)
