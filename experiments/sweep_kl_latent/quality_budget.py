@@ -1,0 +1,188 @@
+"""Can the grid's sample-quality axis be trained on a shorter budget than 48 epochs? The FID ranking says.
+
+Six cells of the grid (kl_weight 1e-4, 1e-3, 1e-2 x latent_dim 8, 32; seed 0; experiment=sweep_kl_latent)
+are trained for its 48 epochs with a snapshot every 6, and for a candidate budget B with its own schedule
+(the cosine then decays over B epochs). Each snapshot's prior samples are scored on the held-out
+(validation) split, FID in the MNIST classifier's space: the choice of B reads no test image. A budget
+is good enough for the study's third axis when its FID ranking of the six cells is the ranking at epoch
+48 (Kendall's tau = 1), both as a snapshot of the 48-epoch runs and as runs of B epochs.
+
+    python experiments/sweep_kl_latent/quality_budget.py train --data-root <data dir> --runs <dir>
+    python experiments/sweep_kl_latent/quality_budget.py train --data-root <data dir> --runs <dir> --epochs 12
+    python experiments/sweep_kl_latent/quality_budget.py score --data-root <data dir> --runs <dir>
+    python experiments/sweep_kl_latent/quality_budget.py decide        # budget_quality.json and the table
+
+`train` continues a run that stopped (its last.pt) and skips a finished one, so the same command resumes
+the study in a later session. Every run trains at threads=1 (one core; the study's other runs, or your
+own work, take the other).
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+KL_WEIGHTS = ("1e-4", "1e-3", "1e-2")
+LATENT_DIMS = (8, 32)
+FULL = 48  # the grid's budget (experiment=sweep_kl_latent)
+SNAPSHOT_EVERY = 6
+N = 5000  # prior samples per snapshot, against the 5,000 held-out images
+OUT = HERE / "budget_quality.json"
+
+
+def cells() -> list[tuple[str, int]]:
+    return list(itertools.product(KL_WEIGHTS, LATENT_DIMS))
+
+
+def run_dir(runs: Path, kl_weight: str, latent_dim: int, epochs: int) -> Path:
+    return runs / f"kl{kl_weight}-d{latent_dim}-e{epochs}"
+
+
+def train_all(args) -> None:
+    from vae.config import compose
+    from vae.train import resume_config, train
+
+    for kl_weight, latent_dim in cells():
+        run = run_dir(args.runs, kl_weight, latent_dim, args.epochs)
+        metrics = run / "metrics.json"
+        if metrics.is_file() and json.loads(metrics.read_text()).get("epoch") == args.epochs:
+            print(f"{run.name}: finished", flush=True)
+            continue
+        overrides = [
+            "experiment=sweep_kl_latent",
+            f"kl_weight={kl_weight}",
+            f"latent_dim={latent_dim}",
+            "seed=0",
+            f"epochs={args.epochs}",
+            f"snapshot_every_epochs={SNAPSHOT_EVERY if args.epochs == FULL else 0}",
+            "threads=1",
+            "checkpoint_every_steps=2000",
+            f"data.root={args.data_root}",
+            *args.override,
+        ]
+        config = compose(overrides)
+        print(f"{run.name}: training ({' '.join(overrides)})", flush=True)
+        if (run / "checkpoints" / "last.pt").is_file():  # stopped: continue it bit for bit
+            config, checkpoint = resume_config(run, config, [])
+            train(config, run, resume_from=checkpoint)
+        else:
+            train(config, run)
+
+
+def checkpoints_of(run: Path) -> list[tuple[int, str]]:
+    """(epoch, checkpoint name) of a run's snapshots, or of its last.pt for a run without them."""
+    snapshots = sorted(run.glob("checkpoints/epoch_*.pt"))
+    if snapshots:
+        return [(int(path.stem.removeprefix("epoch_")), path.stem) for path in snapshots]
+    return [(json.loads((run / "metrics.json").read_text())["epoch"], "last")]
+
+
+def score_all(args) -> None:
+    from vae.quality import QualityArgs, run_form, write_run_outputs
+
+    for run in sorted(args.runs.glob("kl*-d*-e*")):
+        if not (run / "metrics.json").is_file():
+            continue
+        for epoch, name in checkpoints_of(run):
+            quality_args = QualityArgs(
+                run=str(run), features="mnist", n=N, split="val", checkpoint=name, data_root=args.data_root
+            )
+            kept = run / "evals" / f"quality_{name}_val_mnist_n{N}_t1_s0.json"
+            if kept.is_file():
+                continue
+            start = time.perf_counter()
+            write_run_outputs(run, quality_args, run_form(quality_args))
+            print(f"{run.name} {name} (epoch {epoch}): scored in {time.perf_counter() - start:.0f} s", flush=True)
+
+
+def kendall_tau(a: list[float], b: list[float]) -> float:
+    pairs = list(itertools.combinations(range(len(a)), 2))
+    agree = sum(1 if (a[i] - a[j]) * (b[i] - b[j]) > 0 else -1 for i, j in pairs)
+    return agree / len(pairs)
+
+
+def decide(args) -> dict:
+    from vae.runtime import cpu_id, cpu_model, cpu_supports_bf16, git_commit
+
+    fid: dict[str, dict[str, float]] = {}  # "<schedule>@<epoch>" -> cell -> FID
+    for run in sorted(args.runs.glob("kl*-d*-e*")):
+        cell, _, schedule = run.name.rpartition("-e")
+        for path in run.glob(f"evals/quality_*_val_mnist_n{N}_t1_s0.json"):
+            result = json.loads(path.read_text())
+            fid.setdefault(f"e{schedule}@{result['epoch']}", {})[cell] = result["fid"]
+    names = [f"kl{kl_weight}-d{latent_dim}" for kl_weight, latent_dim in cells()]
+    reference = fid.get(f"e{FULL}@{FULL}", {})
+    if set(reference) != set(names):
+        sys.exit(f"error: epoch {FULL} of the six {FULL}-epoch runs is not scored yet (have {sorted(reference)})")
+    rows = []
+    for key, by_cell in sorted(
+        fid.items(), key=lambda item: (int(item[0][1:].split("@")[0]), int(item[0].split("@")[1]))
+    ):
+        if set(by_cell) != set(names):
+            continue
+        tau = kendall_tau([by_cell[n] for n in names], [reference[n] for n in names])
+        rows.append(
+            {
+                "schedule_epochs": int(key[1:].split("@")[0]),
+                "epoch": int(key.split("@")[1]),
+                "kendall_tau": tau,
+                "fid": by_cell,
+            }
+        )
+    good = [row for row in rows if row["kendall_tau"] == 1.0]
+    record = {
+        "question": "the fewest epochs whose FID ranking of the six cells equals the ranking at epoch 48",
+        "protocol": (
+            f"experiment=sweep_kl_latent seed=0 threads=1; kl_weight {', '.join(KL_WEIGHTS)} x latent_dim "
+            f"{', '.join(map(str, LATENT_DIMS))}; {N} prior samples per checkpoint against the 5,000 held-out "
+            "(validation) images, MNIST classifier features (vae.quality, split=val); Kendall's tau against "
+            f"epoch {FULL} of the {FULL}-epoch runs"
+        ),
+        "rows": rows,
+        "smallest_snapshot_with_same_ranking": min(
+            (r["epoch"] for r in good if r["schedule_epochs"] == FULL), default=None
+        ),
+        "shorter_schedules_with_same_ranking": sorted(
+            {r["schedule_epochs"] for r in good if r["schedule_epochs"] != FULL}
+        ),
+        "command": "python experiments/sweep_kl_latent/quality_budget.py decide --runs " + str(args.runs),
+        "commit": git_commit()["commit"],
+        "cpu": cpu_model(),
+        "cpu_id": cpu_id(),
+        "cpu_bf16": cpu_supports_bf16(),
+        "date": time.strftime("%Y-%m-%d"),
+    }
+    args.out.write_text(json.dumps(record, indent=2) + "\n")
+    print("| schedule | epoch | " + " | ".join(names) + " | Kendall's tau |")
+    print("|---:|---:|" + "---:|" * len(names) + "---:|")
+    for row in rows:
+        cells_text = " | ".join(f"{row['fid'][n]:.2f}" for n in names)
+        print(f"| {row['schedule_epochs']} | {row['epoch']} | {cells_text} | {row['kendall_tau']:.2f} |")
+    return record
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("step", choices=("train", "score", "decide"))
+    parser.add_argument("--data-root", help="the folder holding MNIST (train, score)")
+    parser.add_argument("--runs", type=Path, default=Path("outputs/quality_budget"))
+    parser.add_argument(
+        "--epochs", type=int, default=FULL, help=f"train: the schedule's length ({FULL}: with snapshots)"
+    )
+    parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument("--override", nargs="*", default=[], help="more config overrides (tests: data=synthetic ...)")
+    args = parser.parse_args(argv)
+    if args.step in ("train", "score") and not args.data_root:
+        parser.error(f"{args.step} needs --data-root <the folder holding MNIST>")
+    if args.epochs < 1:
+        parser.error(f"--epochs must be >= 1 (got {args.epochs})")
+    return {"train": train_all, "score": score_all, "decide": decide}[args.step](args)
+
+
+if __name__ == "__main__":
+    main()
