@@ -18,7 +18,7 @@ from vae.objectives import ELBO
 from vae.runs import load_run
 from vae.step import dataset_loss_terms
 
-from conftest import MNIST_LIKE, make_vae, run_cli
+from conftest import MNIST_LIKE, REPO, make_vae, run_cli
 
 NEG_ELBO = ELBO(kl_weight=1.0, gen_loss="bce", reduction="sum")
 EVAL_KEYS = {
@@ -457,3 +457,21 @@ def test_sigterm_during_an_evaluation_says_in_one_line_where_its_state_is_and_ho
     [partial] = (run / "evals").glob("*.partial.pt")
     assert f"its state after the last whole batch is in {partial}" in line
     assert f"the same command continues it: {sys.executable} -m vae.evaluate {' '.join(args)}" in line
+
+
+def test_the_likelihood_readme_holds_the_like_for_like_table_of_the_committed_evaluations():
+    """Every line of table.py's like-for-like table, from the committed evaluations, is in the README."""
+    module = _experiment_module("experiments/likelihood/table.py")
+    lines = module.like_for_like(module.rows(), module.beyond_rows())
+    readme = (REPO / "experiments" / "likelihood" / "README.md").read_text()
+    assert len(lines) > 10 and any("tie" in line for line in lines)
+    assert [line for line in lines if line and line not in readme] == []
+
+
+def test_a_tie_is_called_only_where_the_interval_holds_the_published_number():
+    module = _experiment_module("experiments/likelihood/table.py")
+    assert (
+        module.verdict([84.93, 84.50, 84.76], 84.78) == "tie (-0.05; interval 84.19-85.27)"
+    )  # the rounded per-seed values
+    assert module.verdict([84.93, 84.50, 84.76], 86.76).startswith("-2.03 (interval")
+    assert module.verdict([88.86], 86.76) == "+2.10 (one seed)"
