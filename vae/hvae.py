@@ -119,12 +119,22 @@ class HierarchicalVAE(nn.Module):
         """The top layer's posterior q(z_L | x), (B, latent_dim)."""
         return _gaussian(self.top_posterior(self.bottom_up_features(x)[-1]))
 
-    def _generate(self, z: torch.Tensor, temperature: float | None) -> torch.Tensor:
-        """Logits from a top-layer z, each lower layer at its prior mean (None) or drawn at `temperature`."""
+    def _generate(
+        self, z: torch.Tensor, temperature: float | None, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """Logits from a top-layer z, each lower layer at its prior mean (None) or drawn at `temperature`
+        (its noise from `generator` when given, drawn on the CPU: the same images on every device)."""
         state = self.top_state(z)
         for index in reversed(range(len(self.latent_dims) - 1)):
             prior = _gaussian(self.priors[index](state))
-            lower = prior.mean if temperature is None else prior.rsample(temperature * torch.randn_like(prior.mean))
+            if temperature is None:
+                lower = prior.mean
+            else:
+                if generator is None:
+                    noise = torch.randn_like(prior.mean)
+                else:
+                    noise = torch.randn(prior.mean.shape, generator=generator).to(prior.mean)
+                lower = prior.rsample(temperature * noise)
             state = self._step(index, state, lower)
         return self.decoder(state)
 
@@ -138,11 +148,12 @@ class HierarchicalVAE(nn.Module):
     ) -> torch.Tensor:
         """Images drawn from the whole hierarchy (every layer sampled at `temperature`), values in [0, 1].
 
-        The top layer's z comes from `generator` (the same on every device); the lower layers from torch's RNG.
+        Every layer's noise comes from `generator` when given (the same images on every device, and torch's
+        own RNG untouched: a training run's image logging does not shift its later draws); else torch's RNG.
         """
         device = next(self.parameters()).device
         z = self.prior.sample(num_samples, generator=generator, device=device) * temperature
-        return torch.sigmoid(self._generate(z, temperature).float())
+        return torch.sigmoid(self._generate(z, temperature, generator).float())
 
     @property
     def output_bias(self) -> torch.Tensor:
