@@ -333,7 +333,7 @@ def test_a_divergence_names_a_checkpoint_only_if_one_was_saved(tmp_path, monkeyp
 def test_an_unexpected_failure_is_one_line_with_the_traceback_in_the_run(tmp_path):
     run_dir = tmp_path / "run"
     code = (
-        "import sys, vae.train as t\n"
+        "import sys, vae.trainer as t\n"
         "def boom(*a, **k):\n"
         '    raise RuntimeError("DefaultCPUAllocator: can\'t allocate memory: you tried to allocate 9999999 bytes")\n'
         "t.train_epoch = boom\n"
