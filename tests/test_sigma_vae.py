@@ -60,6 +60,8 @@ def test_the_experiment_trains_evaluates_once_and_summarises_by_held_out_data(tm
     assert table["lambda0.1"]["quality"]["samples_fid"]["n"] == 2
     assert list((tmp_path / "runs" / "learned-seed0" / "evals").glob("quality_last_test_mnist_n160_*.json"))
     assert "sample FID" in script.markdown(results["summary"])
+    check_table = script.l2_markdown(results["summary"], results)
+    assert f"| 0.1 | 0 | {check['l2_test']:.1f} | {check['gaussian_test']:.1f} |" in check_table
     saved = json.loads((tmp_path / "out" / "results.json").read_text())
     assert (
         saved["runs"]["learned"]["1"]["test"]["neg_elbo_nats"]
@@ -69,3 +71,14 @@ def test_the_experiment_trains_evaluates_once_and_summarises_by_held_out_data(tm
     monkeypatch.setattr(script, "evaluate_one", lambda *a, **k: pytest.fail("evaluated twice"))
     again = script.main(args)
     assert again["runs"] == results["runs"]
+
+
+def test_the_readme_holds_the_tables_of_the_committed_results():
+    script = _load_script()
+    results = json.loads((REPO / "experiments" / "sigma_vae" / "results.json").read_text())
+    readme = (REPO / "experiments" / "sigma_vae" / "README.md").read_text()
+    summary = script.summarise(results)
+    lines = script.markdown(summary).splitlines() + script.l2_markdown(summary, results).splitlines()
+    rows = [line for line in lines if line.startswith("| ") and "gen_loss=l2" not in line]
+    assert len(rows) > 20 and "sample FID" in readme
+    assert [row for row in rows if row not in readme] == []

@@ -207,6 +207,25 @@ def markdown(summary: dict) -> str:
     return "\n".join(lines) + (f"\n\n{quality}" if quality else "")
 
 
+def l2_markdown(summary: dict, results: dict) -> str:
+    """The check that the fixed-sigma runs are the l2 sweep: seed by seed, at own and re-fitted sigma."""
+    lines = [
+        "| lambda | seed | `gen_loss=l2`, own sigma | fixed-sigma Gaussian, own sigma | `gen_loss=l2`, re-fitted "
+        "| fixed-sigma Gaussian, re-fitted |",
+        "|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, seeds in summary["l2_check"].items():
+        twin = name.removeprefix("l2_")
+        for seed in seeds:
+            l2, gaussian = results["runs"][name][seed], results["runs"][twin][seed]
+            lines.append(
+                f"| {twin.removeprefix('lambda')} | {seed} | {l2['test']['neg_elbo_nats']:.1f} "
+                f"| {gaussian['test']['neg_elbo_nats']:.1f} | {l2['recalibrated']['test']['neg_elbo_nats']:.1f} "
+                f"| {gaussian['recalibrated']['test']['neg_elbo_nats']:.1f} |"
+            )
+    return "\n".join(lines)
+
+
 def decoder_name(name: str) -> str:
     if name.startswith("l2_"):
         return f"gen_loss=l2 kl_weight={name.removeprefix('l2_lambda')}"
@@ -221,24 +240,27 @@ def quality_markdown(summary: dict) -> str:
     if not rows:
         return ""
 
-    def cell(stat: dict, digits: int, scale: float = 1.0) -> str:
-        return f"{stat['mean'] * scale:.{digits}f} ± {stat['sd'] * scale:.{digits}f}"
+    def cell(stat: dict, digits: int) -> str:
+        return f"{stat['mean']:.{digits}f} ± {stat['sd']:.{digits}f}"
+
+    def kid(stat: dict) -> str:
+        return f"{stat['mean']:.3g} ± {stat['sd']:.2g}"
 
     lines = [
-        "| decoder | seeds | sample FID | sample KID x 1e3 | precision | recall | density | coverage | reconstruction FID |",
+        "| decoder | seeds | sample FID | sample KID | precision | recall | density | coverage | reconstruction FID |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name, q in rows.items():
         seeds = q["samples_fid"]["n"]
         lines.append(
-            f"| {decoder_name(name)} | {seeds} | {cell(q['samples_fid'], 2)} | {cell(q['samples_kid_mean'], 2, 1e3)} | "
+            f"| {decoder_name(name)} | {seeds} | {cell(q['samples_fid'], 2)} | {kid(q['samples_kid_mean'])} | "
             f"{cell(q['samples_precision'], 3)} | {cell(q['samples_recall'], 3)} | {cell(q['samples_density'], 3)} | "
             f"{cell(q['samples_coverage'], 3)} | {cell(q['reconstructions_fid'], 2)} |"
         )
     floor = summary.get("quality_floor")
     if floor:
         lines.append(
-            f"| floor: 10,000 real training images | - | {floor['fid']:.2f} | {floor['kid_mean'] * 1e3:.2f} | "
+            f"| floor: 10,000 real training images | - | {floor['fid']:.2f} | {floor['kid_mean']:.2g} | "
             f"{floor['precision']:.3f} | {floor['recall']:.3f} | {floor['density']:.3f} | {floor['coverage']:.3f} | - |"
         )
     return "\n".join(lines)
@@ -252,7 +274,9 @@ def figure(summary: dict, out: Path) -> None:
     if not swept:
         raise SystemExit("error: results.json has no swept run yet: nothing to draw")
     lambdas = [float(name.removeprefix("lambda")) for name in swept]
-    fig, ax = plt.subplots(figsize=(7, 5.5))
+    with_quality = all("quality" in table[n] for n in swept)
+    fig, axes = plt.subplots(1, 2 if with_quality else 1, figsize=(13 if with_quality else 7, 5.5), squeeze=False)
+    ax = axes[0][0]
     ax.errorbar(
         lambdas,
         [table[n]["test"]["mean"] for n in swept],
@@ -307,8 +331,32 @@ def figure(summary: dict, out: Path) -> None:
         f"Swept sigma (the l2 lambda) vs a calibrated one\nmean; bars and bands: sd over {seeds} seeds", fontsize=10
     )
     ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2)
+    if with_quality:
+        quality_panel(axes[0][1], summary, swept, lambdas)
     fig.tight_layout()
     save(fig, out)
+
+
+def quality_panel(ax, summary: dict, swept: list[str], lambdas: list[float]) -> None:
+    """Sample FID (MNIST features, test split) against lambda, the calibrated decoders as bands, the floor."""
+    table = summary["table"]
+    fid = [table[n]["quality"]["samples_fid"] for n in swept]
+    ax.errorbar(
+        lambdas, [f["mean"] for f in fid], yerr=[f["sd"] for f in fid], marker="o", capsize=3, label="swept sigma"
+    )
+    for name, colour in (("learned", "C2"), ("optimal", "C3")):
+        if "quality" in table.get(name, {}):
+            stat = table[name]["quality"]["samples_fid"]
+            ax.axhline(stat["mean"], color=colour, linestyle="--", label=f"decoder_sigma={name}")
+            ax.axhspan(stat["mean"] - stat["sd"], stat["mean"] + stat["sd"], color=colour, alpha=0.15)
+    if summary.get("quality_floor"):
+        ax.axhline(max(summary["quality_floor"]["fid"], 1e-2), color="k", linestyle=":", label="floor (real images)")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("lambda (kl_weight of gen_loss=l2 reduction=sum)")
+    ax.set_ylabel("FID of 10,000 prior samples vs the test split (MNIST features)")
+    ax.set_title("Sample quality (lower is better)\nmean; bars and bands: sd over seeds", fontsize=10)
+    ax.legend(fontsize=7)
 
 
 def main(argv=None) -> dict:
@@ -399,6 +447,9 @@ def main(argv=None) -> dict:
     results_path.write_text(json.dumps(results, indent=2))
     figure(results["summary"], out / "sigma_vae.png")
     print(markdown(results["summary"]))
+    if results["summary"]["l2_check"]:
+        print()
+        print(l2_markdown(results["summary"], results))
     return results
 
 
