@@ -7,7 +7,7 @@ RUN ?= latest
 SWEEP ?= latest
 
 .DEFAULT_GOAL := help
-.PHONY: help install weights wheelhouse gpu-carry gpu-dry-run train sweep report explore generate evaluate serve bench test test-fast lint format tensorboard clean
+.PHONY: help install weights wheelhouse gpu-carry gpu-dry-run train sweep report explore generate evaluate quality serve bench test test-fast lint format tensorboard clean
 
 help: ## show this help
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-12s %s\n", $$1, $$2}'
@@ -41,6 +41,9 @@ generate: install ## samples from the prior: make generate [RUN=...] [ARGS="n=10
 
 evaluate: install ## -ELBO, IWAE bound and active units on the test split: make evaluate [RUN=...] [ARGS="iwae_k=100"]
 	$(PY) -m vae.evaluate run=$(RUN) $(ARGS)
+
+quality: install ## FID, KID, precision/recall of prior samples vs the test split: make quality [RUN=...] [ARGS="n=10000"]
+	$(PY) -m vae.quality run=$(RUN) $(ARGS)
 
 serve: install ## the latent explorer in the browser: make serve [RUN=...] [ARGS="port=8000"]
 	$(PY) -m vae.serve run=$(RUN) $(ARGS)

@@ -6,7 +6,7 @@
 Each step is the README's own command, run as a user types it (a subprocess from the repository root, in a
 scratch folder for its outputs), timed by the wall clock: one epoch of the lecture model on MNIST (and its
 epoch_seconds), one epoch of data=synthetic, TensorBoard's start, vae.explore, vae.generate n=64,
-vae.evaluate iwae_k=100 on the whole test split, vae.serve's start, the 4-job 1-epoch sweep and its report,
+vae.quality (10,000 samples), vae.evaluate iwae_k=100 on the whole test split, vae.serve's start, the 4-job 1-epoch sweep and its report,
 and with --with-tests `make test`. Measure on idle cores: the script records the load average before and
 after, and refuses to start (unless --allow-load) when the 1-minute load average is above 0.5 per core.
 The record holds each step's command and seconds, the CPU (model, vendor/family/model id, native bf16), the
@@ -97,6 +97,8 @@ def main() -> None:
         step("tensorboard_start", [tensorboard, "--logdir", "outputs", "--port", "0"], until="http://", timeout=120)
         step("explore", [python, "-m", "vae.explore", f"run={run}"])
         step("generate", [python, "-m", "vae.generate", f"run={run}", "n=64"])
+        # 10,000 prior samples, the reconstructions and the floor, each against the test split (MNIST features)
+        step("quality", [python, "-m", "vae.quality", f"run={run}", *(["features=mnist", "n=300"] if args.quick else [])])
         evaluate = [python, "-m", "vae.evaluate", f"run={run}", "iwae_k=10" if args.quick else "iwae_k=100"]
         step("evaluate", evaluate + (["max_images=64"] if args.quick else []))
         step("serve_start", [python, "-m", "vae.serve", f"run={run}", "port=0"], until="http://127.0.0.1", timeout=300)
