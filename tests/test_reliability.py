@@ -268,14 +268,19 @@ def test_a_second_writer_of_a_run_directory_is_refused_at_once_and_the_first_is_
     run_dir = tmp_path / "shared"
     from concurrent.futures import ThreadPoolExecutor
 
-    args = [*DETERMINISTIC, "data.num_train=256", "epochs=150", f"hydra.run.dir={run_dir}"]
+    args = [*DETERMINISTIC, "data.num_train=256", "epochs=5", f"hydra.run.dir={run_dir}"]
     first = _start_cli(*args)
     _wait_for(run_dir / "checkpoints" / "last.pt", first)  # its first epoch saved: a resume would have a checkpoint
+    # Paused, not slowed down with more epochs: it holds its lock, mid-run, for as long as the others take to start.
+    os.kill(first.pid, signal.SIGSTOP)
     started = time.monotonic()
-    with ThreadPoolExecutor(2) as pool:  # a second training and a concurrent resume, both while the first runs
-        second_future = pool.submit(run_cli, "vae.train", *args, "seed=1")
-        resume_future = pool.submit(run_cli, "vae.train", f"resume={run_dir}")
-        second, resumed = second_future.result(), resume_future.result()
+    try:
+        with ThreadPoolExecutor(2) as pool:  # a second training and a concurrent resume, both while the first runs
+            second_future = pool.submit(run_cli, "vae.train", *args, "seed=1")
+            resume_future = pool.submit(run_cli, "vae.train", f"resume={run_dir}")
+            second, resumed = second_future.result(), resume_future.result()
+    finally:
+        os.kill(first.pid, signal.SIGCONT)
     assert first.poll() is None and time.monotonic() - started < 60  # refused while it ran: the lock's doing
     assert (
         second.returncode != 0
@@ -286,7 +291,7 @@ def test_a_second_writer_of_a_run_directory_is_refused_at_once_and_the_first_is_
     output, _ = first.communicate(timeout=600)
     assert first.returncode == 0, output[-2000:]
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    assert metrics["epoch"] == 150 and load_checkpoint(run_dir / "checkpoints" / "last.pt")["config"]["seed"] == 0
+    assert metrics["epoch"] == 5 and load_checkpoint(run_dir / "checkpoints" / "last.pt")["config"]["seed"] == 0
     assert len(list(run_dir.glob("events.out.tfevents.*"))) == 1 and (run_dir / ".lock").read_text() == ""
 
 
