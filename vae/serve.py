@@ -290,258 +290,269 @@ def log(message: str) -> None:
     print(f"vae.serve: {message}", file=sys.stderr, flush=True)
 
 
-def make_handler(explorer: Explorer, *, timeout: float = REQUEST_TIMEOUT_S):
-    """The request handler for one explorer: every answer JSON or a static file, never a traceback."""
+class ExplorerHandler(BaseHTTPRequestHandler):
+    """The explorer's request handler: every answer JSON or a static file, never a traceback.
+
+    `make_handler` subclasses it for one explorer (`explorer`, `request_timeout`): http.server builds one
+    handler per connection from the class it is given.
+    """
+
+    explorer: Explorer
+    request_timeout: float = REQUEST_TIMEOUT_S
     static = resources.files("vae") / "static"
+    server_version = "vae-serve"
 
-    class Handler(BaseHTTPRequestHandler):
-        server_version = "vae-serve"
+    def log_message(self, format, *args):  # noqa: A002 - keep the console quiet; errors still reach the client
+        pass
 
-        def log_message(self, format, *args):  # noqa: A002 - keep the console quiet; errors still reach the client
+    def setup(self) -> None:
+        self.timeout = self.request_timeout  # StreamRequestHandler.setup() sets it on the socket: no read waits forever
+        super().setup()
+
+    # -- answers ---------------------------------------------------------------------------
+
+    def send_response(self, code, message=None):
+        self.responded = True
+        # Always a status line and headers: http.server leaves them out for "HTTP/0.9", which is also what it
+        # assumes of a request line it cannot parse. No client speaks 0.9 any more.
+        if getattr(self, "request_version", "HTTP/0.9") == "HTTP/0.9":
+            self.request_version = "HTTP/1.0"
+        super().send_response(code, message)
+
+    def _send(self, status: int, body: bytes, content_type: str, headers: dict[str, str] | None = None) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Cache-Control", "no-store")
+        self.send_header("X-Content-Type-Options", "nosniff")
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def _json(self, status: int, payload: object, headers: dict[str, str] | None = None) -> None:
+        self._send(status, json.dumps(payload).encode(), "application/json", headers)
+
+    def _error(self, status: int, message: str, allow: str | None = None) -> None:
+        self._json(status, {"error": message}, {"Allow": allow} if allow else None)
+
+    def _deadline(self) -> None:
+        """The watchdog's: the request line and headers are not in by the deadline; stop reading them (the
+        blocked read returns), so the handler answers 408 however slowly the bytes were coming."""
+        self.deadline_passed = True
+        try:
+            self.connection.shutdown(socket.SHUT_RD)
+        except OSError:
             pass
 
-        def setup(self) -> None:
-            self.timeout = timeout  # StreamRequestHandler.setup() sets it on the socket: no read waits forever
-            super().setup()
+    def send_error(self, code, message=None, explain=None):
+        """http.server's own refusals (request line, headers): JSON like every other answer, not its HTML page."""
+        self.close_connection = True
+        if getattr(self, "deadline_passed", False):  # what was cut off at the deadline is late, not malformed
+            code, message = (
+                HTTPStatus.REQUEST_TIMEOUT,
+                f"request not received in full within {self.request_timeout:g} s",
+            )
+        status = HTTPStatus(code)
+        text = message or status.phrase
+        self._error(status, text if text.endswith(status.phrase) else f"{status.phrase}: {text}")
 
-        # -- answers ---------------------------------------------------------------------------
+    # -- one request -----------------------------------------------------------------------
 
-        def send_response(self, code, message=None):
-            self.responded = True
-            # Always a status line and headers: http.server leaves them out for "HTTP/0.9", which is also what it
-            # assumes of a request line it cannot parse. No client speaks 0.9 any more.
-            if getattr(self, "request_version", "HTTP/0.9") == "HTTP/0.9":
-                self.request_version = "HTTP/1.0"
-            super().send_response(code, message)
-
-        def _send(self, status: int, body: bytes, content_type: str, headers: dict[str, str] | None = None) -> None:
-            self.send_response(status)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(body)))
-            self.send_header("Cache-Control", "no-store")
-            self.send_header("X-Content-Type-Options", "nosniff")
-            for name, value in (headers or {}).items():
-                self.send_header(name, value)
-            self.end_headers()
-            if self.command != "HEAD":
-                self.wfile.write(body)
-
-        def _json(self, status: int, payload: object, headers: dict[str, str] | None = None) -> None:
-            self._send(status, json.dumps(payload).encode(), "application/json", headers)
-
-        def _error(self, status: int, message: str, allow: str | None = None) -> None:
-            self._json(status, {"error": message}, {"Allow": allow} if allow else None)
-
-        def _deadline(self) -> None:
-            """The watchdog's: the request line and headers are not in by the deadline; stop reading them (the
-            blocked read returns), so the handler answers 408 however slowly the bytes were coming."""
-            self.deadline_passed = True
-            try:
-                self.connection.shutdown(socket.SHUT_RD)
-            except OSError:
-                pass
-
-        def send_error(self, code, message=None, explain=None):
-            """http.server's own refusals (request line, headers): JSON like every other answer, not its HTML page."""
-            self.close_connection = True
-            if getattr(self, "deadline_passed", False):  # what was cut off at the deadline is late, not malformed
-                code, message = HTTPStatus.REQUEST_TIMEOUT, f"request not received in full within {timeout:g} s"
-            status = HTTPStatus(code)
-            text = message or status.phrase
-            self._error(status, text if text.endswith(status.phrase) else f"{status.phrase}: {text}")
-
-        # -- one request -----------------------------------------------------------------------
-
-        def handle_one_request(self) -> None:
-            """http.server's, with every failure answered: a timeout 408, a bug 500 and one log line. The request
-            line and headers share one deadline (`timeout` from the request's first byte awaited), so a client that
-            trickles its headers a byte at a time is answered 408 by then, not kept forever."""
-            self.responded = False
-            self.body_unread = False
-            self.raw_requestline = b""
-            self.requestline, self.request_version, self.command = "", "HTTP/1.0", None
-            # A socket timeout bounds each read, not the request: a watchdog ends the reading at the deadline.
-            self.deadline_passed = False
-            watchdog = self.server.watch(self, timeout)
-            try:
-                self.raw_requestline = self.rfile.readline(65537)
-                if len(self.raw_requestline) > 65536:
-                    self.requestline, self.request_version, self.command = "", "", ""
-                    return self.send_error(HTTPStatus.REQUEST_URI_TOO_LONG, "request line over 65536 bytes")
-                if not self.raw_requestline:
-                    self.close_connection = True
-                    return
-                if self.deadline_passed and not self.raw_requestline.endswith(b"\n"):
-                    raise TimeoutError  # a request line cut off at the deadline
-                if not self.parse_request():
-                    if not self.responded:
-                        self.send_error(HTTPStatus.BAD_REQUEST, "empty request line")
-                    return
-                self.server.unwatch(watchdog)  # the body has a deadline of its own (_read_body)
-                if self.deadline_passed:
-                    raise TimeoutError
-                self._check_host()
-                self.body_unread = self.command in ("POST", "PUT", "PATCH") or any(
-                    name in self.headers for name in ("Content-Length", "Transfer-Encoding")
-                )
-                handler = getattr(self, f"do_{self.command}", None)
-                if handler is None:
-                    raise BadRequest(
-                        f"method {self.command[:20]!r} is not allowed; this server answers {ALLOW_GET}, {ALLOW_POST}",
-                        HTTPStatus.METHOD_NOT_ALLOWED,
-                        allow=f"{ALLOW_GET}, {ALLOW_POST}",
-                    )
-                handler()
-                self.wfile.flush()
-            except BadRequest as error:
+    def handle_one_request(self) -> None:
+        """http.server's, with every failure answered: a timeout 408, a bug 500 and one log line. The request
+        line and headers share one deadline (`request_timeout` from the request's first byte awaited), so a client that
+        trickles its headers a byte at a time is answered 408 by then, not kept forever."""
+        self.responded = False
+        self.body_unread = False
+        self.raw_requestline = b""
+        self.requestline, self.request_version, self.command = "", "HTTP/1.0", None
+        # A socket timeout bounds each read, not the request: a watchdog ends the reading at the deadline.
+        self.deadline_passed = False
+        watchdog = self.server.watch(self, self.request_timeout)
+        try:
+            self.raw_requestline = self.rfile.readline(65537)
+            if len(self.raw_requestline) > 65536:
+                self.requestline, self.request_version, self.command = "", "", ""
+                return self.send_error(HTTPStatus.REQUEST_URI_TOO_LONG, "request line over 65536 bytes")
+            if not self.raw_requestline:
                 self.close_connection = True
-                self._error(error.status, str(error), error.allow)
-            except TimeoutError:
-                self.close_connection = True
-                self.body_unread = False  # the client is not sending: nothing to wait for
-                if self.raw_requestline and not self.responded:  # an idle connection is just closed
-                    try:
-                        self._error(HTTPStatus.REQUEST_TIMEOUT, f"request not received in full within {timeout:g} s")
-                    except OSError:
-                        pass
-            except OSError as error:  # the client went away (reset, broken pipe): nothing to answer
-                self.close_connection = True
-                self.body_unread = False
-                log(f"{self.client_address[0]} {self.command} {self._where()}: {type(error).__name__}: {error}")
-            except Exception as error:  # a bug of the server's own: a JSON 500 and one line, never a traceback
-                self.close_connection = True
-                frame = traceback.extract_tb(error.__traceback__)[-1]
-                log(
-                    f"500 for {self.command} {self._where()}: {type(error).__name__}: {error} "
-                    f"({Path(frame.filename).name}:{frame.lineno})"
-                )
-                if not self.responded:
-                    try:
-                        self._error(HTTPStatus.INTERNAL_SERVER_ERROR, f"internal error: {type(error).__name__}")
-                    except OSError:
-                        pass
-            finally:
-                self.server.unwatch(watchdog)
-                if self.body_unread and self.responded:
-                    self._linger()
-
-        def _check_host(self) -> None:
-            """A Host header must name this server on the loopback (a page of another site reaching it through DNS
-            rebinding names its own host): else 421. A request without one (HTTP/1.0) is let through."""
-            host = self.headers.get("Host")
-            if host is None:
                 return
-            port = self.server.server_address[1]
-            allowed = {name for loopback in LOOPBACK_NAMES for name in (loopback, f"{loopback}:{port}")}
-            if host.strip().lower() not in allowed:
+            if self.deadline_passed and not self.raw_requestline.endswith(b"\n"):
+                raise TimeoutError  # a request line cut off at the deadline
+            if not self.parse_request():
+                if not self.responded:
+                    self.send_error(HTTPStatus.BAD_REQUEST, "empty request line")
+                return
+            self.server.unwatch(watchdog)  # the body has a deadline of its own (_read_body)
+            if self.deadline_passed:
+                raise TimeoutError
+            self._check_host()
+            self.body_unread = self.command in ("POST", "PUT", "PATCH") or any(
+                name in self.headers for name in ("Content-Length", "Transfer-Encoding")
+            )
+            handler = getattr(self, f"do_{self.command}", None)
+            if handler is None:
                 raise BadRequest(
-                    f"Host {host[:80]!r} is not this server's: it answers Host 127.0.0.1:{port} or localhost:{port}",
-                    HTTPStatus.MISDIRECTED_REQUEST,
+                    f"method {self.command[:20]!r} is not allowed; this server answers {ALLOW_GET}, {ALLOW_POST}",
+                    HTTPStatus.METHOD_NOT_ALLOWED,
+                    allow=f"{ALLOW_GET}, {ALLOW_POST}",
                 )
-
-        def _where(self) -> str:
-            path = getattr(self, "path", "") or ""
-            return path if len(path) <= 80 else path[:77] + "..."
-
-        def _linger(self) -> None:
-            """Answered before reading the body: half-close, then read (a bounded amount of) what the client still
-            sends, so closing with unread bytes does not reset the connection under the answer."""
-            try:
-                self.wfile.flush()
-                self.connection.shutdown(socket.SHUT_WR)
-                deadline, drained = time.monotonic() + LINGER_S, 0
-                while drained < LINGER_BYTES and (left := deadline - time.monotonic()) > 0:
-                    self.connection.settimeout(left)
-                    chunk = self.connection.recv(1 << 16)
-                    if not chunk:
-                        break
-                    drained += len(chunk)
-            except OSError:
-                pass
-
-        def _read_body(self) -> bytes:
-            """The request's body, all Content-Length bytes of it within the timeout, or BadRequest (400, 408, 411, 413)."""
-            if "Transfer-Encoding" in self.headers:
-                raise BadRequest(
-                    "Transfer-Encoding is not accepted: send the body with a Content-Length", HTTPStatus.LENGTH_REQUIRED
-                )
-            values = [value.strip() for value in self.headers.get_all("Content-Length") or []]
-            if not values:
-                raise BadRequest("a POST needs a Content-Length header", HTTPStatus.LENGTH_REQUIRED)
-            if len(set(values)) > 1:
-                raise BadRequest(f"conflicting Content-Length headers: {', '.join(v[:20] for v in values[:4])}")
-            if not CONTENT_LENGTH.fullmatch(values[0]):
-                raise BadRequest(f"Content-Length must be a byte count in ASCII digits (got {describe(values[0])})")
-            length = int(values[0])
-            if length == 0:
-                raise BadRequest('the body is empty: expected JSON {"z": [[...], ...]}')
-            if length > MAX_BODY_BYTES:
-                raise BadRequest(
-                    f"a body of {length} bytes is over the limit of {MAX_BODY_BYTES}",
-                    HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
-                )
-            deadline, chunks, received = time.monotonic() + timeout, [], 0
-            while received < length:
-                left = deadline - time.monotonic()
+            handler()
+            self.wfile.flush()
+        except BadRequest as error:
+            self.close_connection = True
+            self._error(error.status, str(error), error.allow)
+        except TimeoutError:
+            self.close_connection = True
+            self.body_unread = False  # the client is not sending: nothing to wait for
+            if self.raw_requestline and not self.responded:  # an idle connection is just closed
                 try:
-                    if left <= 0:
-                        raise TimeoutError
-                    self.connection.settimeout(left)  # the whole body within the timeout, not each read
-                    chunk = self.rfile.read1(min(length - received, 1 << 16))
-                except TimeoutError:
-                    self.body_unread = False
-                    raise BadRequest(
-                        f"the body was not in within {timeout:g} s: {received} of the {length} bytes "
-                        "its Content-Length promised",
-                        HTTPStatus.REQUEST_TIMEOUT,
-                    ) from None
-                if not chunk:
-                    self.body_unread = False
-                    raise BadRequest(
-                        f"the body ended after {received} of the {length} bytes its Content-Length promised"
+                    self._error(
+                        HTTPStatus.REQUEST_TIMEOUT, f"request not received in full within {self.request_timeout:g} s"
                     )
-                chunks.append(chunk)
-                received += len(chunk)
+                except OSError:
+                    pass
+        except OSError as error:  # the client went away (reset, broken pipe): nothing to answer
+            self.close_connection = True
             self.body_unread = False
-            return b"".join(chunks)
+            log(f"{self.client_address[0]} {self.command} {self._where()}: {type(error).__name__}: {error}")
+        except Exception as error:  # a bug of the server's own: a JSON 500 and one line, never a traceback
+            self.close_connection = True
+            frame = traceback.extract_tb(error.__traceback__)[-1]
+            log(
+                f"500 for {self.command} {self._where()}: {type(error).__name__}: {error} "
+                f"({Path(frame.filename).name}:{frame.lineno})"
+            )
+            if not self.responded:
+                try:
+                    self._error(HTTPStatus.INTERNAL_SERVER_ERROR, f"internal error: {type(error).__name__}")
+                except OSError:
+                    pass
+        finally:
+            self.server.unwatch(watchdog)
+            if self.body_unread and self.responded:
+                self._linger()
 
-        # -- the routes ------------------------------------------------------------------------
+    def _check_host(self) -> None:
+        """A Host header must name this server on the loopback (a page of another site reaching it through DNS
+        rebinding names its own host): else 421. A request without one (HTTP/1.0) is let through."""
+        host = self.headers.get("Host")
+        if host is None:
+            return
+        port = self.server.server_address[1]
+        allowed = {name for loopback in LOOPBACK_NAMES for name in (loopback, f"{loopback}:{port}")}
+        if host.strip().lower() not in allowed:
+            raise BadRequest(
+                f"Host {host[:80]!r} is not this server's: it answers Host 127.0.0.1:{port} or localhost:{port}",
+                HTTPStatus.MISDIRECTED_REQUEST,
+            )
 
-        def do_GET(self):  # noqa: N802 - http.server's naming
-            path = self.path.split("?", 1)[0]
-            if path in ("/", "/index.html"):
-                return self._send(200, (static / "index.html").read_bytes(), STATIC_FILES["index.html"])
-            if path.startswith("/static/") and path.removeprefix("/static/") in STATIC_FILES:
-                name = path.removeprefix("/static/")
-                return self._send(200, (static / name).read_bytes(), STATIC_FILES[name])
-            if path == "/api/info":
-                return self._json(200, explorer.info)
-            if path.startswith("/api/test_image/") and path.endswith(".png"):
-                index = path.removeprefix("/api/test_image/").removesuffix(".png")
-                count = len(explorer.test_images)
-                if not IMAGE_INDEX.fullmatch(index) or int(index) >= count:
-                    raise BadRequest(
-                        f"no test image {describe(index)}: there are {count}, 0 to {count - 1}", HTTPStatus.NOT_FOUND
-                    )
-                image = explorer.test_images[int(index)].float() / 255.0
-                return self._send(200, png_bytes(image), "image/png")
-            if path == "/api/decode":
-                raise BadRequest("/api/decode takes a POST", HTTPStatus.METHOD_NOT_ALLOWED, allow=ALLOW_POST)
+    def _where(self) -> str:
+        path = getattr(self, "path", "") or ""
+        return path if len(path) <= 80 else path[:77] + "..."
+
+    def _linger(self) -> None:
+        """Answered before reading the body: half-close, then read (a bounded amount of) what the client still
+        sends, so closing with unread bytes does not reset the connection under the answer."""
+        try:
+            self.wfile.flush()
+            self.connection.shutdown(socket.SHUT_WR)
+            deadline, drained = time.monotonic() + LINGER_S, 0
+            while drained < LINGER_BYTES and (left := deadline - time.monotonic()) > 0:
+                self.connection.settimeout(left)
+                chunk = self.connection.recv(1 << 16)
+                if not chunk:
+                    break
+                drained += len(chunk)
+        except OSError:
+            pass
+
+    def _read_body(self) -> bytes:
+        """The request's body, all Content-Length bytes of it within the timeout, or BadRequest (400, 408, 411, 413)."""
+        if "Transfer-Encoding" in self.headers:
+            raise BadRequest(
+                "Transfer-Encoding is not accepted: send the body with a Content-Length", HTTPStatus.LENGTH_REQUIRED
+            )
+        values = [value.strip() for value in self.headers.get_all("Content-Length") or []]
+        if not values:
+            raise BadRequest("a POST needs a Content-Length header", HTTPStatus.LENGTH_REQUIRED)
+        if len(set(values)) > 1:
+            raise BadRequest(f"conflicting Content-Length headers: {', '.join(v[:20] for v in values[:4])}")
+        if not CONTENT_LENGTH.fullmatch(values[0]):
+            raise BadRequest(f"Content-Length must be a byte count in ASCII digits (got {describe(values[0])})")
+        length = int(values[0])
+        if length == 0:
+            raise BadRequest('the body is empty: expected JSON {"z": [[...], ...]}')
+        if length > MAX_BODY_BYTES:
+            raise BadRequest(
+                f"a body of {length} bytes is over the limit of {MAX_BODY_BYTES}",
+                HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+            )
+        deadline, chunks, received = time.monotonic() + self.request_timeout, [], 0
+        while received < length:
+            left = deadline - time.monotonic()
+            try:
+                if left <= 0:
+                    raise TimeoutError
+                self.connection.settimeout(left)  # the whole body within the timeout, not each read
+                chunk = self.rfile.read1(min(length - received, 1 << 16))
+            except TimeoutError:
+                self.body_unread = False
+                raise BadRequest(
+                    f"the body was not in within {self.request_timeout:g} s: {received} of the {length} bytes "
+                    "its Content-Length promised",
+                    HTTPStatus.REQUEST_TIMEOUT,
+                ) from None
+            if not chunk:
+                self.body_unread = False
+                raise BadRequest(f"the body ended after {received} of the {length} bytes its Content-Length promised")
+            chunks.append(chunk)
+            received += len(chunk)
+        self.body_unread = False
+        return b"".join(chunks)
+
+    # -- the routes ------------------------------------------------------------------------
+
+    def do_GET(self):  # noqa: N802 - http.server's naming
+        path = self.path.split("?", 1)[0]
+        if path in ("/", "/index.html"):
+            return self._send(200, (self.static / "index.html").read_bytes(), STATIC_FILES["index.html"])
+        if path.startswith("/static/") and path.removeprefix("/static/") in STATIC_FILES:
+            name = path.removeprefix("/static/")
+            return self._send(200, (self.static / name).read_bytes(), STATIC_FILES[name])
+        if path == "/api/info":
+            return self._json(200, self.explorer.info)
+        if path.startswith("/api/test_image/") and path.endswith(".png"):
+            index = path.removeprefix("/api/test_image/").removesuffix(".png")
+            count = len(self.explorer.test_images)
+            if not IMAGE_INDEX.fullmatch(index) or int(index) >= count:
+                raise BadRequest(
+                    f"no test image {describe(index)}: there are {count}, 0 to {count - 1}", HTTPStatus.NOT_FOUND
+                )
+            image = self.explorer.test_images[int(index)].float() / 255.0
+            return self._send(200, png_bytes(image), "image/png")
+        if path == "/api/decode":
+            raise BadRequest("/api/decode takes a POST", HTTPStatus.METHOD_NOT_ALLOWED, allow=ALLOW_POST)
+        raise BadRequest(f"nothing at {self._where()}", HTTPStatus.NOT_FOUND)
+
+    do_HEAD = do_GET  # noqa: N815 - _send leaves the body out
+
+    def do_POST(self):  # noqa: N802
+        path = self.path.split("?", 1)[0]
+        if path != "/api/decode":
+            if path in GET_PATHS or path.startswith(("/static/", "/api/test_image/")):
+                raise BadRequest(f"{self._where()} takes a GET", HTTPStatus.METHOD_NOT_ALLOWED, allow=ALLOW_GET)
             raise BadRequest(f"nothing at {self._where()}", HTTPStatus.NOT_FOUND)
+        z = parse_latents(parse_json(self._read_body()), self.explorer.latent_dim)
+        images = ["data:image/png;base64," + base64.b64encode(png).decode() for png in self.explorer.decode(z)]
+        return self._json(200, {"images": images})
 
-        do_HEAD = do_GET  # noqa: N815 - _send leaves the body out
 
-        def do_POST(self):  # noqa: N802
-            path = self.path.split("?", 1)[0]
-            if path != "/api/decode":
-                if path in GET_PATHS or path.startswith(("/static/", "/api/test_image/")):
-                    raise BadRequest(f"{self._where()} takes a GET", HTTPStatus.METHOD_NOT_ALLOWED, allow=ALLOW_GET)
-                raise BadRequest(f"nothing at {self._where()}", HTTPStatus.NOT_FOUND)
-            z = parse_latents(parse_json(self._read_body()), explorer.latent_dim)
-            images = ["data:image/png;base64," + base64.b64encode(png).decode() for png in explorer.decode(z)]
-            return self._json(200, {"images": images})
-
-    return Handler
+def make_handler(explorer: Explorer, *, timeout: float = REQUEST_TIMEOUT_S) -> type[ExplorerHandler]:
+    """The request handler class for one explorer, its whole request (line, headers, body) within `timeout` s."""
+    return type("Handler", (ExplorerHandler,), {"explorer": explorer, "request_timeout": timeout})
 
 
 class ExplorerServer(ThreadingHTTPServer):
