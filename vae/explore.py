@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,8 +27,10 @@ from torch.utils.tensorboard import SummaryWriter
 from torchvision.utils import make_grid
 
 from vae.cli import MISSING, check, load_run_or_exit, parse_args
+from vae.errors import ConfigError
 from vae.figures import image_rows_figure, latent_grid_figure, scatter_figure
 from vae.latent import (
+    AttributeSource,
     attribute_vector,
     class_mean_latents,
     decode_images,
@@ -41,6 +44,9 @@ from vae.latent import (
     project_2d,
     thick_strokes,
     top_kl_dims,
+)
+from vae.latent import (
+    attribute_source as latent_attribute_source,
 )
 from vae.progress import progress
 
@@ -61,15 +67,6 @@ class ExploreArgs:
     max_points: int = 10000  # test images in the scatter
     embedding_points: int = 2000  # test images in TensorBoard's projector (with sprites)
     data_root: str | None = None  # where the data set is, if not where the run found it
-
-
-@dataclass
-class AttributeSource:
-    """Where the attribute vectors come from: a split's images and, per attribute, which of them have it."""
-
-    split: str  # the split's name, said in the figures' titles
-    images: torch.Tensor  # (N, C, H, W) uint8
-    groups: dict[str, tuple[torch.Tensor, str]]  # file-name part -> (has the attribute, (N,) bool; its title)
 
 
 def explore(
@@ -224,35 +221,14 @@ def attribute_edits(model, mu, x, attributes: AttributeSource, *, args: ExploreA
 
 
 def attribute_source(args: ExploreArgs, splits, *, val_source: str = "holdout") -> AttributeSource:
-    """The attribute `args` names (or the default), from the validation split; refused naming the value."""
-    val = splits.val
-    names = splits.attribute_names
-    if names:  # a data set with labelled attributes (CelebA)
-        name = args.attribute or ("Smiling" if "Smiling" in names else names[0])
-        check(name in names, "attribute", "one of the data set's attributes: " + ", ".join(names), name)
-        return AttributeSource("validation", val.images, {name: (val.attributes[:, names.index(name)], name)})
-    class_names = splits.class_names
-    if args.attribute is None:
-        index = args.attribute_class
-    elif args.attribute in class_names:
-        index = class_names.index(args.attribute)
-    else:
-        index = int(args.attribute) if args.attribute.lstrip("-").isdigit() else -1
-    check(
-        0 <= index < len(class_names),
-        "attribute" if args.attribute is not None else "attribute_class",
-        "a class: " + ", ".join(f"{i} ({c})" for i, c in enumerate(class_names)),
-        args.attribute if args.attribute is not None else args.attribute_class,
-    )
-    split = "validation = test (the lecture's protocol)" if val_source == "test" else "validation"
-    return AttributeSource(
-        split,
-        val.images,
-        {
-            f"class_{index}": (val.labels == index, f"class {class_names[index]}"),
-            "thick_strokes": (thick_strokes(val.images), "thick strokes"),
-        },
-    )
+    """The attribute `args` names (or the default), from the validation split (vae.latent.attribute_source);
+    a value that names none exits naming it."""
+    try:
+        return latent_attribute_source(
+            splits, attribute=args.attribute, attribute_class=args.attribute_class, val_source=val_source
+        )
+    except ConfigError as error:
+        sys.exit(f"error: {error}")
 
 
 def main(argv=None) -> Path:

@@ -6,11 +6,14 @@ layer, the one `model.encode` returns and `model.decode` takes).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch.distributions import Normal
 from torchvision.utils import make_grid
 
 from vae.distributions import DiagonalGaussian, StandardNormal
+from vae.errors import ConfigError
 from vae.model import VAE
 
 
@@ -139,3 +142,47 @@ def project_2d(
     centred = mu - mu.mean(0)
     _, _, v = torch.linalg.svd(centred, full_matrices=False)
     return centred @ v[:2].T, "PC 1, PC 2 of mu"
+
+
+@dataclass
+class AttributeSource:
+    """Where the attribute vectors come from: a split's images and, per attribute, which of them have it."""
+
+    split: str  # the split's name, said in the figures' titles
+    images: torch.Tensor  # (N, C, H, W) uint8
+    groups: dict[str, tuple[torch.Tensor, str]]  # file-name part -> (has the attribute, (N,) bool; its title)
+
+
+def attribute_source(
+    splits, *, attribute: str | None = None, attribute_class: int = 0, val_source: str = "holdout"
+) -> AttributeSource:
+    """An attribute from the validation split, the rule `vae.explore` and `vae.serve` share: a data set's named
+    attribute (CelebA's; `attribute`, default Smiling), else a class (by name or number, or `attribute_class`)
+    against the rest and thick strokes against thin. A value that names none raises ConfigError naming it."""
+    val = splits.val
+    names = splits.attribute_names
+    if names:  # a data set with labelled attributes (CelebA)
+        name = attribute or ("Smiling" if "Smiling" in names else names[0])
+        if name not in names:
+            raise ConfigError(f"attribute must be one of the data set's attributes: {', '.join(names)} (got {name!r})")
+        return AttributeSource("validation", val.images, {name: (val.attributes[:, names.index(name)], name)})
+    class_names = splits.class_names
+    if attribute is None:
+        index = attribute_class
+    elif attribute in class_names:
+        index = class_names.index(attribute)
+    else:
+        index = int(attribute) if attribute.lstrip("-").isdigit() else -1
+    if not 0 <= index < len(class_names):
+        key, value = ("attribute", attribute) if attribute is not None else ("attribute_class", attribute_class)
+        choices = ", ".join(f"{i} ({c})" for i, c in enumerate(class_names))
+        raise ConfigError(f"{key} must be a class: {choices} (got {value!r})")
+    split = "validation = test (the lecture's protocol)" if val_source == "test" else "validation"
+    return AttributeSource(
+        split,
+        val.images,
+        {
+            f"class_{index}": (val.labels == index, f"class {class_names[index]}"),
+            "thick_strokes": (thick_strokes(val.images), "thick strokes"),
+        },
+    )

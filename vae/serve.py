@@ -7,7 +7,7 @@ Images are PNGs of the run's shape: gray (C = 1) or RGB (C = 3), 28x28, 64x64 or
 
 Attribute vectors (the lecture's mu + k s): s = mean mu of the validation images with an attribute
 minus mean mu of those without, the validation split encoded once at start-up, by the rule of
-`vae.explore.attribute_source` (validation is the test split only under the lecture's protocol):
+`vae.latent.attribute_source` (validation is the test split only under the lecture's protocol):
 every attribute of a data set with named attributes (CelebA's 40, e.g. "Smiling") that both kinds
 of image have; otherwise each class against the rest, and thick strokes against thin.
 
@@ -53,7 +53,7 @@ from PIL import Image
 from vae.cli import MISSING, check, load_run_or_exit, parse_args
 
 if TYPE_CHECKING:
-    from vae.explore import AttributeSource  # imported when used: vae.explore brings matplotlib and TensorBoard
+    from vae.latent import AttributeSource
 
 MAX_BATCH = 64  # z per decode request
 MAX_BODY_BYTES = 1 << 20
@@ -260,17 +260,17 @@ def attribute_vectors(
 
 
 def validation_attributes(splits, *, val_source: str = "holdout") -> AttributeSource:
-    """The page's attribute groups, by `vae.explore.attribute_source`'s rule (the validation split's images):
+    """The page's attribute groups, by `vae.latent.attribute_source`'s rule (the validation split's images):
     every named attribute of the data set (CelebA's, by its name), or else each class against the rest
     ("class 3 vs rest") and thick strokes against thin."""
-    from vae.explore import AttributeSource, ExploreArgs, attribute_source
+    from vae.latent import AttributeSource, attribute_source
 
     names = splits.attribute_names
     if names:
-        picked = [attribute_source(ExploreArgs(attribute=name), splits, val_source=val_source) for name in names]
+        picked = [attribute_source(splits, attribute=name, val_source=val_source) for name in names]
     else:
         picked = [
-            attribute_source(ExploreArgs(attribute_class=index), splits, val_source=val_source)
+            attribute_source(splits, attribute_class=index, val_source=val_source)
             for index in range(len(splits.class_names))
         ]
     groups, last = {}, {}
