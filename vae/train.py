@@ -126,15 +126,9 @@ def _resume_dir_from_argv(argv: list[str]) -> Path | None:
     return None
 
 
-def main() -> None:
-    """`python -m vae.train ...`: the command line, rewritten for a resume or a torchrun rank, then Hydra."""
-    import hydra
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.types import RunMode
-
-    if any(word in ("--help", "-h") for word in sys.argv[1:]):
-        print(help_text())  # the groups a user chooses from, not the schema's internal ones
-        return
+def _rewrite_argv() -> Path | None:
+    """The command line for Hydra: `resume=` resolved (and its run's own directory), a torchrun rank other
+    than 0 sent to a scratch folder. Returns the resumed run's directory, or None."""
     argv = sys.argv[1:]
     resume_dir = _resume_dir_from_argv(argv)
     sys.argv[1:] = argv
@@ -149,7 +143,90 @@ def main() -> None:
     elif resume_dir is not None:
         # Continue in the run's own directory and keep its original .hydra/ config.
         sys.argv += [f"hydra.run.dir={resume_dir}", "hydra.output_subdir=null"]
+    return resume_dir
 
+
+def _job(cfg: DictConfig, *, outer_lock: RunLock | None) -> float | None:
+    """One run (or one sweep job) under Hydra: its threads, whether it resumes, its lock, then the training."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    hydra_cfg = HydraConfig.get()
+    run_dir = Path(hydra_cfg.runtime.output_dir)
+    launcher = hydra_cfg.launcher
+    if cfg.threads == 0 and "joblib" in str(launcher.get("_target_", "")):
+        # Jobs running side by side share the cores instead of each taking all of them.
+        cfg.threads = threads_per_parallel_job(launcher.get("n_jobs"))
+    multirun = hydra_cfg.mode == RunMode.MULTIRUN
+    resume_from = Path(cfg.resume) if cfg.resume else None
+    if resume_from is None and multirun and (run_dir / "checkpoints" / "last.pt").is_file():
+        resume_from = run_dir  # a sweep continued in its own directory: this job ran before
+    job_lock = None
+    if outer_lock is None:  # a sweep's job, or a run in a fresh timestamped directory: its own lock
+        job_lock = RunLock(run_dir)
+        try:
+            job_lock.__enter__()
+        except RunLocked as error:
+            if multirun:
+                raise
+            log.error("%s", error)
+            sys.exit(2)
+    try:
+        overrides = [o for o in hydra_cfg.overrides.task if not o.startswith("hydra.")]
+        return _run_locked(cfg, run_dir, multirun=multirun, resume_from=resume_from, overrides=overrides)
+    finally:
+        if job_lock is not None:
+            job_lock.__exit__(None, None, None)
+
+
+def _run_locked(
+    cfg: DictConfig, run_dir: Path, *, multirun: bool, resume_from: Path | None, overrides: list[str]
+) -> float | None:
+    """Train (or resume) into `run_dir`, holding its lock: every failure one line, error.txt where it helps."""
+    checkpoint = None
+    if resume_from is not None:
+        try:
+            cfg, checkpoint = resume_config(resume_from, cfg, overrides)
+        except (ConfigError, CheckpointError) as error:  # refused: the run is left exactly as it was
+            if multirun:
+                raise
+            log.error("%s", error)
+            sys.exit(2)
+    (run_dir / "error.txt").unlink(missing_ok=True)  # what a failed earlier attempt left
+    try:
+        if checkpoint is not None:
+            metrics = train(cfg, run_dir, resume_from=checkpoint)
+        else:
+            metrics = train(cfg, run_dir)
+    except USER_ERRORS as error:
+        (run_dir / "error.txt").write_text(f"{type(error).__name__}: {error}\n")
+        if multirun and not isinstance(error, Interrupted):
+            raise  # Hydra records the failed job and goes on with the others (vae.report lists it)
+        log.error("%s", error)
+        if resume_from is None and remove_unstarted_run(run_dir):
+            log.error("nothing was trained, so nothing is kept: %s is removed", run_dir)
+        sys.exit(130 if isinstance(error, Interrupted) else 2)  # an interrupted sweep stops whole
+    except Exception as error:  # anything else: one line here, the traceback in train.log and error.txt
+        import traceback
+
+        (run_dir / "error.txt").write_text(traceback.format_exc())
+        _to_log_file_only(traceback.format_exc())
+        if multirun:
+            raise
+        # the directory stays for its traceback; without checkpoints/last.pt, run=latest never picks it
+        log.error("%s", describe_failure(error, cfg, run_dir))
+        sys.exit(1)
+    return metrics.get("val", {}).get("neg_elbo_nats")
+
+
+def main() -> None:
+    """`python -m vae.train ...`: the command line, rewritten for a resume or a torchrun rank, then Hydra."""
+    import hydra
+
+    if any(word in ("--help", "-h") for word in sys.argv[1:]):
+        print(help_text())  # the groups a user chooses from, not the schema's internal ones
+        return
+    _rewrite_argv()
     register_configs()
     named = _named_run_dir(sys.argv[1:]) if distributed.from_environment().rank == 0 else None
     lock = RunLock(named) if named is not None and not _is_multirun(sys.argv[1:]) else None
@@ -161,71 +238,10 @@ def main() -> None:
             sys.exit(f"error: {error}")
 
     def run(cfg: DictConfig) -> float | None:
-        hydra_cfg = HydraConfig.get()
-        run_dir = Path(hydra_cfg.runtime.output_dir)
-        launcher = hydra_cfg.launcher
-        if cfg.threads == 0 and "joblib" in str(launcher.get("_target_", "")):
-            # Jobs running side by side share the cores instead of each taking all of them.
-            cfg.threads = threads_per_parallel_job(launcher.get("n_jobs"))
-        multirun = hydra_cfg.mode == RunMode.MULTIRUN
-        resume_from = Path(cfg.resume) if cfg.resume else None
-        if resume_from is None and multirun and (run_dir / "checkpoints" / "last.pt").is_file():
-            resume_from = run_dir  # a sweep continued in its own directory: this job ran before
-        job_lock = None
-        if lock is None:  # a sweep's job, or a run in a fresh timestamped directory: its own lock
-            job_lock = RunLock(run_dir)
-            try:
-                job_lock.__enter__()
-            except RunLocked as error:
-                if multirun:
-                    raise
-                log.error("%s", error)
-                sys.exit(2)
-        try:
-            return _run_locked(cfg, run_dir, multirun, resume_from, hydra_cfg)
-        finally:
-            if job_lock is not None:
-                job_lock.__exit__(None, None, None)
+        return _job(cfg, outer_lock=lock)
 
-    def _run_locked(cfg, run_dir, multirun, resume_from, hydra_cfg) -> float | None:
-        checkpoint = None
-        if resume_from is not None:
-            overrides = [o for o in hydra_cfg.overrides.task if not o.startswith("hydra.")]
-            try:
-                cfg, checkpoint = resume_config(resume_from, cfg, overrides)
-            except (ConfigError, CheckpointError) as error:  # refused: the run is left exactly as it was
-                if multirun:
-                    raise
-                log.error("%s", error)
-                sys.exit(2)
-        (run_dir / "error.txt").unlink(missing_ok=True)  # what a failed earlier attempt left
-        try:
-            if checkpoint is not None:
-                metrics = train(cfg, run_dir, resume_from=checkpoint)
-            else:
-                metrics = train(cfg, run_dir)
-        except USER_ERRORS as error:
-            (run_dir / "error.txt").write_text(f"{type(error).__name__}: {error}\n")
-            if multirun and not isinstance(error, Interrupted):
-                raise  # Hydra records the failed job and goes on with the others (vae.report lists it)
-            log.error("%s", error)
-            if resume_from is None and remove_unstarted_run(run_dir):
-                log.error("nothing was trained, so nothing is kept: %s is removed", run_dir)
-            sys.exit(130 if isinstance(error, Interrupted) else 2)  # an interrupted sweep stops whole
-        except Exception as error:  # anything else: one line here, the traceback in train.log and error.txt
-            import traceback
-
-            (run_dir / "error.txt").write_text(traceback.format_exc())
-            _to_log_file_only(traceback.format_exc())
-            if multirun:
-                raise
-            # the directory stays for its traceback; without checkpoints/last.pt, run=latest never picks it
-            log.error("%s", describe_failure(error, cfg, run_dir))
-            sys.exit(1)
-        return metrics.get("val", {}).get("neg_elbo_nats")
-
-    # Hydra names the job after the task function's module: "train", as when the job lived in
-    # vae.train, so the log stays train.log and hydra.job.name stays train.
+    # Hydra names the job after the task function's module: "train", so the log is train.log and
+    # hydra.job.name is train.
     run.__module__ = "vae.train"
     try:
         hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="config")(run)()

@@ -98,7 +98,9 @@ def main() -> None:
         step("explore", [python, "-m", "vae.explore", f"run={run}"])
         step("generate", [python, "-m", "vae.generate", f"run={run}", "n=64"])
         # 10,000 prior samples, the reconstructions and the floor, each against the test split (MNIST features)
-        step("quality", [python, "-m", "vae.quality", f"run={run}", *(["features=mnist", "n=300"] if args.quick else [])])
+        step(
+            "quality", [python, "-m", "vae.quality", f"run={run}", *(["features=mnist", "n=300"] if args.quick else [])]
+        )
         evaluate = [python, "-m", "vae.evaluate", f"run={run}", "iwae_k=10" if args.quick else "iwae_k=100"]
         step("evaluate", evaluate + (["max_images=64"] if args.quick else []))
         step("serve_start", [python, "-m", "vae.serve", f"run={run}", "port=0"], until="http://127.0.0.1", timeout=300)
