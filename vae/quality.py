@@ -213,11 +213,8 @@ def quality_file_name(args: QualityArgs, features: str) -> str:
     return f"quality_{args.checkpoint}_{args.split}_{features}_n{args.n}_t{args.temperature:g}_s{args.seed}.json"
 
 
-def run_form(args: QualityArgs) -> dict:
-    from vae.checkpoint import CheckpointError
-    from vae.data import DataNotFoundError
-    from vae.runs import load_run
-
+def _check_run_args(args: QualityArgs) -> None:
+    """The run form's values, refused by key before anything is loaded."""
     check(
         1 <= args.n <= MAX_N,
         "n",
@@ -236,6 +233,15 @@ def run_form(args: QualityArgs) -> dict:
         args.checkpoint,
     )
     check(args.batch_size >= 1, "batch_size", "an integer >= 1", args.batch_size)
+
+
+def _run_inputs(args: QualityArgs):
+    """(the loaded run, its feature space, the reference images, the floor's images or None), each checked
+    (weights found, the space fits the images, every set large enough) before any image is made."""
+    from vae.checkpoint import CheckpointError
+    from vae.data import DataNotFoundError
+    from vae.runs import load_run
+
     try:
         loaded = load_run(args.run, checkpoint=args.checkpoint)
     except CheckpointError as error:
@@ -265,6 +271,14 @@ def run_form(args: QualityArgs) -> dict:
             check_counts(len(held), len(reference), space.num_features)
     except QualityError as error:
         sys.exit(f"error: {error}")
+    return loaded, space, reference, held
+
+
+def run_form(args: QualityArgs) -> dict:
+    """Score the run's prior samples and reconstructions (and the floor) against the reference split."""
+    _check_run_args(args)
+    loaded, space, reference, held = _run_inputs(args)
+    data_name = loaded.checkpoint["config"]["data"]["name"]
     samples, reconstructions = run_images(
         loaded.model, reference, n=args.n, seed=args.seed, temperature=args.temperature, batch=args.batch_size
     )
