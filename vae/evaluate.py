@@ -78,34 +78,10 @@ def evaluate_run(
     """
     device = next(model.parameters()).device
     model.eval()
-    num_pixels = math.prod(images.shape[1:])
     key = _state_key(
         model, images, iwae_k=iwae_k, batch_size=batch_size, chunk=chunk, seed=seed, autocast_dtype=autocast_dtype
     )
-    state = _load_state(state_path, key)
-    if state is None:
-        terms = dataset_loss_terms(model, images, objective=neg_elbo_objective(model), batch_size=batch_size, seed=seed)
-        generator = torch.Generator().manual_seed(seed + 1)
-        state = {
-            "key": key,
-            "terms": terms,
-            "done": 0,
-            "log_likelihoods": [],
-            "mus": [],
-            "log_vars": [],
-            "layer_means": [[] for _ in model.latent_dims],
-        }
-    else:
-        generator = torch.Generator()
-        generator.set_state(state["generator"])
-    terms = state["terms"]
-    log_likelihoods, mus, log_vars, layer_means = (
-        state["log_likelihoods"],
-        state["mus"],
-        state["log_vars"],
-        state["layer_means"],
-    )
-    several = len(model.latent_dims) > 1
+    state, generator = _start_or_continue(state_path, key, model, images, batch_size=batch_size, seed=seed)
     batches = images.split(batch_size)
     likelihood = likelihood_of(model)
     bar = show_progress(total=len(batches), desc=f"IWAE k={iwae_k}", unit="batch", enabled=progress)
@@ -117,18 +93,7 @@ def evaluate_run(
             x = dequantize_fixed(batch, index * batch_size, seed=seed).to(device)
         else:
             x = to_model_input(batch).to(device)
-        log_likelihoods.append(
-            iwae_log_likelihood(
-                model, x, num_samples=iwae_k, chunk=chunk, generator=generator, autocast_dtype=autocast_dtype
-            ).cpu()
-        )
-        posterior = model.encode(x)
-        mus.append(posterior.mean.float().cpu())
-        log_vars.append(posterior.log_var.float().cpu())
-        if several:
-            for means, mean in zip(layer_means, layer_posterior_means(model, x), strict=True):
-                means.append(mean.cpu())
-        state["done"] += 1
+        _add_batch(state, model, x, iwae_k=iwae_k, chunk=chunk, generator=generator, autocast_dtype=autocast_dtype)
         state["generator"] = generator.get_state()
         if state_path is not None and state["done"] < len(batches):
             _save_state(state_path, state)
@@ -136,20 +101,68 @@ def evaluate_run(
     bar.close()
     if state_path is not None:
         Path(state_path).unlink(missing_ok=True)
-    posterior = DiagonalGaussian(torch.cat(mus), torch.cat(log_vars))
+    return _results(state, model, images, iwae_k=iwae_k, dequantized=likelihood.dequantize)
+
+
+def _start_or_continue(state_path, key: dict, model: VAE, images: torch.Tensor, *, batch_size: int, seed: int):
+    """(the evaluation's state, the IWAE samples' generator): the saved ones when `state_path` holds a state
+    made with `key`, else new ones, the ELBO terms computed first (they take no importance samples)."""
+    state = _load_state(state_path, key)
+    if state is not None:
+        generator = torch.Generator()
+        generator.set_state(state["generator"])
+        return state, generator
+    terms = dataset_loss_terms(model, images, objective=neg_elbo_objective(model), batch_size=batch_size, seed=seed)
+    state = {
+        "key": key,
+        "terms": terms,
+        "done": 0,
+        "log_likelihoods": [],
+        "mus": [],
+        "log_vars": [],
+        "layer_means": [[] for _ in model.latent_dims],
+    }
+    return state, torch.Generator().manual_seed(seed + 1)
+
+
+def _add_batch(state: dict, model: VAE, x: torch.Tensor, *, iwae_k: int, chunk: int, generator, autocast_dtype) -> None:
+    """One batch's IWAE bound, top-layer posterior and (several layers) each layer's posterior means, kept."""
+    state["log_likelihoods"].append(
+        iwae_log_likelihood(
+            model, x, num_samples=iwae_k, chunk=chunk, generator=generator, autocast_dtype=autocast_dtype
+        ).cpu()
+    )
+    posterior = model.encode(x)
+    state["mus"].append(posterior.mean.float().cpu())
+    state["log_vars"].append(posterior.log_var.float().cpu())
+    if len(model.latent_dims) > 1:
+        for means, mean in zip(state["layer_means"], layer_posterior_means(model, x), strict=True):
+            means.append(mean.cpu())
+    state["done"] += 1
+
+
+def _results(state: dict, model: VAE, images: torch.Tensor, *, iwae_k: int, dequantized: bool) -> dict:
+    """eval.json's numbers from a finished evaluation's state."""
+    terms, num_pixels = state["terms"], math.prod(images.shape[1:])
+    several = len(model.latent_dims) > 1
+    posterior = DiagonalGaussian(torch.cat(state["mus"]), torch.cat(state["log_vars"]))
     return {
         "neg_elbo_nats": terms["neg_elbo_nats"],
-        "neg_elbo_bits_per_dim": (bits_per_dim_8bit if likelihood.dequantize else nats_to_bits_per_dim)(
+        "neg_elbo_bits_per_dim": (bits_per_dim_8bit if dequantized else nats_to_bits_per_dim)(
             terms["neg_elbo_nats"], num_pixels
         ),
         **({"decoder_sigma": terms["decoder_sigma"]} if "decoder_sigma" in terms else {}),
         "gen_nats": terms["rec_nats"],
         "kl_nats": terms["kl_nats"],
         **{name: terms[name] for name in layer_term_names(len(model.latent_dims))},
-        "iwae_nll_nats": float(-torch.cat(log_likelihoods).double().mean()),
+        "iwae_nll_nats": float(-torch.cat(state["log_likelihoods"]).double().mean()),
         "iwae_k": iwae_k,
         "active_units": active_units(posterior.mean),
-        **({"active_units_per_layer": [active_units(torch.cat(means)) for means in layer_means]} if several else {}),
+        **(
+            {"active_units_per_layer": [active_units(torch.cat(means)) for means in state["layer_means"]]}
+            if several
+            else {}
+        ),
         "kl_per_dim": mean_kl_per_dim(posterior).tolist(),
         "mean_sigma": float(posterior.std.mean()),
         "num_images": int(images.shape[0]),
