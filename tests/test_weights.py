@@ -142,3 +142,17 @@ def test_a_restored_run_evaluated_to_the_numbers_it_gave_before():
     for name, numbers in restored.items():
         assert numbers == before[name], name
         assert numbers["weights_sha256"] == kept[name].sha256 and numbers["num_images"] == 500
+
+
+def test_the_committed_runs_evaluate_the_same_before_and_after_the_one_place_per_option_refactor():
+    """Issue 42's "nothing moves": the same runs, 500 test images, k = 100, fp32, on one CPU model, from the
+    commit before the refactor and from one after it (restore_check.py's labels issue42_before/after)."""
+    import json
+
+    labels = json.loads((REPO / "experiments" / "likelihood" / "restore_check.json").read_text())["labels"]
+    before, after = labels["issue42_before"], labels["issue42_after"]
+    assert before["cpu_id"] == after["cpu_id"] and before["commit"] != after["commit"]
+    assert {name: run["iwae_nll_nats"] for name, run in after["runs"].items()} == {
+        name: run["iwae_nll_nats"] for name, run in before["runs"].items()
+    }
+    assert after["runs"] == before["runs"] and len(after["runs"]) == 3
