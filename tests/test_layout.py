@@ -174,3 +174,18 @@ def test_no_command_imports_another_command():
         if imported:
             offenders[module] = sorted(imported)
     assert offenders == {}
+
+
+def test_no_function_runs_over_60_lines_without_a_reason_stated_beside_it():
+    """A function of more than 60 lines in vae/ has a `# long: <reason>` line just above it (or its decorators)."""
+    unexplained = []
+    for path in sorted((REPO / "vae").glob("*.py")):
+        lines = path.read_text().splitlines()
+        for node in ast.walk(ast.parse("\n".join(lines))):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.end_lineno - node.lineno + 1 > 60:
+                first = min([node.lineno, *(d.lineno for d in node.decorator_list)])
+                if not lines[first - 2].strip().startswith("# long:"):
+                    unexplained.append(
+                        f"{path.name}:{node.lineno} {node.name} ({node.end_lineno - node.lineno + 1} lines)"
+                    )
+    assert unexplained == []

@@ -379,6 +379,7 @@ def read_celeba_attributes(path: Path) -> tuple[list[str], list[str], torch.Tens
     return names, attribute_names, table.view(count, len(attribute_names))
 
 
+# long: every check that needs no decoding comes first, in the order a user fixes them, then the decode; one reading order
 def load_celeba(
     root: str | os.PathLike, *, image_size: int, crop: int, channels: int, download: bool, cache: Path | None
 ) -> tuple[dict[str, Split], list[str]]:

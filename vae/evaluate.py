@@ -226,6 +226,7 @@ class EvaluateArgs:
     data_root: str | None = None
 
 
+# long: the command's steps in their order (checks, load, continue or start, evaluate, write), each a few lines
 def main(argv=None) -> dict:
     from vae.cli import check, load_run_or_exit, parse_args
     from vae.runs import eval_file_name, likelihood_note, write_eval

@@ -69,6 +69,7 @@ class ExploreArgs:
     data_root: str | None = None  # where the data set is, if not where the run found it
 
 
+# long: one figure per latent view, in the lecture's order; each view is a call into vae.latent and vae.figures
 def explore(
     model,
     test_images: torch.Tensor,

@@ -360,6 +360,7 @@ class ExplorerHandler(BaseHTTPRequestHandler):
 
     # -- one request -----------------------------------------------------------------------
 
+    # long: http.server's method overridden whole; its steps (read, parse, dispatch, answer) must keep its order
     def handle_one_request(self) -> None:
         """http.server's, with every failure answered: a timeout 408, a bug 500 and one log line. The request
         line and headers share one deadline (`request_timeout` from the request's first byte awaited), so a client that

@@ -231,6 +231,7 @@ class StopSignal:
             signal.signal(sig, handler)
 
 
+# long: the loop itself: set-up, then per epoch train, validate, checkpoint, log; each step a function below
 def train(
     cfg: DictConfig,
     run_dir: Path,
@@ -296,6 +297,7 @@ def train(
     return metrics
 
 
+# long: builds a run's parts in the order they depend on each other (runtime, data, model, optimizer, state, writer)
 def set_up(cfg: DictConfig, run_dir: Path, resume_from: dict | None) -> tuple[Session, TrainState]:
     """Check the config, resolve the runtime, load the data, build the model and optimizer, restore a checkpoint."""
     validate(cfg)
