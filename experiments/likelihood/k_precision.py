@@ -1,13 +1,16 @@
 """The effect of k and of precision on the ResNet and hierarchical rows, measured on the same test images.
 
-    python experiments/likelihood/k_precision.py --data-root <MNIST dir> [--images 1000] [--threads 1] RUN_DIR ...
+    python experiments/likelihood/k_precision.py RUN_DIR ... --data-root <MNIST dir> [--images 1000] [--threads 1]
+    python experiments/likelihood/k_precision.py RUN_DIR ... --data-root <MNIST dir> --settings k5000_fp32
 
 For each run's `last.pt`, the IWAE bound on the first `--images` test images (binarized once, as the
 table's evaluations) at k = 1,000 in bf16 (how the table's rows were evaluated), k = 1,000 in fp32 and
 k = 5,000 in fp32 (Burda et al.'s evaluation). The two k = 1,000 evaluations draw the same importance
 samples (one seed), so their difference is the rounding alone; k = 5,000 draws its own. These images are
-read once for this comparison. Writes k_precision.json beside this script (or --out) after every run,
-with the CPU, its bf16 support, the threads and the commit; prints the table.
+read once for this comparison. Writes k_precision.json beside this script (or --out) after every
+setting, each with the CPU, its bf16 support and the commit it ran on, and the per-image bounds, so that
+the differences pair images; `--settings` runs some of the settings and keeps what the file holds for the
+others (a comparison that spans sessions), then prints the table.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 import time
 from pathlib import Path
 
@@ -25,36 +29,36 @@ from vae.runs import load_run, run_data
 from vae.runtime import cpu_id, cpu_model, cpu_supports_bf16, git_commit
 
 HERE = Path(__file__).resolve().parent
-SETTINGS = ((1000, "bf16"), (1000, "fp32"), (5000, "fp32"))
+SETTINGS = {"k1000_bf16": (1000, "bf16"), "k1000_fp32": (1000, "fp32"), "k5000_fp32": (5000, "fp32")}
+# the table's evaluation (k = 1,000, bf16) against each of the others: what it overstates by
+DIFFERENCES = {
+    "bf16_minus_fp32_at_k1000": ("k1000_bf16", "k1000_fp32"),
+    "k1000_minus_k5000_fp32": ("k1000_fp32", "k5000_fp32"),
+    "table_minus_burda_protocol": ("k1000_bf16", "k5000_fp32"),
+}
 
 
-def measure(run_dir: Path, *, images: int, data_root: str | None) -> dict:
+def measure(run_dir: Path, row: dict, *, settings: list[str], images: int, data_root: str | None, save) -> dict:
+    """Each of `settings` for one run, into `row`, saved after each."""
     loaded = load_run(run_dir, checkpoint="last")
     test = run_data(loaded, data_root=data_root).test.images[:images]
-    nll, seconds = {}, {}
-    for k, precision in SETTINGS:
+    row.update(run=run_dir.name, images=int(test.shape[0]))
+    for name in settings:
+        k, precision = SETTINGS[name]
         dtype = torch.bfloat16 if precision == "bf16" else None
-        bound, seconds[f"k{k}_{precision}"] = per_image_bound(loaded.model, test, k=k, dtype=dtype)
-        nll[f"k{k}_{precision}"] = -bound
-        print(
-            f"{run_dir.name}: k = {k} ({precision}) {float(-bound.mean()):.3f} nats in {seconds[f'k{k}_{precision}']:.0f} s",
-            flush=True,
-        )
-
-    def difference(a: str, b: str) -> dict:
-        diff = nll[a] - nll[b]
-        return {"mean_nats": float(diff.mean()), "standard_error": float(diff.std() / math.sqrt(diff.numel()))}
-
-    return {
-        "run": run_dir.name,
-        "images": int(test.shape[0]),
-        "nll_nats": {key: float(value.mean()) for key, value in nll.items()},
-        "seconds": seconds,
-        # the table's evaluation (k = 1,000, bf16) against each of the others: what it overstates by
-        "bf16_minus_fp32_at_k1000": difference("k1000_bf16", "k1000_fp32"),
-        "k1000_minus_k5000_fp32": difference("k1000_fp32", "k5000_fp32"),
-        "table_minus_burda_protocol": difference("k1000_bf16", "k5000_fp32"),
-    }
+        bound, seconds = per_image_bound(loaded.model, test, k=k, dtype=dtype)
+        row.setdefault("per_image_nll", {})[name] = (-bound).tolist()
+        row.setdefault("nll_nats", {})[name] = float(-bound.mean())
+        row.setdefault("seconds", {})[name] = seconds
+        row.setdefault("machine", {})[name] = {"cpu": cpu_model(), "cpu_id": cpu_id(), "cpu_bf16": cpu_supports_bf16()}
+        row.setdefault("git", {})[name] = git_commit()
+        print(f"{run_dir.name}: k = {k} ({precision}) {row['nll_nats'][name]:.3f} nats in {seconds:.0f} s", flush=True)
+        for key, (a, b) in DIFFERENCES.items():
+            if a in row["per_image_nll"] and b in row["per_image_nll"]:
+                diff = torch.tensor(row["per_image_nll"][a]) - torch.tensor(row["per_image_nll"][b])
+                row[key] = {"mean_nats": float(diff.mean()), "standard_error": float(diff.std() / math.sqrt(len(diff)))}
+        save()
+    return row
 
 
 def main(argv=None) -> dict:
@@ -64,28 +68,34 @@ def main(argv=None) -> dict:
     parser.add_argument("--images", type=int, default=1000)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, default=HERE / "k_precision.json")
+    parser.add_argument("--settings", nargs="+", choices=list(SETTINGS), default=list(SETTINGS))
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    result = {
-        "command": "python experiments/likelihood/k_precision.py " + " ".join(argv or __import__("sys").argv[1:]),
-        "git": git_commit(),
-        "cpu": cpu_model(),
-        "cpu_id": cpu_id(),
-        "cpu_bf16": cpu_supports_bf16(),
-        "threads": torch.get_num_threads(),
-        "date": time.strftime("%Y-%m-%d"),
-        "runs": [],
-    }
+    result = json.loads(args.out.read_text()) if args.out.is_file() else {"runs": []}
+    words = sys.argv[1:] if argv is None else argv
+    result.setdefault("commands", []).append(
+        {
+            "command": "python experiments/likelihood/k_precision.py " + " ".join(words),
+            "threads": torch.get_num_threads(),
+            "date": time.strftime("%Y-%m-%d"),
+        }
+    )
+
+    def save() -> None:  # after every setting: an interruption loses one
+        args.out.write_text(json.dumps(result, indent=1) + "\n")
+
     for run in args.runs:
-        result["runs"].append(measure(run, images=args.images, data_root=args.data_root))
-        args.out.write_text(json.dumps(result, indent=1) + "\n")  # after every run: an interruption loses one
+        row = next((r for r in result["runs"] if r["run"] == run.name), None)
+        if row is None:
+            row = {}
+            result["runs"].append(row)
+        elif row["images"] != args.images:
+            raise SystemExit(f"error: {args.out} holds {run.name} on {row['images']} images, not {args.images}")
+        measure(run, row, settings=args.settings, images=args.images, data_root=args.data_root, save=save)
     for row in result["runs"]:
-        n = row["nll_nats"]
-        print(
-            f"| {row['run']} | {n['k1000_bf16']:.3f} | {n['k1000_fp32']:.3f} | {n['k5000_fp32']:.3f} "
-            f"| {row['bf16_minus_fp32_at_k1000']['mean_nats']:+.3f} | {row['k1000_minus_k5000_fp32']['mean_nats']:+.3f} "
-            f"| {row['table_minus_burda_protocol']['mean_nats']:+.3f} |"
-        )
+        cells = " | ".join(f"{row['nll_nats'][s]:.3f}" if s in row["nll_nats"] else "-" for s in SETTINGS)
+        diffs = " | ".join(f"{row[d]['mean_nats']:+.3f}" if d in row else "-" for d in DIFFERENCES)
+        print(f"| {row['run']} | {cells} | {diffs} |")
     return result
 
 
