@@ -475,3 +475,10 @@ def test_a_tie_is_called_only_where_the_interval_holds_the_published_number():
     )  # the rounded per-seed values
     assert module.verdict([84.93, 84.50, 84.76], 86.76).startswith("-2.03 (interval")
     assert module.verdict([88.86], 86.76) == "+2.10 (one seed)"
+
+
+def test_the_likelihood_readme_holds_the_full_schedule_table_of_the_committed_metrics():
+    module = _experiment_module("experiments/likelihood/full_schedule.py")
+    table = module.table()
+    assert table.count("\n") == 2 and "| 1 |" in table.splitlines()[0]
+    assert table in (REPO / "experiments" / "likelihood" / "README.md").read_text()

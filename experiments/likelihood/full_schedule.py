@@ -7,6 +7,7 @@ run's state is committed as it goes:
     git add experiments/likelihood/runs/burda_vae-full-seed0 && git commit -m ...
     python -m vae.weights keep experiments/likelihood/runs/burda_vae-full-seed0   # last.pt and snapshots, in history
     python experiments/likelihood/full_schedule.py plot                          # full_schedule.png, the held-out curve
+    python experiments/likelihood/full_schedule.py table                         # the README's "So far" table
 
 and continued in the next session from a checkout of the pinned commit (the run's run.json names it):
 
@@ -105,9 +106,28 @@ def plot(out: Path) -> None:
     print(f"wrote {out}")
 
 
+# The epochs the README's "So far" table shows: the first, the last of each lr stage before the last, and
+# the newest kept one.
+TABLE_EPOCHS = (1, 4, 13, 40, 121, 364, 1093)
+
+
+def table() -> str:
+    """The README's "So far" table: the held-out -ELBO at TABLE_EPOCHS and at the newest kept epoch."""
+    history = {h["epoch"]: h for h in json.loads((KEPT / "metrics.json").read_text())["history"]}
+    epochs = [e for e in TABLE_EPOCHS if e in history] + [max(history)]
+    epochs = sorted(set(epochs))
+    return "\n".join(
+        [
+            "| epoch (of 3,280) | " + " | ".join(f"{e:,}" if e >= 10_000 else str(e) for e in epochs) + " |",
+            "|---|" + "---:|" * len(epochs),
+            "| held-out -ELBO (nats) | " + " | ".join(f"{history[e]['val_neg_elbo_nats']:.2f}" for e in epochs) + " |",
+        ]
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("action", choices=["save", "unpack", "plot"])
+    parser.add_argument("action", choices=["save", "unpack", "plot", "table"])
     parser.add_argument("--run", type=Path, help="save: the live run directory")
     parser.add_argument("--to", type=Path, help="unpack: where to put the run directory to resume")
     parser.add_argument("--out", type=Path, default=HERE / "full_schedule.png")
@@ -116,6 +136,8 @@ def main() -> None:
         save(args.run)
     elif args.action == "unpack":
         unpack(args.to)
+    elif args.action == "table":
+        print(table())
     else:
         plot(args.out)
 
