@@ -12,15 +12,15 @@ import pytest
 import torch
 from torch.distributions import Bernoulli, Normal
 
-from vae.build import MODELS, build_model
-from vae.config import compose_dict
+from vae.build import build_model
+from vae.config import compose_dict, registries
 from vae.distributions import StandardNormal
 from vae.losses import iwae_loss
 from vae.objectives import build_objective
 
 from conftest import TINY_DATA
 
-NAMES = MODELS.names()
+NAMES = registries()["model.name"].names()  # through the config: every option module imported, as a run sees them
 
 
 def _config(name: str) -> dict:
