@@ -1,4 +1,4 @@
-"""The model contract (docs/design.md section 4), checked for every registered model: registering one gets it tested.
+"""The model and likelihood contracts (docs/design.md section 4), checked for every registered option of each.
 
 Parametrized over `vae.build.MODELS`, each built from its own YAML file at its defaults (small images,
 a batch of 3): shapes with and without a sample axis, gradients that reach every parameter, a
@@ -106,3 +106,58 @@ def test_what_the_latent_tools_call(case):
     assert images.shape == (4, *x.shape[1:]) and 0 <= images.min() and images.max() <= 1, name
     assert torch.equal(images, again)  # seeded: the explorer's and the grids' samples are reproducible
     assert tuple(model.image_shape) == tuple(x.shape[1:])
+
+
+# -- likelihoods: every registered gen_loss --------------------------------------------------------------------
+
+LIKELIHOOD_NAMES = registries()["gen_loss"].names()
+
+
+@pytest.fixture(params=LIKELIHOOD_NAMES)
+def likelihood(request):
+    from vae.likelihoods import build_likelihood
+
+    return request.param, build_likelihood(_config_with(gen_loss=request.param, decoder_sigma=0.2))
+
+
+def _config_with(**keys) -> dict:
+    return {**compose_dict([*TINY_DATA]), **keys}
+
+
+def test_every_registered_likelihood_is_in_the_suite_and_in_the_losses():
+    from vae.losses import GEN_LOSSES
+
+    assert set(LIKELIHOOD_NAMES) == {"bce", "l2", "gaussian"} == set(GEN_LOSSES)
+
+
+def test_log_prob_against_torch_distributions(likelihood):
+    """log p(x|z) per pixel value from the decoder's output, against torch.distributions' density of the same."""
+    name, model = likelihood
+    logits = torch.randn(2, 1, 5, 5, generator=torch.Generator().manual_seed(0))
+    if model.dequantize:  # gray levels on [0, 1]: the Gaussian of mean sigmoid(logits), sigma fixed at 0.2 here
+        x = torch.rand(2, 1, 5, 5, generator=torch.Generator().manual_seed(1))
+        reference = Normal(torch.sigmoid(logits), 0.2).log_prob(x)
+    else:
+        x = torch.rand(2, 1, 5, 5, generator=torch.Generator().manual_seed(1)).round()
+        reference = Bernoulli(logits=logits).log_prob(x)
+    assert torch.allclose(model.log_prob(logits, x), reference, atol=1e-5), name
+    assert model.log_prob(logits, x).shape == x.shape
+    with_samples = model.log_prob(logits.expand(3, *logits.shape), x.unsqueeze(0))  # a sample axis broadcasts
+    assert with_samples.shape == (3, *x.shape) and torch.allclose(with_samples[1], reference, atol=1e-5)
+
+
+def test_the_mean_image_is_in_the_unit_interval_and_the_channels_are_declared(likelihood):
+    name, model = likelihood
+    mean = model.mean(torch.randn(4, 3, 6, 6) * 10)
+    assert mean.shape == (4, 3, 6, 6) and 0 <= mean.min() and mean.max() <= 1, name
+    assert model.param_channels(1) == 1 and model.param_channels(3) == 3
+
+
+def test_a_likelihood_s_state_round_trips(likelihood):
+    from vae.likelihoods import build_likelihood
+
+    name, model = likelihood
+    twin = build_likelihood(_config_with(gen_loss=name, decoder_sigma=0.2))
+    twin.load_state_dict(model.state_dict())
+    logits, x = torch.randn(2, 1, 3, 3), torch.rand(2, 1, 3, 3).round()
+    assert torch.equal(twin.log_prob(logits, x), model.log_prob(logits, x)), name

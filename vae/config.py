@@ -155,8 +155,9 @@ def help_text() -> str:
         lines += [f"    {option:<16} {summary}" for option, summary in options.items()]
     defaults = compose_dict()
     keys = ["latent_dim", "kl_weight", "gen_loss", "reduction", "epochs", "batch_size", "seed", "device"]
+    choices = {**CHOICES, **{key: registry.names() for key, registry in registries().items()}}
     described = [
-        f"{key}={defaults[key]}" + (f" ({' | '.join(CHOICES[key])})" if key in CHOICES else "") for key in keys
+        f"{key}={defaults[key]}" + (f" ({' | '.join(choices[key])})" if key in choices else "") for key in keys
     ]
     lines += [
         "  hydra/launcher=joblib runs a sweep's jobs side by side (hydra.launcher.n_jobs=N)",
@@ -229,7 +230,6 @@ def with_shared_defaults(config: dict) -> dict:
 # schema (vae/schema.py and the option's module), through its registry (`registries`), whose names are
 # also the choices of the keys that name an option (data.name, model.name, ...): what can be built.
 CHOICES = {
-    "gen_loss": ("bce", "l2", "gaussian"),
     "reduction": ("mean", "sum"),
     "precision": ("auto", "fp32", "bf16"),
     "on_nan": ("stop", "skip"),
@@ -259,6 +259,7 @@ AT_LEAST_ZERO = {
 def registries() -> dict:
     """The config keys that name an option, each with the registry of its builders (vae.registry.Registry)."""
     from vae.build import DATASETS, MODELS, OPTIMIZERS
+    from vae.likelihoods import LIKELIHOODS
     from vae.objectives import OBJECTIVES
     from vae.schedules import SCHEDULES
 
@@ -268,6 +269,7 @@ def registries() -> dict:
         "objective.name": OBJECTIVES,
         "optim.name": OPTIMIZERS,
         "optim.schedule": SCHEDULES,
+        "gen_loss": LIKELIHOODS,
     }
 
 
