@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from vae.distributions import DiagonalGaussian, LatentLayer, StandardNormal
+from vae.likelihoods import likelihood_of
 from vae.model import VAEOutput
 from vae.resnet import ACTIVATIONS, ResNetFeatures, ResNetImageDecoder
 
@@ -153,7 +154,7 @@ class HierarchicalVAE(nn.Module):
         """
         device = next(self.parameters()).device
         z = self.prior.sample(num_samples, generator=generator, device=device) * temperature
-        return torch.sigmoid(self._generate(z, temperature, generator).float())
+        return likelihood_of(self).mean(self._generate(z, temperature, generator).float())
 
     @property
     def output_bias(self) -> torch.Tensor:

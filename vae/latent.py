@@ -14,6 +14,7 @@ from torchvision.utils import make_grid
 
 from vae.distributions import DiagonalGaussian, StandardNormal
 from vae.errors import ConfigError
+from vae.likelihoods import likelihood_of
 from vae.model import VAE
 
 
@@ -39,9 +40,10 @@ def grid_latents(
 
 @torch.no_grad()
 def decode_images(model: VAE, z: torch.Tensor, *, batch_size: int = 1024) -> torch.Tensor:
-    """sigmoid(decoder(z)) on CPU as float32, in batches: (N, C, H, W)."""
+    """The mean images of decoder(z) (the model's likelihood's mean) on CPU as float32, in batches: (N, C, H, W)."""
     device = next(model.parameters()).device
-    images = [torch.sigmoid(model.decode(chunk.to(device)).float()).cpu() for chunk in z.split(batch_size)]
+    mean = likelihood_of(model).mean
+    images = [mean(model.decode(chunk.to(device)).float()).cpu() for chunk in z.split(batch_size)]
     return torch.cat(images)
 
 

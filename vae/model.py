@@ -16,6 +16,7 @@ from torch import nn
 
 from vae.distributions import DiagonalGaussian, LatentLayer, StandardNormal
 from vae.layers import ConvTranspose2d, FewChannelsConv2d
+from vae.likelihoods import likelihood_of
 
 
 class VAEOutput(NamedTuple):
@@ -242,7 +243,7 @@ class VAE(nn.Module):
         """Images decoded from z ~ N(0, temperature^2 I), values in [0, 1]."""
         device = next(self.parameters()).device
         z = self.prior.sample(num_samples, generator=generator, device=device)
-        return torch.sigmoid(self.decode(z * temperature).float())
+        return likelihood_of(self).mean(self.decode(z * temperature).float())
 
 
 def init_glorot(module: nn.Module) -> None:

@@ -51,6 +51,7 @@ import torch
 from PIL import Image
 
 from vae.cli import MISSING, check, load_run_or_exit, parse_args
+from vae.likelihoods import likelihood_of
 
 if TYPE_CHECKING:
     from vae.latent import AttributeSource
@@ -234,10 +235,10 @@ class Explorer:
 
     @torch.no_grad()
     def decode(self, z: torch.Tensor) -> list[bytes]:
-        """PNG bytes (gray or RGB, the model's image shape) of sigmoid(decoder(z)) for each row of z."""
+        """PNG bytes (gray or RGB, the model's image shape) of the mean image of decoder(z) for each row of z."""
         device = next(self.model.parameters()).device
         with self.lock:
-            images = torch.sigmoid(self.model.decode(z.to(device)).float()).cpu()
+            images = likelihood_of(self.model).mean(self.model.decode(z.to(device)).float()).cpu()
         return [png_bytes(image) for image in images]
 
 

@@ -12,6 +12,7 @@ from torchvision.utils import make_grid, save_image
 
 from vae.data import DataSplits, to_model_input
 from vae.latent import decoded_grid
+from vae.likelihoods import likelihood_of
 from vae.metrics import HPARAMS_GROUP, IMAGES_GROUP, epoch_scalars, hparams_columns
 
 # The HParams dashboard (TensorBoard 2.x) sorts the hparams by `differs` (True first), then by name,
@@ -204,7 +205,7 @@ def write_epoch_images(
     with torch.no_grad():
         x = to_model_input(splits.val.images[: min(num_samples, 32)]).to(device)  # (B, C, H, W)
         mu = model.encode(x.contiguous(memory_format=torch.channels_last) if channels_last else x).mean
-        reconstructions = torch.sigmoid(model.decode(mu).float())
+        reconstructions = likelihood_of(model).mean(model.decode(mu).float())
         samples = model.sample(num_samples, generator=torch.Generator().manual_seed(seed))
     # file name in images/ -> TensorBoard tag
     sheets = {
