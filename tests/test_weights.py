@@ -156,3 +156,16 @@ def test_the_committed_runs_evaluate_the_same_before_and_after_the_one_place_per
         name: run["iwae_nll_nats"] for name, run in before["runs"].items()
     }
     assert after["runs"] == before["runs"] and len(after["runs"]) == 3
+
+
+def test_the_lecture_run_trains_the_same_before_and_after_the_one_place_per_option_refactor():
+    """Issue 42's "nothing moves": experiment=lecture, 2 epochs, deterministic, fp32, from the commit before the
+    refactor and from one after it, on one CPU model: every number of metrics.json equal (refactor_check.json)."""
+    import json
+
+    record = json.loads((REPO / "experiments" / "lecture" / "refactor_check.json").read_text())["runs"]
+    before, after = record["before"], record["after"]
+    assert before["machine"]["cpu_id"] == after["machine"]["cpu_id"] and before["commit"] != after["commit"]
+    assert before["runtime"]["precision"] == "fp32" and before["runtime"]["deterministic"] is True
+    assert after["val"] == before["val"] and after["train"] == before["train"]
+    assert after["history"] == before["history"] and len(after["history"]) == 2
