@@ -169,3 +169,12 @@ def test_the_lecture_run_trains_the_same_before_and_after_the_one_place_per_opti
     assert before["runtime"]["precision"] == "fp32" and before["runtime"]["deterministic"] is True
     assert after["val"] == before["val"] and after["train"] == before["train"]
     assert after["history"] == before["history"] and len(after["history"]) == 2
+
+
+def test_a_checkpoint_saved_before_the_refactor_resumes_after_it_as_one_saved_after():
+    import json
+
+    check = json.loads((REPO / "experiments" / "lecture" / "refactor_check.json").read_text())["resume_check"]["runs"]
+    old, new = check["before_saved_resumed_after"], check["after_saved_resumed_after"]
+    assert old["resumed_with"] == new["resumed_with"] and old["epoch"] == new["epoch"] == 3
+    assert old["val"] == new["val"] and old["train"] == new["train"]
