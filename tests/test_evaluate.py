@@ -482,3 +482,16 @@ def test_the_likelihood_readme_holds_the_full_schedule_table_of_the_committed_me
     table = module.table()
     assert table.count("\n") == 2 and "| 1 |" in table.splitlines()[0]
     assert table in (REPO / "experiments" / "likelihood" / "README.md").read_text()
+
+
+def test_the_likelihood_readme_states_the_k_precision_record():
+    import json
+
+    record = json.loads((REPO / "experiments" / "likelihood" / "k_precision.json").read_text())
+    readme = (REPO / "experiments" / "likelihood" / "README.md").read_text()
+    for row in record["runs"]:
+        for setting, nll in row["nll_nats"].items():
+            assert f"{nll:.3f}" in readme, (row["run"], setting)
+        if "bf16_minus_fp32_at_k1000" in row:
+            diff = row["bf16_minus_fp32_at_k1000"]
+            assert f"bf16 - fp32 = {diff['mean_nats']:+.3f} ± {diff['standard_error']:.3f}" in readme
