@@ -161,3 +161,31 @@ def test_a_likelihood_s_state_round_trips(likelihood):
     twin.load_state_dict(model.state_dict())
     logits, x = torch.randn(2, 1, 3, 3), torch.rand(2, 1, 3, 3).round()
     assert torch.equal(twin.log_prob(logits, x), model.log_prob(logits, x)), name
+
+
+def test_every_model_outputs_the_maps_its_likelihood_reads(monkeypatch):
+    """The decoder outputs the likelihood's parameters: a likelihood that reads 3 maps per channel gets them
+    from every registered model, from decode and from forward; a builder that cannot is refused by name."""
+    from vae.build import MODELS
+    from vae.errors import ConfigError
+    from vae.likelihoods import LIKELIHOODS, Bernoulli
+
+    class ThreeMaps(Bernoulli):
+        name = "three_maps"
+
+        def param_channels(self, image_channels: int) -> int:
+            return 3 * image_channels
+
+    monkeypatch.setitem(LIKELIHOODS, "three_maps", lambda config: ThreeMaps())
+    for name in NAMES:
+        config = {**_config(name), "gen_loss": "three_maps"}
+        model = build_model(config)
+        c, h, w = config["data"]["image_shape"]
+        assert model.decode(torch.zeros(2, model.latent_dim)).shape == (2, 3 * c, h, w), name
+        out = model(torch.rand(2, c, h, w), _eps(model, 2))
+        assert out.logits.shape == (2, 3 * c, h, w) and isinstance(model.likelihood, ThreeMaps), name
+    monkeypatch.setitem(MODELS, "fixed_maps", lambda model_cfg, *, image_shape, latent_dim: None)
+    with pytest.raises(ConfigError, match="model=fixed_maps cannot output the 3 maps gen_loss=three_maps reads"):
+        build_model(
+            {**_config("mlp"), "gen_loss": "three_maps", "model": {**_config("mlp")["model"], "name": "fixed_maps"}}
+        )

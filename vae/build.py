@@ -11,6 +11,7 @@ every value spelled out, so no default is repeated outside the config.
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -34,6 +35,7 @@ from vae.data import (
     make_splits,
     make_synthetic,
 )
+from vae.errors import ConfigError
 from vae.hvae import hvae
 from vae.likelihoods import build_likelihood
 from vae.model import ACTIVATIONS, VAE, conv_vae, init_glorot, mlp_vae
@@ -276,12 +278,19 @@ class ConvModelConfig(ModelConfig):
 
 
 @MODELS.register("conv", schema=ConvModelConfig)
-def _conv(model_cfg: Mapping[str, Any], *, image_shape: tuple[int, int, int], latent_dim: int) -> VAE:
+def _conv(
+    model_cfg: Mapping[str, Any],
+    *,
+    image_shape: tuple[int, int, int],
+    latent_dim: int,
+    output_channels: int | None = None,
+) -> VAE:
     return conv_vae(
         image_shape=image_shape,
         latent_dim=latent_dim,
         channels=tuple(model_cfg["channels"]),
         hidden_dim=model_cfg["hidden_dim"],
+        output_channels=output_channels,
     )
 
 
@@ -303,12 +312,19 @@ class MLPModelConfig(ModelConfig):
 
 
 @MODELS.register("mlp", schema=MLPModelConfig)
-def _mlp(model_cfg: Mapping[str, Any], *, image_shape: tuple[int, int, int], latent_dim: int) -> VAE:
+def _mlp(
+    model_cfg: Mapping[str, Any],
+    *,
+    image_shape: tuple[int, int, int],
+    latent_dim: int,
+    output_channels: int | None = None,
+) -> VAE:
     return mlp_vae(
         image_shape=image_shape,
         latent_dim=latent_dim,
         hidden_dims=tuple(model_cfg["hidden_dims"]),
         activation=model_cfg.get("activation", "relu"),  # runs saved before the key existed used ReLU
+        output_channels=output_channels,
     )
 
 
@@ -340,8 +356,16 @@ class ResNetModelConfig(ModelConfig):
 
 
 @MODELS.register("resnet", schema=ResNetModelConfig)
-def _resnet(model_cfg: Mapping[str, Any], *, image_shape: tuple[int, int, int], latent_dim: int) -> VAE:
-    return resnet_vae(image_shape=image_shape, latent_dim=latent_dim, **_residual_keys(model_cfg))
+def _resnet(
+    model_cfg: Mapping[str, Any],
+    *,
+    image_shape: tuple[int, int, int],
+    latent_dim: int,
+    output_channels: int | None = None,
+) -> VAE:
+    return resnet_vae(
+        image_shape=image_shape, latent_dim=latent_dim, output_channels=output_channels, **_residual_keys(model_cfg)
+    )
 
 
 @dataclass
@@ -360,23 +384,49 @@ class HVAEModelConfig(ResNetModelConfig):
 
 
 @MODELS.register("hvae", schema=HVAEModelConfig)
-def _hvae(model_cfg: Mapping[str, Any], *, image_shape: tuple[int, int, int], latent_dim: int):
+def _hvae(
+    model_cfg: Mapping[str, Any],
+    *,
+    image_shape: tuple[int, int, int],
+    latent_dim: int,
+    output_channels: int | None = None,
+):
     lower = tuple(model_cfg["lower_latent_dims"])
-    return hvae(image_shape=image_shape, latent_dim=latent_dim, lower_latent_dims=lower, **_residual_keys(model_cfg))
+    return hvae(
+        image_shape=image_shape,
+        latent_dim=latent_dim,
+        lower_latent_dims=lower,
+        output_channels=output_channels,
+        **_residual_keys(model_cfg),
+    )
 
 
 def build_model(cfg: Mapping[str, Any]) -> VAE:
     """The VAE the config's model group names, for the data's image shape, initialised as it says, with
     its likelihood (`model.likelihood`, from gen_loss and decoder_sigma)."""
     model_cfg, image_shape, latent_dim = cfg["model"], tuple(cfg["data"]["image_shape"]), cfg["latent_dim"]
-    model = MODELS.get(model_cfg["name"])(model_cfg, image_shape=image_shape, latent_dim=latent_dim)
+    builder = MODELS.get(model_cfg["name"])
+    likelihood = build_likelihood(cfg)
+    # The decoder outputs the likelihood's parameters: as many maps as it reads. A builder is asked for other
+    # than the image's channels only when the likelihood needs it, so a builder without `output_channels`
+    # serves every likelihood that reads one map per channel.
+    extra = {}
+    channels = likelihood.param_channels(image_shape[0])
+    if channels != image_shape[0]:
+        if "output_channels" not in inspect.signature(builder).parameters:
+            raise ConfigError(
+                f"model={model_cfg['name']} cannot output the {channels} maps gen_loss={cfg.get('gen_loss')} reads "
+                "(its builder takes no output_channels)"
+            )
+        extra["output_channels"] = channels
+    model = builder(model_cfg, image_shape=image_shape, latent_dim=latent_dim, **extra)
     if model_cfg["init"] == "glorot":
         init_glorot(model)
     elif model_cfg["init"] != "torch":
         raise ValueError(f"model.init must be glorot or torch (got {model_cfg['init']!r})")
     # p(x|z): Bernoulli, or the Gaussian of gen_loss=gaussian, whose sigma (learned: a parameter) lives in
     # the model, so that the optimizer trains it and checkpoints keep it (vae.likelihoods).
-    model.likelihood = build_likelihood(cfg)
+    model.likelihood = likelihood
     return model
 
 

@@ -25,7 +25,7 @@ from torch import nn
 
 from vae.distributions import DiagonalGaussian, LatentLayer, StandardNormal
 from vae.likelihoods import likelihood_of
-from vae.model import VAEOutput
+from vae.model import VAEOutput, output_shape
 from vae.resnet import ACTIVATIONS, ResNetFeatures, ResNetImageDecoder
 
 
@@ -46,6 +46,7 @@ class HierarchicalVAE(nn.Module):
         blocks: int,
         hidden_dim: int,
         activation: str = "silu",
+        output_channels: int | None = None,
     ):
         super().__init__()
         if len(latent_dims) < 2:
@@ -76,7 +77,7 @@ class HierarchicalVAE(nn.Module):
             for d in below
         )
         self.decoder = ResNetImageDecoder(
-            image_shape=self.image_shape,
+            image_shape=output_shape(self.image_shape, output_channels),
             in_features=hidden_dim,
             channels=channels,
             blocks=blocks,
@@ -170,8 +171,10 @@ def hvae(
     blocks: int,
     hidden_dim: int,
     activation: str = "silu",
+    output_channels: int | None = None,
 ) -> HierarchicalVAE:
-    """`model=hvae`: the top layer of `latent_dim` over layers of `lower_latent_dims` (from x up)."""
+    """`model=hvae`: the top layer of `latent_dim` over layers of `lower_latent_dims` (from x up); the decoder
+    outputs `output_channels` maps (default C)."""
     return HierarchicalVAE(
         image_shape=image_shape,
         latent_dims=(*lower_latent_dims, latent_dim),
@@ -179,4 +182,5 @@ def hvae(
         blocks=blocks,
         hidden_dim=hidden_dim,
         activation=activation,
+        output_channels=output_channels,
     )

@@ -278,17 +278,41 @@ def init_output_bias(model: VAE, pixel_means: torch.Tensor) -> None:
     bias.copy_(torch.logit(means.clamp(OUTPUT_BIAS_CLIP, 1 - OUTPUT_BIAS_CLIP)).to(bias.dtype))
 
 
-def conv_vae(*, image_shape: tuple[int, int, int], latent_dim: int, channels: tuple[int, ...], hidden_dim: int) -> VAE:
-    """The lecture's convolutional VAE for images of `image_shape` (C, H, W), with PyTorch's initialisation."""
+def output_shape(image_shape: tuple[int, ...], output_channels: int | None) -> tuple[int, int, int]:
+    """The decoder's output: the image's height and width, with the channels the likelihood reads (default: the image's)."""
+    channels, height, width = (int(v) for v in image_shape)
+    return (int(output_channels) if output_channels is not None else channels, height, width)
+
+
+def conv_vae(
+    *,
+    image_shape: tuple[int, int, int],
+    latent_dim: int,
+    channels: tuple[int, ...],
+    hidden_dim: int,
+    output_channels: int | None = None,
+) -> VAE:
+    """The lecture's convolutional VAE for images of `image_shape` (C, H, W), with PyTorch's initialisation; its
+    decoder outputs `output_channels` maps (the likelihood's parameters; default C)."""
     image_shape = tuple(int(s) for s in image_shape)
     kwargs = dict(image_shape=image_shape, latent_dim=latent_dim, channels=tuple(channels), hidden_dim=hidden_dim)
-    return VAE(ConvEncoder(**kwargs), ConvDecoder(**kwargs), latent_dim=latent_dim, image_shape=image_shape)
+    encoder = ConvEncoder(**kwargs)  # built first, as before: the same draws of torch's RNG, the same initial weights
+    decoder = ConvDecoder(**{**kwargs, "image_shape": output_shape(image_shape, output_channels)})
+    return VAE(encoder, decoder, latent_dim=latent_dim, image_shape=image_shape)
 
 
 def mlp_vae(
-    *, image_shape: tuple[int, int, int], latent_dim: int, hidden_dims: tuple[int, ...], activation: str = "relu"
+    *,
+    image_shape: tuple[int, int, int],
+    latent_dim: int,
+    hidden_dims: tuple[int, ...],
+    activation: str = "relu",
+    output_channels: int | None = None,
 ) -> VAE:
-    """Kingma & Welling's MLP VAE for images of `image_shape` (C, H, W), with PyTorch's initialisation."""
+    """Kingma & Welling's MLP VAE for images of `image_shape` (C, H, W), with PyTorch's initialisation; its
+    decoder outputs `output_channels` maps (default C)."""
     image_shape = tuple(int(s) for s in image_shape)
     kwargs = dict(image_shape=image_shape, latent_dim=latent_dim, hidden_dims=tuple(hidden_dims), activation=activation)
-    return VAE(MLPEncoder(**kwargs), MLPDecoder(**kwargs), latent_dim=latent_dim, image_shape=image_shape)
+    encoder = MLPEncoder(**kwargs)  # built first, as before: the same draws of torch's RNG, the same initial weights
+    decoder = MLPDecoder(**{**kwargs, "image_shape": output_shape(image_shape, output_channels)})
+    return VAE(encoder, decoder, latent_dim=latent_dim, image_shape=image_shape)

@@ -19,7 +19,7 @@ from torch import nn
 
 from vae.distributions import DiagonalGaussian
 from vae.layers import FewChannelsConv2d
-from vae.model import ACTIVATIONS, VAE
+from vae.model import ACTIVATIONS, VAE, output_shape
 
 
 def _halved(size: int) -> int:
@@ -173,8 +173,10 @@ def resnet_vae(
     blocks: int,
     hidden_dim: int,
     activation: str = "silu",
+    output_channels: int | None = None,
 ) -> VAE:
-    """A one-layer VAE with a residual conv encoder and decoder, for images of `image_shape` (C, H, W)."""
+    """A one-layer VAE with a residual conv encoder and decoder, for images of `image_shape` (C, H, W); its
+    decoder outputs `output_channels` maps (default C)."""
     image_shape = tuple(int(s) for s in image_shape)
     kwargs = dict(
         image_shape=image_shape,
@@ -184,4 +186,6 @@ def resnet_vae(
         hidden_dim=hidden_dim,
         activation=activation,
     )
-    return VAE(ResNetEncoder(**kwargs), ResNetDecoder(**kwargs), latent_dim=latent_dim, image_shape=image_shape)
+    encoder = ResNetEncoder(**kwargs)  # built first, as before: the same draws of torch's RNG, the same initial weights
+    decoder = ResNetDecoder(**{**kwargs, "image_shape": output_shape(image_shape, output_channels)})
+    return VAE(encoder, decoder, latent_dim=latent_dim, image_shape=image_shape)
