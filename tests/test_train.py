@@ -90,15 +90,22 @@ def test_tensorboard_has_reconstructions_samples_and_the_latent_grid(tiny_run):
     assert (grid.width, grid.height) == (5 * 28, 5 * 28)
 
 
-def test_tensorboard_opens_on_the_training_curves(tiny_run):
+def test_tensorboard_opens_on_the_training_curves(tiny_run, tmp_path):
     """TensorBoard's Time Series sorts tag groups by name (byte order) and expands only the first two: those
-    must be the per-epoch curves, with every other group the tools write (pictures, one-point evaluations,
-    HParams columns, per-step scalars) after them."""
+    must be the per-epoch curves, with every other group the tools write (pictures, the explorer's figures,
+    one-point evaluations, HParams columns, per-step scalars) after them."""
+    import shutil
+
+    from vae.explore import main as explore
     from vae.metrics import CURVE_GROUPS, EVAL_GROUP, HPARAMS_GROUP, IMAGES_GROUP, QUALITY_GROUP, STEP_GROUP
 
-    accumulator = events(tiny_run)
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    explore([f"run={run}", "grid_size=3", "pairs=1", "steps=3", "edit_images=1", "embedding_points=10"])
+    accumulator = events(run)
     written = {tag.split("/")[0] for kind in ("scalars", "images") for tag in accumulator.Tags()[kind]}
     assert {"train", "val", IMAGES_GROUP, HPARAMS_GROUP} <= written
+    assert any(tag.startswith(f"{IMAGES_GROUP}/explore_") for tag in accumulator.Tags()["images"])
     every = written | {EVAL_GROUP, QUALITY_GROUP, STEP_GROUP}
     assert sorted(every)[:2] == list(CURVE_GROUPS) == ["train", "val"]
 

@@ -48,6 +48,7 @@ from vae.latent import (
 from vae.latent import (
     attribute_source as latent_attribute_source,
 )
+from vae.metrics import IMAGES_GROUP
 from vae.progress import progress
 
 
@@ -257,7 +258,7 @@ def main(argv=None) -> Path:
     figures = result["figures"].items()
     for name, fig in progress(figures, total=len(figures), desc="explore: saving figures", unit="figure"):
         fig.savefig(images_dir / f"explore_{name}.png", dpi=100)
-        writer.add_figure(f"explore/{name}", fig, global_step=epoch, close=True)
+        writer.add_figure(f"{IMAGES_GROUP}/explore_{name}", fig, global_step=epoch, close=True)
     shutil.rmtree(run_dir / f"{epoch:05d}" / "test_mu", ignore_errors=True)  # a re-run replaces the projector's data
     count = min(args.embedding_points, len(test.images))
     sprites = test.images[:count].float() / 255.0
