@@ -10,7 +10,8 @@ vae.quality (10,000 samples), vae.evaluate iwae_k=100 on the whole test split, v
 and with --with-tests `make test`. Measure on idle cores: the script records the load average before and
 after, and refuses to start (unless --allow-load) when the 1-minute load average is above 0.5 per core.
 The record holds each step's command and seconds, the CPU (model, vendor/family/model id, native bf16), the
-threads, the commit and the date; the README's numbers are to be read from it.
+threads, the commit and the date. The README's times are that file's: `--print-readme` prints the text of
+each (`readme_cells`), and tests/test_timings.py holds the README to the committed record.
 """
 
 from __future__ import annotations
@@ -54,14 +55,70 @@ def timed(command: list[str], *, cwd: Path, timeout: float, until: str | None = 
         process.wait(timeout=30)
 
 
-def main() -> None:
+def duration(seconds: float) -> str:
+    """A wall time as the README writes it: "0.7 s", "35 s", "1 min 53 s", "1 h 4 min"."""
+    if seconds < 9.95:
+        return f"{seconds:.1f} s"
+    whole = round(seconds)
+    if whole < 60:
+        return f"{whole} s"
+    if whole < 3600:
+        return f"{whole // 60} min {whole % 60} s"
+    return f"{whole // 3600} h {round(whole % 3600 / 60)} min"
+
+
+# The README's workflow table: the row whose command cell starts with this text, and the step that times it.
+README_ROWS = {
+    "`python -m vae.train latent_dim=2 kl_weight=1e-3": "train_one_epoch",
+    "`python -m vae.train data=synthetic epochs=1`": "train_synthetic",
+    "`tensorboard --logdir outputs`": "tensorboard_start",
+    "`python -m vae.explore run=latest`": "explore",
+    "`python -m vae.generate run=latest n=64`": "generate",
+    "`python -m vae.evaluate run=latest iwae_k=100`": "evaluate",
+    "`python -m vae.quality run=latest`": "quality",
+    "`python -m vae.serve run=latest`": "serve_start",
+    "`python -m vae.train -m kl_weight=0,1e-3 latent_dim=2,16 epochs=1": "sweep_4_jobs",
+    "`python -m vae.report sweep=latest`": "report",
+}
+DEFAULT_EPOCHS = 10  # conf/config.yaml's epochs: what `make train` runs
+
+
+def readme_cells(record: dict) -> dict[str, str]:
+    """The text the README gives each timed step (keyed by step), made from the record alone."""
+    steps = record["steps"]
+    seconds = {name: step["seconds"] for name, step in steps.items()}
+    epoch = steps["train_one_epoch"]["epoch_seconds"]
+    # A run's wall time past its epochs (start-up, data, the last validation and pictures), once per run.
+    overhead = seconds["train_one_epoch"] - epoch
+    cells = {name: duration(value) for name, value in seconds.items()}
+    cells["train_one_epoch"] = (
+        f"{duration(epoch)} an epoch ({duration(seconds['train_one_epoch'])} for `epochs=1`; "
+        f"the default {DEFAULT_EPOCHS} epochs: about {round((overhead + DEFAULT_EPOCHS * epoch) / 60)} min)"
+    )
+    cells["tensorboard_start"] = f"{duration(seconds['tensorboard_start'])} to start"
+    cells["serve_start"] = f"{duration(seconds['serve_start'])} to start"
+    cells["evaluate"] = f"{duration(seconds['evaluate'])} (10,000 images)"
+    cells["sweep_4_jobs"] = f"{duration(seconds['sweep_4_jobs'])} (4 jobs of 1 epoch)"
+    cells["quality"] = f"{duration(seconds['quality'])} (10,000 samples; `experiments/quality/speed.json` splits it)"
+    if "make_test" in seconds:
+        cells["make_test"] = f"{duration(seconds['make_test'])} here"
+    return cells
+
+
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-root", help="MNIST's folder (not needed with --quick)")
     parser.add_argument("--out", type=Path, default=REPO / "experiments" / "timings" / "timings.json")
     parser.add_argument("--quick", action="store_true", help="toy sizes on data=synthetic: checks the script only")
     parser.add_argument("--with-tests", action="store_true", help="also time `make test`")
     parser.add_argument("--allow-load", action="store_true", help="measure even on busy cores (the record says so)")
-    args = parser.parse_args()
+    parser.add_argument("--print-readme", action="store_true", help="print the README's text of each step of --out")
+    args = parser.parse_args(argv)
+    if args.print_readme:
+        record = json.loads(args.out.read_text())
+        for name, cell in readme_cells(record).items():
+            print(f"{name}: {cell}")
+        return
     if not args.quick and not args.data_root:
         parser.error("--data-root is required (or --quick)")
     load_before = os.getloadavg()[0]
