@@ -58,7 +58,7 @@ def test_folder_data_needs_its_path_and_derives_the_image_shape():
 
 def test_defaults_are_the_lecture_model():
     cfg = compose_config()
-    assert (cfg.latent_dim, cfg.kl_weight, cfg.gen_loss, cfg.reduction) == (2, 1e-3, "bce", "mean")
+    assert (cfg.latent_dim, cfg.kl_weight, cfg.gen_loss.name, cfg.reduction) == (2, 1e-3, "bce", "mean")
     assert (cfg.data.name, cfg.model.name, cfg.optim.name) == ("mnist", "conv", "adam")
     assert cfg.data.val_source == "holdout" and cfg.data.val_split == 5000
 
@@ -92,9 +92,10 @@ def test_misspelled_key_is_refused_naming_it():
         compose_config(["kl_wieght=1e-3"])
 
 
-def test_unknown_group_option_is_refused_naming_it():
+@pytest.mark.parametrize("override", ["data=nope", "gen_loss=nope"])
+def test_unknown_group_option_is_refused_naming_it(override):
     with pytest.raises(HydraException, match="nope"):
-        compose_config(["data=nope"])
+        compose_config([override])
 
 
 @pytest.mark.parametrize(
@@ -102,7 +103,7 @@ def test_unknown_group_option_is_refused_naming_it():
     [
         ("latent_dim=0", "latent_dim"),
         ("kl_weight=-1", "kl_weight"),
-        ("gen_loss=foo", "gen_loss"),
+        ("gen_loss.name=foo", "gen_loss.name"),
         ("reduction=avg", "reduction"),
         ("batch_size=0", "batch_size"),
         ("epochs=0", "epochs"),

@@ -3,7 +3,9 @@
 Parametrized over `vae.build.MODELS`, each built from its own YAML file at its defaults (small images,
 a batch of 3): shapes with and without a sample axis, gradients that reach every parameter, a
 save/load round trip, the IWAE bound at k = 1 against the single-sample ELBO computed with
-torch.distributions at the same z, and what the latent tools call (encode, decode, sample).
+torch.distributions at the same z, and what the latent tools call (encode, decode, sample). And over
+`vae.likelihoods.LIKELIHOODS` (every gen_loss): shapes per pixel value with and without a sample axis,
+gradients, the mean image and a seeded sample, a state round trip.
 """
 
 from __future__ import annotations
@@ -110,29 +112,89 @@ def test_what_the_latent_tools_call(case):
 
 # -- likelihoods: every registered gen_loss --------------------------------------------------------------------
 
-LIKELIHOOD_NAMES = registries()["gen_loss"].names()
+LIKELIHOOD_NAMES = registries()["gen_loss.name"].names()
+
+
+def _likelihood_config(name: str) -> dict:
+    """A run config choosing `name` from its YAML file (its keys at their defaults); a Gaussian's sigma fixed."""
+    return compose_dict([*TINY_DATA, f"gen_loss={name}", "decoder_sigma=0.2"])
 
 
 @pytest.fixture(params=LIKELIHOOD_NAMES)
 def likelihood(request):
     from vae.likelihoods import build_likelihood
 
-    return request.param, build_likelihood(_config_with(gen_loss=request.param, decoder_sigma=0.2))
+    return request.param, build_likelihood(_likelihood_config(request.param))
 
 
-def _config_with(**keys) -> dict:
-    return {**compose_dict([*TINY_DATA]), **keys}
+def _params_and_x(model, channels: int = 1, seed: int = 0):
+    """Random decoder output for (2, channels, 5, 5) images, and 8-bit images k / 255: data every likelihood reads."""
+    generator = torch.Generator().manual_seed(seed)
+    params = torch.randn(2, model.param_channels(channels), 5, 5, generator=generator)
+    x = torch.randint(0, 256, (2, channels, 5, 5), generator=generator).float() / 255
+    return params, x
 
 
-def test_every_registered_likelihood_is_in_the_suite_and_in_the_losses():
-    from vae.losses import GEN_LOSSES
+def test_the_likelihood_registry_holds_the_documented_names_each_a_likelihood(likelihood):
+    from vae.likelihoods import Likelihood
 
-    assert set(LIKELIHOOD_NAMES) == {"bce", "l2", "gaussian"} == set(GEN_LOSSES)
-
-
-def test_log_prob_against_torch_distributions(likelihood):
-    """log p(x|z) per pixel value from the decoder's output, against torch.distributions' density of the same."""
+    assert {"bce", "l2", "gaussian"} <= set(LIKELIHOOD_NAMES)
     name, model = likelihood
+    assert isinstance(model, Likelihood) and model.param_channels(3) >= 3, name
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_log_prob_has_the_image_s_shape_with_and_without_a_sample_axis(likelihood, channels):
+    """Per pixel value, finite, fp32; a sample axis in front broadcasts; log_prob_samples sums each image's."""
+    name, model = likelihood
+    params, x = _params_and_x(model, channels)
+    log_prob = model.log_prob(params, x)
+    assert log_prob.shape == x.shape and log_prob.dtype == torch.float32 and torch.isfinite(log_prob).all(), name
+    with_samples = model.log_prob(params.expand(3, *params.shape), x.unsqueeze(0))
+    assert with_samples.shape == (3, *x.shape) and torch.allclose(with_samples[1], log_prob, atol=1e-5), name
+    per_image = model.log_prob_samples(params.unsqueeze(1).expand(-1, 3, -1, -1, -1), x)  # (B, K)
+    assert per_image.shape == (2, 3), name
+    assert torch.allclose(per_image[:, 0], log_prob.flatten(1).sum(-1), rtol=1e-5, atol=1e-3), name
+    loss, again = model.terms(params, x)
+    assert loss.shape == x.shape and torch.allclose(again, log_prob, atol=1e-5), name
+
+
+def test_gradients_reach_the_decoder_output_through_the_training_loss(likelihood):
+    name, model = likelihood
+    params, x = _params_and_x(model)
+    params.requires_grad_(True)
+    model.terms(params, x)[0].sum().backward()
+    assert params.grad is not None and torch.isfinite(params.grad).all() and params.grad.abs().sum() > 0, name
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_the_mean_image_and_a_sample_are_images_in_the_unit_interval(likelihood, channels):
+    name, model = likelihood
+    params = torch.randn(4, model.param_channels(channels), 6, 6) * 10
+    mean = model.mean(params)
+    assert mean.shape == (4, channels, 6, 6) and 0 <= mean.min() and mean.max() <= 1, name
+    draw = model.sample(params, generator=torch.Generator().manual_seed(0))
+    again = model.sample(params, generator=torch.Generator().manual_seed(0))
+    assert draw.shape == mean.shape and 0 <= draw.min() and draw.max() <= 1 and torch.equal(draw, again), name
+
+
+def test_a_likelihood_s_state_round_trips(likelihood):
+    from vae.likelihoods import build_likelihood
+
+    name, model = likelihood
+    twin = build_likelihood(_likelihood_config(name))
+    twin.load_state_dict(model.state_dict())
+    params, x = _params_and_x(model)
+    assert torch.equal(twin.log_prob(params, x), model.log_prob(params, x)), name
+
+
+@pytest.mark.parametrize("name", ["bce", "l2", "gaussian"])
+def test_log_prob_against_torch_distributions(name):
+    """log p(x|z) per pixel value from the decoder's output, against torch.distributions' density of the same
+    (the likelihoods with a torch.distributions counterpart; others test against their own reference)."""
+    from vae.likelihoods import build_likelihood
+
+    model = build_likelihood(_likelihood_config(name))
     logits = torch.randn(2, 1, 5, 5, generator=torch.Generator().manual_seed(0))
     if model.dequantize:  # gray levels on [0, 1]: the Gaussian of mean sigmoid(logits), sigma fixed at 0.2 here
         x = torch.rand(2, 1, 5, 5, generator=torch.Generator().manual_seed(1))
@@ -141,26 +203,6 @@ def test_log_prob_against_torch_distributions(likelihood):
         x = torch.rand(2, 1, 5, 5, generator=torch.Generator().manual_seed(1)).round()
         reference = Bernoulli(logits=logits).log_prob(x)
     assert torch.allclose(model.log_prob(logits, x), reference, atol=1e-5), name
-    assert model.log_prob(logits, x).shape == x.shape
-    with_samples = model.log_prob(logits.expand(3, *logits.shape), x.unsqueeze(0))  # a sample axis broadcasts
-    assert with_samples.shape == (3, *x.shape) and torch.allclose(with_samples[1], reference, atol=1e-5)
-
-
-def test_the_mean_image_is_in_the_unit_interval_and_the_channels_are_declared(likelihood):
-    name, model = likelihood
-    mean = model.mean(torch.randn(4, 3, 6, 6) * 10)
-    assert mean.shape == (4, 3, 6, 6) and 0 <= mean.min() and mean.max() <= 1, name
-    assert model.param_channels(1) == 1 and model.param_channels(3) == 3
-
-
-def test_a_likelihood_s_state_round_trips(likelihood):
-    from vae.likelihoods import build_likelihood
-
-    name, model = likelihood
-    twin = build_likelihood(_config_with(gen_loss=name, decoder_sigma=0.2))
-    twin.load_state_dict(model.state_dict())
-    logits, x = torch.randn(2, 1, 3, 3), torch.rand(2, 1, 3, 3).round()
-    assert torch.equal(twin.log_prob(logits, x), model.log_prob(logits, x)), name
 
 
 def test_every_model_outputs_the_maps_its_likelihood_reads(monkeypatch):

@@ -105,7 +105,7 @@ def test_the_elbo_of_the_gaussian_decoder_is_its_full_negative_log_density_plus_
     torch.testing.assert_close(terms.rec_nats, rec, rtol=1e-5, atol=1e-4)
     torch.testing.assert_close(terms.neg_elbo_nats, rec + kl, rtol=1e-5, atol=1e-4)
     torch.testing.assert_close(terms.loss, rec + kl, rtol=1e-5, atol=1e-4)
-    with pytest.raises(ValueError, match="Gaussian likelihood"):
+    with pytest.raises(ValueError, match="gen_loss=gaussian needs the model.s likelihood"):
         build_objective(config)(one_layer_output(logits, mu, log_var), x)  # without the model's likelihood
 
 

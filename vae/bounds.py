@@ -11,7 +11,6 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 
 from vae.distributions import DiagonalGaussian
 from vae.likelihoods import likelihood_of
@@ -34,27 +33,20 @@ def log_importance_weights(
 ) -> torch.Tensor:
     """log p(x|z) + log p(z) - log q(z|x) for z = posterior.rsample(eps): eps (K, B, L) -> (K, B), in fp32.
 
-    One stochastic layer: `posterior` is q(z|x) (fp32), the prior the model's. The Bernoulli
-    likelihood is BCE with logits summed over pixels; on gray-level images it is the same bound
-    under BCE on gray levels, not a likelihood. It is computed as log p(x|z) = sum_p x_p * l_p -
-    softplus(l_p), the x-term one batched matmul, so the K copies of x are never materialised.
-    log q is computed from eps (`log_prob_of_noise`). Only the decoder runs under `autocast_dtype`:
+    One stochastic layer: `posterior` is q(z|x) (fp32), the prior the model's. log p(x|z) is the model's
+    likelihood's (`log_prob_samples`; the Bernoulli's is one batched matmul, so the K copies of x are
+    never materialised). log q is computed from eps (`log_prob_of_noise`). Only the decoder runs under `autocast_dtype`:
     log p(x|z), a sum of hundreds of nats, is always summed in fp32 (in bf16 its 8-bit mantissa
     rounds it in steps of 2-4 nats, and log-sum-exp over such noisy weights biases the bound low).
     """
     num_samples, batch = eps.shape[:2]
     z = posterior.rsample(eps)  # (K, B, L)
-    # Decode image-major, so each image's K logits are one contiguous (K, P) block.
+    # Decode image-major, so each image's K outputs are one contiguous block.
     with autocast_context(str(x.device), autocast_dtype):
-        logits = model.decode(z.transpose(0, 1).reshape(batch * num_samples, -1))  # (B*K, C, H, W)
-    likelihood = likelihood_of(model)
+        params = model.decode(z.transpose(0, 1).reshape(batch * num_samples, -1))  # (B*K, P, H, W)
     with torch.autocast(device_type=x.device.type, enabled=False):  # fp32 even under an outer autocast
-        logits = logits.float().reshape(batch, num_samples, -1)  # (B, K, P); a view for C = 1 or NCHW logits
-        if likelihood.name == "bernoulli":
-            target = x.float().reshape(batch, -1, 1)  # (B, P, 1)
-            log_px_z = torch.bmm(logits, target).squeeze(-1) - F.softplus(logits).sum(-1)  # (B, K)
-        else:  # the Gaussian of gen_loss=gaussian (vae.likelihoods), x broadcast over the K samples
-            log_px_z = likelihood.log_prob(logits, x.float().reshape(batch, 1, -1)).sum(-1)  # (B, K)
+        params = params.float().reshape(batch, num_samples, *params.shape[1:])  # (B, K, P, H, W)
+        log_px_z = likelihood_of(model).log_prob_samples(params, x.float())  # (B, K)
     log_pz = model.prior.log_prob(z)
     log_qz_x = posterior.log_prob_of_noise(eps)
     return log_px_z.t() + log_pz - log_qz_x

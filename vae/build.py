@@ -50,6 +50,7 @@ from vae.schema import (
     check,
     check_at_least,
     check_choice,
+    likelihood_group,
     positive_ints,
 )
 
@@ -415,7 +416,7 @@ def build_model(cfg: Mapping[str, Any]) -> VAE:
     if channels != image_shape[0]:
         if "output_channels" not in inspect.signature(builder).parameters:
             raise ConfigError(
-                f"model={model_cfg['name']} cannot output the {channels} maps gen_loss={cfg.get('gen_loss')} reads "
+                f"model={model_cfg['name']} cannot output the {channels} maps gen_loss={likelihood_group(cfg.get('gen_loss'))['name']} reads "
                 "(its builder takes no output_channels)"
             )
         extra["output_channels"] = channels

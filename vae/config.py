@@ -25,7 +25,16 @@ from typing import Any
 from omegaconf import MISSING, DictConfig, OmegaConf
 
 from vae.errors import ConfigError
-from vae.schema import GROUP_SCHEMAS, DataConfig, ModelConfig, ObjectiveConfig, OptimConfig, check
+from vae.schema import (
+    GROUP_SCHEMAS,
+    DataConfig,
+    LikelihoodConfig,
+    ModelConfig,
+    ObjectiveConfig,
+    OptimConfig,
+    check,
+    likelihood_group,
+)
 
 # The top-level keys and the groups. Values: conf/config.yaml and conf/<group>/<option>.yaml.
 
@@ -36,7 +45,6 @@ class Config:
 
     latent_dim: int = MISSING
     kl_weight: float = MISSING
-    gen_loss: str = MISSING
     decoder_sigma: Any = "learned"  # gen_loss=gaussian: learned | optimal | a number > 0 (vae.likelihoods)
     reduction: str = MISSING
     kl_warmup_epochs: float = MISSING
@@ -65,6 +73,7 @@ class Config:
     model: ModelConfig = MISSING
     optim: OptimConfig = MISSING
     objective: ObjectiveConfig = MISSING
+    gen_loss: LikelihoodConfig = MISSING  # the decoder's likelihood: conf/gen_loss/<name>.yaml (vae.likelihoods)
 
 
 def schemas() -> dict[tuple[str, str], type]:
@@ -154,7 +163,7 @@ def help_text() -> str:
         lines.append(f"  {group}:")
         lines += [f"    {option:<16} {summary}" for option, summary in options.items()]
     defaults = compose_dict()
-    keys = ["latent_dim", "kl_weight", "gen_loss", "reduction", "epochs", "batch_size", "seed", "device"]
+    keys = ["latent_dim", "kl_weight", "reduction", "epochs", "batch_size", "seed", "device"]
     choices = {**CHOICES, **{key: registry.names() for key, registry in registries().items()}}
     described = [
         f"{key}={defaults[key]}" + (f" ({' | '.join(choices[key])})" if key in choices else "") for key in keys
@@ -217,11 +226,12 @@ ADDED_SINCE = {"optim": {"max_warmup_epochs": 0.0}}
 def with_shared_defaults(config: dict) -> dict:
     """A saved run's config with the group keys added since it was written, at the values it ran with."""
     filled = dict(config)
+    filled["gen_loss"] = likelihood_group(config.get("gen_loss"))  # a string before gen_loss was a group
     for group, schema in GROUP_SCHEMAS.items():
         shared = OmegaConf.to_container(OmegaConf.structured(schema))
         shared = {key: value for key, value in shared.items() if value != MISSING}
         # A group added since the run was written (objective) is the default it had then.
-        saved = config.get(group, {"name": "elbo"} if group == "objective" else {})
+        saved = filled.get(group, {"name": "elbo"} if group == "objective" else {})
         filled[group] = {**shared, **(ADDED_SINCE.get(group, {}) if group in config else {}), **saved}
     return filled
 
@@ -269,7 +279,7 @@ def registries() -> dict:
         "objective.name": OBJECTIVES,
         "optim.name": OPTIMIZERS,
         "optim.schedule": SCHEDULES,
-        "gen_loss": LIKELIHOODS,
+        "gen_loss.name": LIKELIHOODS,
     }
 
 

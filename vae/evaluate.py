@@ -145,17 +145,18 @@ def _results(state: dict, model: VAE, images: torch.Tensor, *, iwae_k: int, dequ
     """eval.json's numbers from a finished evaluation's state."""
     terms, num_pixels = state["terms"], math.prod(images.shape[1:])
     several = len(model.latent_dims) > 1
+    to_bits = bits_per_dim_8bit if dequantized else nats_to_bits_per_dim
+    iwae_nll = float(-torch.cat(state["log_likelihoods"]).double().mean())
     posterior = DiagonalGaussian(torch.cat(state["mus"]), torch.cat(state["log_vars"]))
     return {
         "neg_elbo_nats": terms["neg_elbo_nats"],
-        "neg_elbo_bits_per_dim": (bits_per_dim_8bit if dequantized else nats_to_bits_per_dim)(
-            terms["neg_elbo_nats"], num_pixels
-        ),
+        "neg_elbo_bits_per_dim": to_bits(terms["neg_elbo_nats"], num_pixels),
         **({"decoder_sigma": terms["decoder_sigma"]} if "decoder_sigma" in terms else {}),
         "gen_nats": terms["rec_nats"],
         "kl_nats": terms["kl_nats"],
         **{name: terms[name] for name in layer_term_names(len(model.latent_dims))},
-        "iwae_nll_nats": float(-torch.cat(state["log_likelihoods"]).double().mean()),
+        "iwae_nll_nats": iwae_nll,
+        "iwae_bits_per_dim": to_bits(iwae_nll, num_pixels),
         "iwae_k": iwae_k,
         "active_units": active_units(posterior.mean),
         **(
@@ -284,7 +285,7 @@ def main(argv=None) -> dict:
         epoch=int(loaded.checkpoint["epoch"]),
         checkpoint=args.checkpoint,
         precision=precision,
-        likelihood=likelihood_note(config["data"]["name"], binarize, config.get("gen_loss")),
+        likelihood=likelihood_note(config["data"]["name"], binarize, likelihood_of(loaded.model).note),
     )
     latest, kept = write_eval(run_dir, results)
     if list(run_dir.glob("events.out.tfevents.*")):  # an exported run (no event files) gets the eval files only

@@ -19,11 +19,10 @@ from collections.abc import Sequence
 from typing import NamedTuple
 
 import torch
-import torch.nn.functional as F
 
 from vae.distributions import LatentLayer
+from vae.likelihoods import LIKELIHOODS
 
-GEN_LOSSES = ("bce", "l2", "gaussian")  # gaussian: the calibrated decoder of vae.likelihoods
 REDUCTIONS = ("mean", "sum")
 ESTIMATORS = ("iwae", "dreg")  # the IWAE bound's gradient: its plain one, or Tucker et al.'s doubly reparameterized
 
@@ -65,18 +64,13 @@ class LossTerms(NamedTuple):
         return TERM_NAMES + layer_term_names(len(self.layer_kl_nats))
 
 
-def gen_loss_per_pixel(logits: torch.Tensor, x: torch.Tensor, *, gen_loss: str, likelihood=None) -> torch.Tensor:
-    """Per-pixel generation loss, same shape as x: BCE with logits, squared error of sigmoid(logits), or
-    (gaussian) the negative log density of `likelihood` (a `vae.likelihoods.Gaussian`)."""
-    if gen_loss == "gaussian":
-        if likelihood is None or likelihood.name != "gaussian":
-            raise ValueError("gen_loss=gaussian needs the model's Gaussian likelihood (vae.likelihoods)")
-        return -likelihood.log_prob(logits, x)
-    if gen_loss == "bce":
-        return F.binary_cross_entropy_with_logits(logits, x, reduction="none")
-    if gen_loss == "l2":
-        return (torch.sigmoid(logits) - x).pow(2)
-    raise ValueError(f"gen_loss must be one of {GEN_LOSSES} (got {gen_loss!r})")
+def default_likelihood(gen_loss: str = "bce"):
+    """The likelihood `gen_loss` names, for a loss computed without a model's (one with no state of its own:
+    a Gaussian's sigma lives in the model, so gen_loss=gaussian needs the model's, `likelihood_of(model)`)."""
+    likelihood = LIKELIHOODS.get(gen_loss)({})
+    if any(True for _ in likelihood.parameters()) or any(True for _ in likelihood.buffers()):
+        raise ValueError(f"gen_loss={gen_loss} needs the model's likelihood (vae.likelihoods.likelihood_of(model))")
+    return likelihood
 
 
 def _layer_kls(layers: Sequence[LatentLayer]) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
@@ -94,15 +88,16 @@ def elbo_loss(
     layers: Sequence[LatentLayer],
     *,
     kl_weight: float,
-    gen_loss: str,
     reduction: str,
     free_bits: float = 0.0,
     likelihood=None,
+    gen_loss: str = "bce",
 ) -> LossTerms:
     """The training objective gen + kl_weight * KL, and the negative ELBO (beta 1, sums) beside it.
 
-    The -ELBO's reconstruction term is the Bernoulli one (summed BCE) for gen_loss bce and l2, and the
-    Gaussian negative log density of `likelihood` for gen_loss=gaussian.
+    Both terms come from `likelihood` (vae.likelihoods; None: the one `gen_loss` names, without state):
+    the training loss per pixel value and log p(x|z), which are the same but for gen_loss=l2 (trained
+    on the squared error, reported with the Bernoulli bound).
 
     KL sums the layers' (`LatentLayer.kl`: closed form against N(0, I), else at the layer's z); with
     `reduction=mean` it is averaged over every layer's latent dims. `free_bits` (nats per latent dim)
@@ -111,13 +106,10 @@ def elbo_loss(
     """
     if reduction not in REDUCTIONS:
         raise ValueError(f"reduction must be one of {REDUCTIONS} (got {reduction!r})")
-    logits = logits.float()
-    per_pixel = gen_loss_per_pixel(logits, x, gen_loss=gen_loss, likelihood=likelihood).flatten(1)  # (B, D)
+    likelihood = default_likelihood(gen_loss) if likelihood is None else likelihood
+    loss_per_pixel, log_px_z = likelihood.terms(logits.float(), x)
+    per_pixel, rec_per_pixel = loss_per_pixel.flatten(1), -log_px_z.flatten(1)  # (B, D)
     kl_per_dim, layer_kl_nats = _layer_kls(layers)  # (B, L)
-    if gen_loss in ("bce", "gaussian"):
-        bce_per_pixel = per_pixel
-    else:
-        bce_per_pixel = F.binary_cross_entropy_with_logits(logits, x, reduction="none").flatten(1)
 
     kl_objective = kl_per_dim
     if free_bits > 0:
@@ -133,7 +125,7 @@ def elbo_loss(
         gen = per_pixel.sum(1).mean()
         kl = kl_per_dim.sum(1).mean()
         kl_term = kl_objective.sum(1).mean()
-    rec_nats = bce_per_pixel.sum(1).mean()
+    rec_nats = rec_per_pixel.sum(1).mean()
     kl_nats = kl_per_dim.sum(1).mean()
     return LossTerms(
         loss=gen + kl_weight * kl_term,
@@ -182,15 +174,8 @@ def log_weights(
     carries their gradient): the doubly reparameterized estimator's form. log p(x|z) is `likelihood`'s
     (vae.likelihoods; None: Bernoulli).
     """
-    logits = logits.float()
-    if likelihood is not None and likelihood.name != "bernoulli":
-        log_px_z = likelihood.log_prob(logits, x.float().unsqueeze(0)).flatten(2).sum(-1)
-    else:
-        log_px_z = (
-            -F.binary_cross_entropy_with_logits(logits, x.float().unsqueeze(0).expand_as(logits), reduction="none")
-            .flatten(2)
-            .sum(-1)
-        )
+    likelihood = default_likelihood() if likelihood is None else likelihood
+    log_px_z = likelihood.log_prob(logits.float(), x.float().unsqueeze(0)).flatten(2).sum(-1)
     log_w = log_px_z
     for layer in layers:
         posterior, prior, z = layer.float()
@@ -210,7 +195,12 @@ def with_sample_axis(logits: torch.Tensor, x: torch.Tensor, layers: Sequence[Lat
 
 
 def iwae_loss(
-    logits: torch.Tensor, x: torch.Tensor, layers: Sequence[LatentLayer], *, estimator: str = "iwae"
+    logits: torch.Tensor,
+    x: torch.Tensor,
+    layers: Sequence[LatentLayer],
+    *,
+    estimator: str = "iwae",
+    likelihood=None,
 ) -> LossTerms:
     """The negative importance-weighted bound -log (1/K) sum_k w_k, averaged over the batch (Burda et al. 2015).
 
@@ -230,7 +220,7 @@ def iwae_loss(
         raise ValueError(
             f"objective.estimator=dreg is implemented for one stochastic layer (this model has {len(layers)})"
         )
-    log_w, log_px_z = log_weights(logits, x, layers, stop_posterior_gradient=dreg)
+    log_w, log_px_z = log_weights(logits, x, layers, stop_posterior_gradient=dreg, likelihood=likelihood)
     num_samples = log_w.shape[0]
     loss = -(torch.logsumexp(log_w, 0) - math.log(num_samples)).mean()
     if dreg:

@@ -16,9 +16,9 @@ import torch
 from omegaconf import MISSING
 
 from vae.errors import ConfigError
-from vae.losses import ESTIMATORS, GEN_LOSSES, REDUCTIONS, LossTerms, elbo_loss, iwae_loss
+from vae.losses import ESTIMATORS, REDUCTIONS, LossTerms, default_likelihood, elbo_loss, iwae_loss
 from vae.registry import Registry
-from vae.schema import Get, ObjectiveConfig, check_at_least, check_choice
+from vae.schema import Get, ObjectiveConfig, check_at_least, check_choice, likelihood_group
 
 # objective.name -> builder(run config) -> the Objective.
 OBJECTIVES = Registry("objective.name")
@@ -46,7 +46,8 @@ class ELBO(Objective):
     """gen + kl_weight * KL in the run's reduction, with free bits (vae.losses.elbo_loss): one z per image.
 
     `kl_scale` multiplies kl_weight (the KL warm-up's share at a training step; 1 elsewhere).
-    `likelihood`: the model's (`vae.likelihoods.likelihood_of(model)`), which gen_loss=gaussian needs.
+    `likelihood`: the model's (`vae.likelihoods.likelihood_of(model)`); without it, the one `gen_loss` names
+    (refused for a likelihood with state of its own, such as gen_loss=gaussian's sigma).
     """
 
     name: ClassVar[str] = "elbo"
@@ -57,8 +58,8 @@ class ELBO(Objective):
     likelihood: Any = field(default=None, compare=False, repr=False)
 
     def __post_init__(self):
-        if self.gen_loss not in GEN_LOSSES:
-            raise ValueError(f"gen_loss must be one of {GEN_LOSSES} (got {self.gen_loss!r})")
+        if self.likelihood is None:
+            object.__setattr__(self, "likelihood", default_likelihood(self.gen_loss))
         if self.reduction not in REDUCTIONS:
             raise ValueError(f"reduction must be one of {REDUCTIONS} (got {self.reduction!r})")
 
@@ -72,7 +73,6 @@ class ELBO(Objective):
             x,
             output.layers,
             kl_weight=self.kl_weight * kl_scale,
-            gen_loss=self.gen_loss,
             reduction=self.reduction,
             free_bits=self.free_bits,
             likelihood=self.likelihood,
@@ -89,6 +89,7 @@ class IWAE(Objective):
     name: ClassVar[str] = "iwae"
     k: int
     estimator: str = "iwae"
+    likelihood: Any = field(default=None, compare=False, repr=False)  # the model's; None: Bernoulli
 
     def __post_init__(self):
         if self.estimator not in ESTIMATORS:
@@ -101,16 +102,17 @@ class IWAE(Objective):
         return self.k
 
     def __call__(self, output, x: torch.Tensor, kl_scale: float = 1.0) -> LossTerms:
-        return iwae_loss(output.logits, x, output.layers, estimator=self.estimator)
+        return iwae_loss(output.logits, x, output.layers, estimator=self.estimator, likelihood=self.likelihood)
 
 
 @OBJECTIVES.register("elbo", schema=ObjectiveConfig)
 def _elbo(config: Mapping[str, Any], likelihood=None) -> ELBO:
-    return ELBO(config["kl_weight"], config["gen_loss"], config["reduction"], config["free_bits"], likelihood)
+    name = likelihood_group(config.get("gen_loss"))["name"]
+    return ELBO(config["kl_weight"], name, config["reduction"], config["free_bits"], likelihood)
 
 
 # What objective=iwae needs: the importance-weighted bound is a bound on the true likelihood only.
-IWAE_NEEDS = {"gen_loss": "bce", "reduction": "sum", "kl_weight": 1.0, "free_bits": 0.0, "kl_warmup_epochs": 0.0}
+IWAE_NEEDS = {"gen_loss.name": "bce", "reduction": "sum", "kl_weight": 1.0, "free_bits": 0.0, "kl_warmup_epochs": 0.0}
 
 
 @dataclass
@@ -123,10 +125,11 @@ class IWAEObjectiveConfig(ObjectiveConfig):
         """k and the estimator; and the run's weighting of the terms: the bound on log p(x) admits no other."""
         check_at_least(get, 1, "objective.k")
         check_choice(get, "objective.estimator", ESTIMATORS)
-        wrong = [f"{key}={get(key)}" for key, needed in IWAE_NEEDS.items() if get(key) != needed]
+        # a group's name is typed as the group: gen_loss=bce
+        wrong = [f"{key.removesuffix('.name')}={get(key)}" for key, needed in IWAE_NEEDS.items() if get(key) != needed]
         if wrong:
             needs = " ".join(
-                f"{key}={needed:g}" if isinstance(needed, float) else f"{key}={needed}"
+                f"{key}={needed:g}" if isinstance(needed, float) else f"{key.removesuffix('.name')}={needed}"
                 for key, needed in IWAE_NEEDS.items()
             )
             raise ConfigError(
@@ -138,7 +141,7 @@ class IWAEObjectiveConfig(ObjectiveConfig):
 @OBJECTIVES.register("iwae", schema=IWAEObjectiveConfig)
 def _iwae(config: Mapping[str, Any], likelihood=None) -> IWAE:
     objective = config["objective"]
-    return IWAE(objective["k"], objective["estimator"])  # Bernoulli only (the config checks gen_loss=bce)
+    return IWAE(objective["k"], objective["estimator"], likelihood)  # Bernoulli (the config checks gen_loss=bce)
 
 
 def build_objective(config: Mapping[str, Any], likelihood=None) -> Objective:

@@ -145,14 +145,12 @@ def entropy_floor_nats(data: str | None, binarize: str | None) -> float | None:
     return MNIST_ENTROPY_FLOOR_NATS if data == "mnist" and binarize == "none" else None
 
 
-def likelihood_note(data: str | None, binarize: str | None, gen_loss: str | None = None) -> str:
-    """What a -ELBO in nats is for this data set, binarization and decoder (eval.json's `likelihood`); the
-    floor is quoted for gray-level MNIST only."""
-    if gen_loss == "gaussian":
-        return (
-            "Gaussian density of uniformly dequantized 8-bit images, (x + u) / 256 on [0, 1] (vae.likelihoods); "
-            "bits/dim = (nats + D ln 256) / (D ln 2), an upper bound on the discrete NLL"
-        )
+def likelihood_note(data: str | None, binarize: str | None, decoder_note: str | None = None) -> str:
+    """What a -ELBO in nats is for this data set, binarization and decoder (eval.json's `likelihood`): the
+    likelihood's own `note` where it has one (a density of 8-bit images), else the Bernoulli's on this data;
+    the floor is quoted for gray-level MNIST only."""
+    if decoder_note:
+        return decoder_note
     if binarize not in (None, "none"):
         return "Bernoulli likelihood of binarized images"
     floor = entropy_floor_nats(data, binarize)

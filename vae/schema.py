@@ -1,6 +1,6 @@
 """The schema every option of a group shares (typed dataclasses for Hydra's ConfigStore), with its checks.
 
-Each group (data, model, optim, objective) has a base dataclass here: the keys every option of it has,
+Each group (data, model, optim, objective, gen_loss) has a base dataclass here: the keys every option of it has,
 with their defaults, and `check(get)`, the range checks of those keys that types cannot express. An
 option's own schema subclasses it beside the option's builder (e.g. `ResNetModelConfig` beside
 `@MODELS.register("resnet", schema=ResNetModelConfig)` in vae/build.py) and adds its keys and checks,
@@ -154,5 +154,32 @@ class ObjectiveConfig:
         """The ELBO weighs its terms as the top-level keys say: nothing more to check."""
 
 
+@dataclass
+class LikelihoodConfig:
+    """The decoder's likelihood p(x|z) (`gen_loss=`, vae.likelihoods): bce, l2, gaussian, dmol, ..."""
+
+    name: str = MISSING
+
+    @classmethod
+    def check(cls, get: Get) -> None:
+        """A likelihood without keys of its own: nothing more to check."""
+
+
+def likelihood_group(value: object) -> dict:
+    """The `gen_loss` group of a config: a run saved before gen_loss was a group holds its name as a string
+    ("bce"), one saved before the key existed nothing (bce)."""
+    if value is None or value is MISSING:
+        return {"name": "bce"}
+    if isinstance(value, str):
+        return {"name": value}
+    return dict(value)
+
+
 # The base schema of each group: the defaults every option of it shares.
-GROUP_SCHEMAS = {"data": DataConfig, "model": ModelConfig, "optim": OptimConfig, "objective": ObjectiveConfig}
+GROUP_SCHEMAS = {
+    "data": DataConfig,
+    "model": ModelConfig,
+    "optim": OptimConfig,
+    "objective": ObjectiveConfig,
+    "gen_loss": LikelihoodConfig,
+}

@@ -14,6 +14,7 @@ from vae.data import DataSplits, to_model_input
 from vae.latent import decoded_grid
 from vae.likelihoods import likelihood_of
 from vae.metrics import HPARAMS_GROUP, IMAGES_GROUP, epoch_scalars, hparams_columns
+from vae.schema import likelihood_group
 
 # The HParams dashboard (TensorBoard 2.x) sorts the hparams by `differs` (True first), then by name,
 # and ticks the first SHOWN_HPARAMS of them; the others are listed, unticked. `differs` is declared
@@ -105,7 +106,7 @@ def flat_hparams(cfg: Mapping, *, swept: Sequence[str] | None = None) -> dict[st
     values = {
         "latent_dim": cfg["latent_dim"],
         "kl_weight": float(cfg["kl_weight"]),
-        "gen_loss": cfg["gen_loss"],
+        "gen_loss": likelihood_group(cfg.get("gen_loss"))["name"],
         "reduction": cfg["reduction"],
         "epochs": cfg["epochs"],
         "batch_size": cfg["batch_size"],
