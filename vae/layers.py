@@ -37,11 +37,15 @@ class FewChannelsConv2d(nn.Conv2d):
     conv with `out_channels` filters per input channel, then a sum over the input channels.
     oneDNN's kernels are built for many output channels; with one they run this layer (32 -> 1,
     3x3) at a few percent of the machine's rate, and this form is about twice as fast forward and
-    backward on CPU (experiments/bench/README.md).
+    backward on CPU (experiments/bench/README.md). Beyond `MAX_OUT_CHANNELS` outputs (a likelihood with
+    several maps per pixel, gen_loss=dmol's 30) the depthwise form's C x O intermediate maps cost more than
+    they save, and the stock conv runs.
     """
 
+    MAX_OUT_CHANNELS = 3  # an image's channels: the form's use (1 for MNIST, 3 for colour)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.groups != 1 or self.padding_mode != "zeros":
+        if self.groups != 1 or self.padding_mode != "zeros" or self.out_channels > self.MAX_OUT_CHANNELS:
             return super().forward(x)
         out_channels, in_channels = self.out_channels, self.in_channels
         # (O, C, kh, kw) -> (C * O, 1, kh, kw): filter c * O + o is w[o, c].
