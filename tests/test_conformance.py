@@ -47,7 +47,10 @@ def test_every_registered_model_is_in_the_suite():
 
 
 def test_forward_shapes_with_and_without_a_sample_axis(case):
+    from vae.contracts import VAEModel
+
     name, config, model, x = case
+    assert isinstance(model, VAEModel), name  # the typing.Protocol's members, then their behaviour
     out = model(x, _eps(model, 3))
     assert out.logits.shape == x.shape, name
     assert len(out.layers) == len(model.latent_dims) and model.latent_dims[-1] == model.latent_dim == 3
@@ -136,11 +139,13 @@ def _params_and_x(model, channels: int = 1, seed: int = 0):
 
 
 def test_the_likelihood_registry_holds_the_documented_names_each_a_likelihood(likelihood):
+    from vae.contracts import LikelihoodModel
     from vae.likelihoods import Likelihood
 
     assert {"bce", "l2", "gaussian"} <= set(LIKELIHOOD_NAMES)
     name, model = likelihood
-    assert isinstance(model, Likelihood) and model.param_channels(3) >= 3, name
+    assert isinstance(model, Likelihood) and isinstance(model, LikelihoodModel), name
+    assert model.param_channels(3) >= 3, name
 
 
 @pytest.mark.parametrize("channels", [1, 3])
@@ -231,3 +236,21 @@ def test_every_model_outputs_the_maps_its_likelihood_reads(monkeypatch):
         build_model(
             {**_config("mlp"), "gen_loss": "three_maps", "model": {**_config("mlp")["model"], "name": "fixed_maps"}}
         )
+
+
+def test_the_protocols_refuse_what_lacks_a_member():
+    """The runtime checks above can fail: a module without the model's members, or a likelihood without `mean`."""
+    from torch import nn
+
+    from vae.contracts import LikelihoodModel, VAEModel
+    from vae.likelihoods import Bernoulli
+
+    assert not isinstance(nn.Linear(2, 2), VAEModel)
+
+    class NoMean:
+        name, dequantize, note = "x", False, None
+        param_channels = log_prob = terms = log_prob_samples = sample = sigma = Bernoulli.log_prob
+
+    assert not isinstance(NoMean(), LikelihoodModel)
+    NoMean.mean = Bernoulli.mean
+    assert isinstance(NoMean(), LikelihoodModel)
