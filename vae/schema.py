@@ -3,7 +3,7 @@
 Each group (data, model, optim, objective, gen_loss) has a base dataclass here: the keys every option of it has,
 with their defaults, and `check(get)`, the range checks of those keys that types cannot express. An
 option's own schema subclasses it beside the option's builder (e.g. `ResNetModelConfig` beside
-`@MODELS.register("resnet", schema=ResNetModelConfig)` in vae/build.py) and adds its keys and checks,
+`@MODELS.register("resnet", schema=ResNetModelConfig)` in vae/models/resnet.py) and adds its keys and checks,
 calling `super().check(get)`. `vae.config.validate` calls the chosen option's check through its
 registry: no validation code names an option.
 
