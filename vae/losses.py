@@ -45,7 +45,9 @@ class LossTerms(NamedTuple):
     """Batch means. `loss`, `gen_loss`, `kl` are in the training reduction; `*_nats` per image.
 
     `layer_kl_nats`: the KL of each stochastic layer in nats per image (from x up), only when there
-    are several (`kl_nats` is their sum).
+    are several (`kl_nats` is their sum). `extras`: an objective's own named terms, (name, batch mean)
+    pairs, in the order of its `extra_names` (vae.objectives): they reach the epoch's sums, metrics.json,
+    TensorBoard (`train/<name>`, `val/<name>`) and the sweep report with nothing else edited.
     """
 
     loss: torch.Tensor
@@ -55,13 +57,14 @@ class LossTerms(NamedTuple):
     rec_nats: torch.Tensor
     kl_nats: torch.Tensor
     layer_kl_nats: tuple[torch.Tensor, ...] = ()
+    extras: tuple[tuple[str, torch.Tensor], ...] = ()
 
     def scalars(self) -> tuple[torch.Tensor, ...]:
         """Every term, in the order of `names()`."""
-        return (*self[: len(TERM_NAMES)], *self.layer_kl_nats)
+        return (*self[: len(TERM_NAMES)], *self.layer_kl_nats, *(value for _, value in self.extras))
 
     def names(self) -> tuple[str, ...]:
-        return TERM_NAMES + layer_term_names(len(self.layer_kl_nats))
+        return TERM_NAMES + layer_term_names(len(self.layer_kl_nats)) + tuple(name for name, _ in self.extras)
 
 
 def default_likelihood(gen_loss: str = "bce"):

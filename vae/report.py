@@ -45,13 +45,15 @@ QUALITY_COLUMNS = [
 ]
 
 
-def columns() -> list[str]:
+def columns(rows: list[dict] = ()) -> list[str]:
     """report.csv's and report.md's columns: the settings, the metrics' `val_*` columns (the convergence hint
-    `val_loss_gain_last_quarter` after `val_loss`) and `test_*` columns, then the others."""
+    `val_loss_gain_last_quarter` after `val_loss`), the `val_*` columns of the jobs' objectives' own terms
+    (metrics.json's `objective_terms`, in the order first met in `rows`) and `test_*` columns, then the others."""
     val = report_columns("val")
     if "val_loss" in val:
         val.insert(val.index("val_loss") + 1, "val_loss_gain_last_quarter")
-    return [*SETTING_COLUMNS, *val, *report_columns("test"), *QUALITY_COLUMNS, *OTHER_COLUMNS]
+    objective = list(dict.fromkeys(column for row in rows for column in row.get("objective_columns", ())))
+    return [*SETTING_COLUMNS, *val, *objective, *report_columns("test"), *QUALITY_COLUMNS, *OTHER_COLUMNS]
 
 
 QUALITY_NUMBERS = ["sample_fid", "sample_precision", "sample_recall", "recon_fid"]
@@ -97,6 +99,8 @@ def read_job(job_dir: Path, *, iwae_k: int | None = None) -> dict:
         metrics = json.loads(metrics_path.read_text())
         val = metrics["val"]
         row.update(epochs_done=metrics["epoch"], beta_effective=val.get("beta_effective"), **report_values("val", val))
+        objective_terms = {f"val_{name}": val.get(name) for name in metrics.get("objective_terms", [])}
+        row.update(objective_terms, objective_columns=tuple(objective_terms))
         row["val_loss_gain_last_quarter"] = last_quarter_gain(metrics.get("history", []))
         row["train_minutes"] = train_minutes(metrics.get("history", []))
         finished = metrics["epoch"] >= (row.get("epochs_planned") or metrics["epoch"])
@@ -235,7 +239,7 @@ def write_table(
     rows: list[dict], sweep_dir: Path, *, iwae_k: int | None = None, figures: list[str] | tuple[str, ...] = ()
 ) -> None:
     """report.md and report.csv, one row per job, failed jobs included; report.md shows `figures` (file names in the sweep directory)."""
-    names = columns()
+    names = columns(rows)
     with open(sweep_dir / "report.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=names, extrasaction="ignore")
         writer.writeheader()

@@ -15,7 +15,7 @@ from vae.likelihoods import dequantize as dequantize_images
 from vae.likelihoods import dequantize_fixed, likelihood_of
 from vae.losses import TERM_NAMES, LossTerms
 from vae.model import VAE
-from vae.objectives import Objective
+from vae.objectives import Objective, ObjectiveContext
 from vae.runtime import Runtime, autocast_context, exact_fp32
 
 
@@ -48,20 +48,22 @@ def forward_backward(
     kl_scale: float = 1.0,
     eps: torch.Tensor | None = None,
     loss_scale: float = 1.0,
+    context: ObjectiveContext | None = None,
 ) -> tuple[LossTerms, torch.Tensor]:
     """One step's forward and backward (autocast as the runtime says); returns the loss terms and the gradient norm.
 
     `forward` is the model (or its DDP / compiled wrapper); `objective` what the step minimises
     (vae.objectives), `kl_scale` the KL warm-up's share of its kl_weight; `eps` the reparameterization
     noise, (B, L) (drawn inside when None), or (K, B, L) when the objective takes K = objective.samples
-    > 1 per image; `loss_scale` multiplies the loss before backward (DDP shards of unequal size). The
+    > 1 per image; `loss_scale` multiplies the loss before backward (DDP shards of unequal size); `context`
+    what the objective reads besides (vae.objectives.ObjectiveContext; default: kl_scale alone). The
     optimizer's step is the caller's, after it has checked the terms.
     """
     if objective.samples > 1 and (eps is None or eps.dim() != 3 or eps.shape[0] != objective.samples):
         raise ValueError(f"{objective} needs its noise as eps of shape ({objective.samples}, batch, latent_dim)")
     with autocast_context(runtime.device, runtime.autocast_dtype):
         output = forward(x, eps)
-    terms = objective(output, x, kl_scale)
+    terms = objective(output, x, context if context is not None else ObjectiveContext(kl_scale=kl_scale))
     optimizer.zero_grad(set_to_none=True)
     (terms.loss * loss_scale if loss_scale != 1.0 else terms.loss).backward()
     grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
@@ -100,6 +102,7 @@ def dataset_loss_terms(
     channels_last: bool = False,
     autocast_dtype: torch.dtype | None = None,
     seed: int = 0,
+    num_train: int | None = None,
 ) -> dict[str, float]:
     """Per-image averages of every loss term over `images` (uint8, as the data sets hold them), z drawn with a fixed seed.
 
@@ -109,7 +112,8 @@ def dataset_loss_terms(
     The loss is the training objective's at its full kl_weight: with free bits the floor is in it, as
     in training (on each batch's mean KL); for IWAE it is the k-sample bound. A model with several
     stochastic layers adds each layer's KL (`kl_nats_z1`, ...). Also `mean_sigma`: the encoder's
-    sigma = exp(0.5 log_var) averaged over images and latent dims (the top layer's).
+    sigma = exp(0.5 log_var) averaged over images and latent dims (the top layer's). The objective's own
+    terms (its `extra_names`) are averaged too; `num_train`, the training split's size, is in its context.
     """
     device = next(model.parameters()).device
     was_training = model.training
@@ -119,6 +123,7 @@ def dataset_loss_terms(
     sigma_total = 0.0
     samples = (objective.samples,) if objective.samples > 1 else ()
     likelihood = likelihood_of(model)
+    context = ObjectiveContext(num_train=num_train, likelihood=likelihood, prior=getattr(model, "prior", None))
     for first, batch in zip(range(0, images.shape[0], batch_size), images.split(batch_size), strict=True):
         x = (dequantize_fixed(batch, first, seed=seed) if likelihood.dequantize else to_model_input(batch)).to(device)
         if channels_last:
@@ -126,7 +131,7 @@ def dataset_loss_terms(
         eps = torch.randn(*samples, x.shape[0], sum(model.latent_dims), generator=generator).to(device)
         with autocast_context(str(device), autocast_dtype):
             output = model(x, eps)
-        terms = objective(output, x)
+        terms = objective(output, x, context)
         batch_totals = torch.stack([t.detach().double().cpu() for t in terms.scalars()]) * x.shape[0]
         totals, names = (batch_totals, terms.names()) if totals is None else (totals + batch_totals, names)
         sigma_total += float(torch.exp(0.5 * output.log_var.float()).sum())

@@ -29,10 +29,10 @@ from vae.config import ConfigError, validate
 from vae.data import DataSplits, SplitError, epoch_batches
 from vae.features import FEATURES, FeatureError, FeatureSpace, load_features, space_for
 from vae.likelihoods import likelihood_of
-from vae.losses import LossTerms, beta_effective, kl_warmup_factor, layer_term_names, term_names
+from vae.losses import LossTerms, beta_effective, kl_warmup_factor
 from vae.metrics import STEP_GROUP
 from vae.model import init_output_bias
-from vae.objectives import Objective, build_objective
+from vae.objectives import Objective, ObjectiveContext, build_objective
 from vae.progress import progress as show_progress
 from vae.quality_metrics import QualityError, check_counts, score
 from vae.runs import write_run_json
@@ -325,7 +325,8 @@ def set_up(cfg: DictConfig, run_dir: Path, resume_from: dict | None) -> tuple[Se
             "(%d steps); optim.max_warmup_epochs=0 lifts the bound",
             *(warmup, config["optim"]["warmup_steps"], config["optim"]["max_warmup_epochs"], steps_per_epoch),
         )
-    names = term_names(len(model.latent_dims))
+    objective = build_objective(config, likelihood=likelihood_of(model))
+    names = objective.term_names(len(model.latent_dims))  # TERM_NAMES, each layer's KL if several, its own
     if resume_from is None:
         state = TrainState(epoch_sums=torch.zeros(len(names)))
     else:
@@ -359,7 +360,7 @@ def set_up(cfg: DictConfig, run_dir: Path, resume_from: dict | None) -> tuple[Se
     train_images = splits.train.images.to(device)  # the whole split lives on the device
     session = Session(
         *(config, run_dir, runtime, ddp, splits, model, forward, optimizer, scheduler, train_images, writer, beta),
-        objective=build_objective(config, likelihood=likelihood_of(model)),
+        objective=objective,
         term_names=names,
         epochs=config["epochs"],
         seed=config["seed"],
@@ -489,9 +490,9 @@ def train_step(session: Session, state: TrainState, index: torch.Tensor, *, kl_s
         x,
         runtime=runtime,
         objective=session.objective,
-        kl_scale=kl_scale,
         eps=eps,
         loss_scale=ddp.loss_scale(global_size, x.shape[0]),
+        context=step_context(session, state, kl_scale),
     )
     if session.on_nan == "skip" and not is_finite(terms, grad_norm):
         state.skipped_steps += 1
@@ -553,6 +554,17 @@ def resume_hint(run_dir: Path) -> str:
     return f'{sys.executable} -m vae.train resume={run_dir}  (or: make train ARGS="resume={run_dir}")'
 
 
+def step_context(session: Session, state: TrainState, kl_scale: float) -> ObjectiveContext:
+    """What the objective reads at a training step besides the batch (vae.objectives.ObjectiveContext)."""
+    return ObjectiveContext(
+        step=state.step,
+        kl_scale=kl_scale,
+        num_train=session.train_images.shape[0],
+        likelihood=likelihood_of(session.model),
+        prior=getattr(session.model, "prior", None),
+    )
+
+
 def validate_epoch(session: Session) -> dict:
     """The validation split's loss terms in the run's objective (fp32, fixed noise), mean sigma and beta_effective."""
     config = session.config
@@ -562,6 +574,7 @@ def validate_epoch(session: Session) -> dict:
         objective=session.objective,
         batch_size=config["eval_batch_size"],
         channels_last=session.runtime.channels_last,
+        num_train=session.train_images.shape[0],
     )
     return {**terms, "beta_effective": session.beta}
 
@@ -584,7 +597,7 @@ def log_epoch_end(
     """The epoch's scalars and images to TensorBoard (and images/), metrics.json, and a line to the console."""
     config, epoch, images_per_second = session.config, state.epoch, state.history[-1]["images_per_second"]
     extra = {"train/images_per_second": images_per_second, **schedule}
-    for name in layer_term_names(len(session.model.latent_dims)):  # each layer's KL, when there are several
+    for name in session.term_names[len(TERM_NAMES) :]:  # each layer's KL when several, the objective's own terms
         extra.update({f"train/{name}": train_metrics[name], f"val/{name}": val_metrics[name]})
     if state.skipped_steps:
         extra["train/skipped_steps"] = state.skipped_steps
@@ -614,6 +627,8 @@ def log_epoch_end(
         "images_per_second": images_per_second,
         "best_val_loss": state.best_val_loss,
         "skipped_steps": state.skipped_steps,
+        # the objective's own terms (in train and val above): vae.report makes a column of each
+        "objective_terms": list(session.objective.extra_names),
         "history": state.history,
     }
     (session.run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))

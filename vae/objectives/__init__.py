@@ -8,7 +8,7 @@ from __future__ import annotations
 import importlib
 import pkgutil
 
-from vae.objectives.base import OBJECTIVES, Objective, build_objective
+from vae.objectives.base import OBJECTIVES, Objective, ObjectiveContext, as_context, build_objective
 from vae.objectives.elbo import ELBO
 from vae.objectives.iwae import IWAE, IWAE_NEEDS, IWAEObjectiveConfig
 
@@ -16,4 +16,14 @@ from vae.objectives.iwae import IWAE, IWAE_NEEDS, IWAEObjectiveConfig
 for _module in sorted(module.name for module in pkgutil.iter_modules(__path__)):
     importlib.import_module(f"{__name__}.{_module}")
 
-__all__ = ["ELBO", "IWAE", "IWAE_NEEDS", "OBJECTIVES", "IWAEObjectiveConfig", "Objective", "build_objective"]
+__all__ = [
+    "ELBO",
+    "IWAE",
+    "IWAE_NEEDS",
+    "OBJECTIVES",
+    "IWAEObjectiveConfig",
+    "Objective",
+    "ObjectiveContext",
+    "as_context",
+    "build_objective",
+]

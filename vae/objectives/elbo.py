@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 import torch
 
 from vae.losses import REDUCTIONS, LossTerms, default_likelihood, elbo_loss
-from vae.objectives.base import OBJECTIVES, Objective
+from vae.objectives.base import OBJECTIVES, Objective, ObjectiveContext, as_context
 from vae.schema import ObjectiveConfig, likelihood_group
 
 
@@ -39,7 +39,8 @@ class ELBO(Objective):
     def samples(self) -> int:
         return 1
 
-    def __call__(self, output, x: torch.Tensor, kl_scale: float = 1.0) -> LossTerms:
+    def __call__(self, output, x: torch.Tensor, context: ObjectiveContext | float = 1.0) -> LossTerms:
+        kl_scale = as_context(context).kl_scale
         return elbo_loss(
             output.logits,
             x,

@@ -11,7 +11,7 @@ from omegaconf import MISSING
 
 from vae.errors import ConfigError
 from vae.losses import ESTIMATORS, LossTerms, iwae_loss
-from vae.objectives.base import OBJECTIVES, Objective
+from vae.objectives.base import OBJECTIVES, Objective, ObjectiveContext
 from vae.schema import Get, ObjectiveConfig, check_at_least, check_choice
 
 
@@ -37,7 +37,7 @@ class IWAE(Objective):
     def samples(self) -> int:
         return self.k
 
-    def __call__(self, output, x: torch.Tensor, kl_scale: float = 1.0) -> LossTerms:
+    def __call__(self, output, x: torch.Tensor, context: ObjectiveContext | float = 1.0) -> LossTerms:
         return iwae_loss(output.logits, x, output.layers, estimator=self.estimator, likelihood=self.likelihood)
 
 
