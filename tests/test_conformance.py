@@ -254,3 +254,61 @@ def test_the_protocols_refuse_what_lacks_a_member():
     assert not isinstance(NoMean(), LikelihoodModel)
     NoMean.mean = Bernoulli.mean
     assert isinstance(NoMean(), LikelihoodModel)
+
+
+# -- priors: every registered prior, on the MLP ------------------------------------------------------------------
+
+PRIOR_NAMES = registries()["prior.name"].names()
+
+
+@pytest.fixture(params=PRIOR_NAMES)
+def with_prior(request):
+    torch.manual_seed(0)
+    config = compose_dict(
+        [*TINY_DATA, "model=mlp", "latent_dim=3", "reduction=sum", "kl_weight=1", f"prior={request.param}"]
+    )
+    model = build_model(config)
+    return request.param, config, model, torch.rand(3, *config["data"]["image_shape"]).round()
+
+
+def test_a_prior_s_log_prob_broadcasts_its_kl_is_finite_and_its_samples_are_seeded(with_prior):
+    name, config, model, x = with_prior
+    prior, out = model.prior, model(x, _eps(model, 3))
+    assert prior is out.layers[-1].prior, name  # the model's top layer uses the built prior
+    z = torch.randn(4, 3, 3)
+    assert prior.log_prob(z).shape == (4, 3) and torch.isfinite(prior.log_prob(z)).all(), name
+    assert prior.log_density(z).shape == (4, 3, 3), name
+    assert torch.allclose(prior.log_density(z).sum(-1), prior.log_prob(z), atol=1e-4), name
+    kl = out.layers[-1].kl()
+    assert kl.shape == (3, 3) and torch.isfinite(kl).all(), name
+    draws = prior.sample(5, generator=torch.Generator().manual_seed(0))
+    assert draws.shape == (5, 3) and torch.equal(draws, prior.sample(5, generator=torch.Generator().manual_seed(0)))
+    assert prior.kl_estimator in ("closed form", "one sample"), name
+
+
+def test_the_iwae_bound_at_k1_uses_the_prior_s_log_prob(with_prior):
+    """-log w = -(log p(x|z) + log p(z) - log q(z|x)) at the same z, with the model's prior, against iwae_loss."""
+    name, config, model, x = with_prior
+    model.eval()
+    with torch.no_grad():
+        out = model(x, _eps(model, 3))
+        layer = out.layers[-1]
+        log_w = Bernoulli(logits=out.logits.float()).log_prob(x).flatten(1).sum(-1)
+        log_w = (
+            log_w
+            + layer.prior.log_prob(layer.z)
+            - Normal(layer.posterior.mean, layer.posterior.std).log_prob(layer.z).sum(-1)
+        )
+        bound = iwae_loss(out.logits, x, out.layers).loss
+    assert bound.item() == pytest.approx(-log_w.mean().item(), rel=1e-5, abs=1e-3), name
+
+
+def test_the_loss_reaches_a_learned_prior_and_its_state_round_trips(with_prior):
+    name, config, model, x = with_prior
+    build_objective(config, likelihood=model.likelihood)(model(x, _eps(model, 3)), x).loss.backward()
+    prior_parameters = list(model.prior.parameters()) if isinstance(model.prior, torch.nn.Module) else []
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in prior_parameters), name
+    twin = build_model(config)
+    twin.load_state_dict(model.state_dict())
+    z = torch.randn(4, 3)
+    assert torch.equal(twin.prior.log_prob(z), model.prior.log_prob(z)), name

@@ -68,7 +68,7 @@ def test_an_objective_s_own_terms_reach_metrics_tensorboard_and_the_report(tmp_p
     (run_dir / ".hydra").mkdir()
     OmegaConf.save(config, run_dir / ".hydra" / "config.yaml")  # what a sweep's job holds
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    assert metrics["objective_terms"] == ["z_square", "context_step"]
+    assert metrics["objective_terms"] == ["z_square", "context_step"] and metrics["kl_estimator"] == "closed form"
     assert metrics["train"]["z_square"] > 0 and metrics["val"]["z_square"] > 0
     # the context: training steps counted from 0, the training split's size, the model's likelihood and prior
     training = [c for c in WithExtras.seen if c.likelihood is not None and c.step > 0]

@@ -32,6 +32,7 @@ from vae.errors import ConfigError
 from vae.likelihoods import build_likelihood
 from vae.model import VAE, init_glorot
 from vae.models import MODELS
+from vae.priors import build_prior
 from vae.registry import Registry
 from vae.schedules import lr_factor, lr_scheduler, stage_steps
 from vae.schema import (
@@ -84,6 +85,8 @@ def build_model(cfg: Mapping[str, Any]) -> VAE:
     # p(x|z): Bernoulli, or the Gaussian of gen_loss=gaussian, whose sigma (learned: a parameter) lives in
     # the model, so that the optimizer trains it and checkpoints keep it (vae.likelihoods).
     model.likelihood = likelihood
+    # p(z) of the top layer: N(0, I), or a learned prior (a module: its parameters are the model's).
+    model.prior = build_prior(cfg, model)
     return model
 
 

@@ -32,6 +32,7 @@ from vae.schema import (
     ModelConfig,
     ObjectiveConfig,
     OptimConfig,
+    PriorConfig,
     check,
     likelihood_group,
 )
@@ -74,6 +75,7 @@ class Config:
     optim: OptimConfig = MISSING
     objective: ObjectiveConfig = MISSING
     gen_loss: LikelihoodConfig = MISSING  # the decoder's likelihood: conf/gen_loss/<name>.yaml (vae.likelihoods)
+    prior: PriorConfig = MISSING  # the top layer's prior: conf/prior/<name>.yaml (vae.priors)
 
 
 def schemas() -> dict[tuple[str, str], type]:
@@ -230,8 +232,8 @@ def with_shared_defaults(config: dict) -> dict:
     for group, schema in GROUP_SCHEMAS.items():
         shared = OmegaConf.to_container(OmegaConf.structured(schema))
         shared = {key: value for key, value in shared.items() if value != MISSING}
-        # A group added since the run was written (objective) is the default it had then.
-        saved = filled.get(group, {"name": "elbo"} if group == "objective" else {})
+        # A group added since the run was written (objective, prior) is the default it had then.
+        saved = filled.get(group, {"objective": {"name": "elbo"}, "prior": {"name": "standard"}}.get(group, {}))
         filled[group] = {**shared, **(ADDED_SINCE.get(group, {}) if group in config else {}), **saved}
     return filled
 
@@ -271,6 +273,7 @@ def registries() -> dict:
     from vae.build import DATASETS, MODELS, OPTIMIZERS
     from vae.likelihoods import LIKELIHOODS
     from vae.objectives import OBJECTIVES
+    from vae.priors import PRIORS
     from vae.schedules import SCHEDULES
 
     return {
@@ -280,6 +283,7 @@ def registries() -> dict:
         "optim.name": OPTIMIZERS,
         "optim.schedule": SCHEDULES,
         "gen_loss.name": LIKELIHOODS,
+        "prior.name": PRIORS,
     }
 
 

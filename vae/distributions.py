@@ -108,6 +108,8 @@ class StandardNormal:
     estimated at the layer's sample instead of in closed form.
     """
 
+    kl_estimator = "closed form"  # a layer's KL against it (LatentLayer.kl)
+
     def __init__(self, dim: int):
         self.dim = dim
 

@@ -1,6 +1,6 @@
 """The schema every option of a group shares (typed dataclasses for Hydra's ConfigStore), with its checks.
 
-Each group (data, model, optim, objective, gen_loss) has a base dataclass here: the keys every option of it has,
+Each group (data, model, optim, objective, gen_loss, prior) has a base dataclass here: the keys every option of it has,
 with their defaults, and `check(get)`, the range checks of those keys that types cannot express. An
 option's own schema subclasses it beside the option's builder (e.g. `ResNetModelConfig` beside
 `@MODELS.register("resnet", schema=ResNetModelConfig)` in vae/models/resnet.py) and adds its keys and checks,
@@ -175,6 +175,24 @@ def likelihood_group(value: object) -> dict:
     return dict(value)
 
 
+@dataclass
+class PriorConfig:
+    """The top layer's prior p(z) (`prior=`, vae.priors): standard, vamp, ..."""
+
+    name: str = MISSING
+
+    @classmethod
+    def check(cls, get: Get) -> None:
+        """A prior without keys of its own: nothing more to check."""
+
+
+def prior_group(value: object) -> dict:
+    """The `prior` group of a config; a run saved before the group existed had N(0, I)."""
+    if value is None or value is MISSING:
+        return {"name": "standard"}
+    return dict(value)
+
+
 # The base schema of each group: the defaults every option of it shares.
 GROUP_SCHEMAS = {
     "data": DataConfig,
@@ -182,4 +200,5 @@ GROUP_SCHEMAS = {
     "optim": OptimConfig,
     "objective": ObjectiveConfig,
     "gen_loss": LikelihoodConfig,
+    "prior": PriorConfig,
 }

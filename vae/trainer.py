@@ -629,6 +629,8 @@ def log_epoch_end(
         "skipped_steps": state.skipped_steps,
         # the objective's own terms (in train and val above): vae.report makes a column of each
         "objective_terms": list(session.objective.extra_names),
+        # how kl and kl_nats were computed: "closed form" (N(0, I)) or "one sample" (a prior with no closed form)
+        "kl_estimator": getattr(session.model.prior, "kl_estimator", "closed form"),
         "history": state.history,
     }
     (session.run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
