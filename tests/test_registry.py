@@ -40,7 +40,15 @@ def test_each_name_key_has_a_registry_and_no_fixed_choices():
     from vae.config import CHOICES
 
     keys = registries()
-    assert set(keys) == {"data.name", "model.name", "objective.name", "optim.name", "optim.schedule", "gen_loss.name", "prior.name"}
+    assert set(keys) == {
+        "data.name",
+        "model.name",
+        "objective.name",
+        "optim.name",
+        "optim.schedule",
+        "gen_loss.name",
+        "prior.name",
+    }
     assert not set(keys) & set(CHOICES)
     assert all(isinstance(registry, Registry) and registry.key == key for key, registry in keys.items())
 
