@@ -144,13 +144,19 @@ def test_a_restored_run_evaluated_to_the_numbers_it_gave_before():
         assert numbers["weights_sha256"] == kept[name].sha256 and numbers["num_images"] == 500
 
 
-def test_the_committed_runs_evaluate_the_same_before_and_after_the_one_place_per_option_refactor():
+# Each refactor issue 42 made, with the restore_check.py labels measured before and after it on one CPU model.
+REFACTOR_LABELS = [("issue42_before", "issue42_after"), ("likelihood_axis_before", "likelihood_axis_after")]
+
+
+@pytest.mark.parametrize(("before_label", "after_label"), REFACTOR_LABELS)
+def test_the_committed_runs_evaluate_the_same_before_and_after_each_refactor(before_label, after_label):
     """Issue 42's "nothing moves": the same runs, 500 test images, k = 100, fp32, on one CPU model, from the
-    commit before the refactor and from one after it (restore_check.py's labels issue42_before/after)."""
+    commit before a refactor and from one after it (restore_check.py's labels): the one-place-per-option
+    refactor, and the likelihood axis with the option packages."""
     import json
 
     labels = json.loads((REPO / "experiments" / "likelihood" / "restore_check.json").read_text())["labels"]
-    before, after = labels["issue42_before"], labels["issue42_after"]
+    before, after = labels[before_label], labels[after_label]
     assert before["cpu_id"] == after["cpu_id"] and before["commit"] != after["commit"]
     assert {name: run["iwae_nll_nats"] for name, run in after["runs"].items()} == {
         name: run["iwae_nll_nats"] for name, run in before["runs"].items()
@@ -158,12 +164,17 @@ def test_the_committed_runs_evaluate_the_same_before_and_after_the_one_place_per
     assert after["runs"] == before["runs"] and len(after["runs"]) == 3
 
 
-def test_the_lecture_run_trains_the_same_before_and_after_the_one_place_per_option_refactor():
-    """Issue 42's "nothing moves": experiment=lecture, 2 epochs, deterministic, fp32, from the commit before the
-    refactor and from one after it, on one CPU model: every number of metrics.json equal (refactor_check.json)."""
+REFACTOR_CHECKS = sorted((REPO / "experiments" / "lecture").glob("*refactor_check.json"))
+
+
+@pytest.mark.parametrize("path", REFACTOR_CHECKS, ids=lambda path: path.stem)
+def test_the_lecture_run_trains_the_same_before_and_after_each_refactor(path):
+    """Issue 42's "nothing moves": experiment=lecture, 2 epochs, deterministic, fp32, from the commit before a
+    refactor and from one after it, on one CPU model: every number of metrics.json equal (*refactor_check.json)."""
     import json
 
-    record = json.loads((REPO / "experiments" / "lecture" / "refactor_check.json").read_text())["runs"]
+    assert len(REFACTOR_CHECKS) >= 2
+    record = json.loads(path.read_text())["runs"]
     before, after = record["before"], record["after"]
     assert before["machine"]["cpu_id"] == after["machine"]["cpu_id"] and before["commit"] != after["commit"]
     assert before["runtime"]["precision"] == "fp32" and before["runtime"]["deterministic"] is True
@@ -171,10 +182,11 @@ def test_the_lecture_run_trains_the_same_before_and_after_the_one_place_per_opti
     assert after["history"] == before["history"] and len(after["history"]) == 2
 
 
-def test_a_checkpoint_saved_before_the_refactor_resumes_after_it_as_one_saved_after():
+@pytest.mark.parametrize("path", REFACTOR_CHECKS, ids=lambda path: path.stem)
+def test_a_checkpoint_saved_before_a_refactor_resumes_after_it_as_one_saved_after(path):
     import json
 
-    check = json.loads((REPO / "experiments" / "lecture" / "refactor_check.json").read_text())["resume_check"]["runs"]
+    check = json.loads(path.read_text())["resume_check"]["runs"]
     old, new = check["before_saved_resumed_after"], check["after_saved_resumed_after"]
     assert old["resumed_with"] == new["resumed_with"] and old["epoch"] == new["epoch"] == 3
     assert old["val"] == new["val"] and old["train"] == new["train"]
