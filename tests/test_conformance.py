@@ -312,3 +312,31 @@ def test_the_loss_reaches_a_learned_prior_and_its_state_round_trips(with_prior):
     twin.load_state_dict(model.state_dict())
     z = torch.randn(4, 3)
     assert torch.equal(twin.prior.log_prob(z), model.prior.log_prob(z)), name
+
+
+# -- objectives: every registered objective, on the MLP ---------------------------------------------------------
+
+OBJECTIVE_NAMES = registries()["objective.name"].names()
+
+
+@pytest.mark.parametrize("name", OBJECTIVE_NAMES)
+def test_an_objective_returns_its_declared_terms_and_trains_every_parameter(name):
+    """Built from its YAML with the true ELBO's weighting (which every shipped objective accepts): the terms it
+    declares (`term_names`, its own included), finite, -ELBO = reconstruction + KL, and a loss whose gradient
+    reaches every parameter of the model, with the context the trainer gives it."""
+    from vae.objectives import ObjectiveContext
+
+    torch.manual_seed(0)
+    overrides = [*TINY_DATA, "model=mlp", "latent_dim=3", "reduction=sum", "kl_weight=1", f"objective={name}"]
+    config = compose_dict(overrides)
+    model = build_model(config)
+    objective = build_objective(config, likelihood=model.likelihood)
+    x = torch.rand(4, *config["data"]["image_shape"]).round()
+    samples = (objective.samples,) if objective.samples > 1 else ()
+    context = ObjectiveContext(step=3, num_train=256, likelihood=model.likelihood, prior=model.prior)
+    terms = objective(model(x, _eps(model, *samples, 4)), x, context)
+    assert terms.names() == objective.term_names(len(model.latent_dims)), name
+    assert all(torch.isfinite(value) for value in terms.scalars()), name
+    assert torch.allclose(terms.neg_elbo_nats, terms.rec_nats + terms.kl_nats, atol=1e-3), name
+    terms.loss.backward()
+    assert all(p.grad is not None for p in model.parameters() if p.requires_grad), name
