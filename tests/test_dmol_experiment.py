@@ -33,3 +33,18 @@ def test_the_experiment_trains_both_decoders_alike_and_records_bits_per_dim(tmp_
     )
     assert "<MNIST dir>" in record["command"] and str(tmp_path) not in record["command"].split("--runs-dir")[0]
     assert record["machine"]["cpu_id"] is not None or record["machine"]["cpu"]
+
+
+def test_the_readme_shows_the_committed_result():
+    spec = importlib.util.spec_from_file_location("dmol_run", REPO / "experiments" / "dmol" / "run.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    record = json.loads((REPO / "experiments" / "dmol" / "results.json").read_text())
+    readme = (REPO / "experiments" / "dmol" / "README.md").read_text()
+    assert script.table(record) in readme
+    assert f"{-record['dmol_minus_gaussian_bits_per_dim']:.2f} bits/dim" in readme
+    assert record["machine"]["cpu_id"] in readme and record["git"]["commit"][:7] in readme
+    assert all(run["num_test_images"] == 10000 for run in record["runs"].values())
+    dmol, gaussian = record["runs"]["dmol"]["iwae_bits_per_dim"], record["runs"]["gaussian"]["iwae_bits_per_dim"]
+    root = (REPO / "README.md").read_text()
+    assert f"{dmol:.3f} bits/dim against the learned-sigma Gaussian's {gaussian:.3f}" in root
