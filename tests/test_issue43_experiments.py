@@ -48,3 +48,19 @@ def test_the_beta_tcvae_comparison_measures_both_models_alike_on_held_out_images
         assert set(held) == set(script.TERMS)
         assert abs(held["mi_nats"] + held["tc_nats"] + held["dwkl_nats"] - held["kl_nats"]) < 0.5 * held["kl_nats"] + 1
     assert (tmp_path / "traversals.png").is_file() and "beta-TCVAE" in script.table(record)
+
+
+@pytest.mark.parametrize("folder", ["vamp", "beta_tcvae"])
+def test_each_readme_shows_its_committed_result(folder):
+    script = _script(folder)
+    record = json.loads((REPO / "experiments" / folder / "results.json").read_text())
+    readme = (REPO / "experiments" / folder / "README.md").read_text()
+    assert script.table(record) in readme
+    assert record["machine"]["cpu_id"] in readme and record["git"]["commit"][:7] in readme
+    assert not record["git"]["dirty"]
+    if folder == "beta_tcvae":
+        held = {name: run["held_out"] for name, run in record["runs"].items()}
+        gap = held["beta_vae"]["neg_elbo_nats"] - held["beta_tcvae"]["neg_elbo_nats"]
+        assert f"{gap:.2f} nats lower than the beta-VAE's" in readme
+    if folder == "vamp":
+        assert f"{record['vamp_minus_standard_nats']:.2f} nats worse after 10 epochs" in readme
