@@ -17,13 +17,13 @@ posterior mean, both models) beside this script.
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
-import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # experiments/: the comparisons' shared code
+import comparison  # noqa: E402
+
 TERMS = ("neg_elbo_nats", "rec_nats", "kl_nats", "mi_nats", "tc_nats", "dwkl_nats")
 
 
@@ -87,32 +87,16 @@ def traversals(runs: dict, data_root: str, path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data-root")
+    parser = comparison.parser(
+        __doc__, epochs=10, runs_dir="beta_tcvae", out=HERE / "results.json", experiment="burda_vae"
+    )
     parser.add_argument("--beta", type=float, default=6.0)
-    parser.add_argument("--epochs", type=int, default=10)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--runs-dir", type=Path, default=Path("outputs") / "beta_tcvae")
-    parser.add_argument("--out", type=Path, default=HERE / "results.json")
-    parser.add_argument("--experiment", default="burda_vae", help="the runs' experiment ('' for none: tests)")
-    parser.add_argument("--override", nargs="*", default=[], help="more overrides for both runs (tests)")
-    parser.add_argument("--table", action="store_true", help="print the README's table from --out and stop")
-    args = parser.parse_args(argv)
-    if args.table:
-        print(table(json.loads(args.out.read_text())))
-        return json.loads(args.out.read_text())
-    if not args.data_root:
-        parser.error("--data-root is required (MNIST's folder)")
-    from vae.config import compose
-    from vae.runtime import git_commit, machine_info
-    from vae.train import train
-
+    args, shown = comparison.parse(parser, argv, table)
+    if shown is not None:
+        return shown
     base = [f"experiment={args.experiment}"] if args.experiment else []
-    base += [f"data.root={args.data_root}", f"epochs={args.epochs}", f"seed={args.seed}", "latent_dim=10"]
-    base += ["batch_size=128", "reduction=sum", "precision=fp32", f"threads={args.threads}"]
-    replaced = {override.split("=", 1)[0] for override in args.override}  # an --override replaces a key of base
-    base = [o for o in base if o.split("=", 1)[0] not in replaced] + args.override
+    base += ["latent_dim=10", "batch_size=128", "reduction=sum", "precision=fp32"]
+    base = comparison.run_overrides(args, base)
     objectives = {
         "beta_vae": (
             f"beta-VAE (`objective=elbo kl_weight={args.beta:g}`)",
@@ -126,32 +110,19 @@ def main(argv: list[str] | None = None) -> dict:
     runs = {}
     for name, (label, overrides) in objectives.items():
         run_dir = args.runs_dir / f"{name}-seed{args.seed}"
-        start = time.monotonic()
-        if not (run_dir / "metrics.json").is_file():
-            train(compose([*base, *overrides]), run_dir)
+        train_seconds = comparison.train_once([*base, *overrides], run_dir)
         runs[name] = {
             "label": label,
             "overrides": [*base, *overrides],
             "run_dir": str(run_dir),
             "held_out": measure(run_dir, args.data_root),
-            "train_seconds": time.monotonic() - start,
+            "train_seconds": train_seconds,
         }
         print(f"{name}: " + ", ".join(f"{k} {v:.2f}" for k, v in runs[name]["held_out"].items()), flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     traversals(runs, args.data_root, args.out.parent / "traversals.png")
-    record = {
-        "command": "python experiments/beta_tcvae/run.py "
-        + " ".join("<MNIST dir>" if a == args.data_root else a for a in (sys.argv[1:] if argv is None else argv)),
-        "beta": args.beta,
-        "runs": {name: {k: v for k, v in run.items() if k != "run_dir"} for name, run in runs.items()},
-        "seed": args.seed,
-        "machine": machine_info("cpu"),
-        "git": git_commit(),
-        "date": time.strftime("%Y-%m-%d"),
-    }
-    args.out.write_text(json.dumps(record, indent=2) + "\n")
-    print(f"wrote {args.out}")
-    return record
+    kept = {name: {k: v for k, v in run.items() if k != "run_dir"} for name, run in runs.items()}
+    return comparison.write_record("experiments/beta_tcvae/run.py", args, argv, {"beta": args.beta, "runs": kept})
 
 
 if __name__ == "__main__":

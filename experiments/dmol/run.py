@@ -17,13 +17,15 @@ support, the commit and the date. One seed: a first result, not a comparison wit
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # experiments/: the comparisons' shared code
+import comparison  # noqa: E402
+
 BASE = [
     "data=mnist",
     "data.binarize=none",
@@ -54,40 +56,20 @@ def table(record: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    from vae.config import compose
-    from vae.evaluate import main as evaluate
-    from vae.runtime import git_commit, machine_info
-    from vae.train import train
-
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data-root")
-    parser.add_argument("--epochs", type=int, default=5)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=1)
+    parser = comparison.parser(__doc__, epochs=5, runs_dir="dmol", out=HERE / "results.json")
     parser.add_argument("--iwae-k", type=int, default=100)
-    parser.add_argument("--runs-dir", type=Path, default=Path("outputs") / "dmol")
-    parser.add_argument("--out", type=Path, default=HERE / "results.json")
-    parser.add_argument("--override", nargs="*", default=[], help="more overrides for both runs (tests)")
     parser.add_argument("--eval-args", nargs="*", default=[], help="more vae.evaluate arguments (tests)")
-    parser.add_argument("--table", action="store_true", help="print the README's table from --out and stop")
-    args = parser.parse_args(argv)
-    if args.table:
-        print(table(json.loads(args.out.read_text())))
-        return json.loads(args.out.read_text())
-    if not args.data_root:
-        parser.error("--data-root is required (MNIST's folder)")
-    replaced = {override.split("=", 1)[0] for override in args.override}  # an --override replaces BASE's key
-    common = [o for o in BASE if o.split("=", 1)[0] not in replaced]
-    common += [f"data.root={args.data_root}", f"epochs={args.epochs}", f"seed={args.seed}"]
-    common += [f"threads={args.threads}", *args.override]
+    args, shown = comparison.parse(parser, argv, table)
+    if shown is not None:
+        return shown
+    from vae.evaluate import main as evaluate
+
+    common = comparison.run_overrides(args, BASE)
     runs = {}
     for name, decoder in DECODERS.items():
         run_dir = args.runs_dir / f"{name}-seed{args.seed}"
         overrides = [*common, *decoder]
-        start = time.monotonic()
-        if not (run_dir / "metrics.json").is_file():
-            train(compose(overrides), run_dir)
-        train_seconds = time.monotonic() - start
+        train_seconds = comparison.train_once(overrides, run_dir)
         start = time.monotonic()
         results = evaluate([f"run={run_dir}", f"iwae_k={args.iwae_k}", "checkpoint=last", *args.eval_args])
         metrics = json.loads((run_dir / "metrics.json").read_text())
@@ -109,20 +91,10 @@ def main(argv: list[str] | None = None) -> dict:
             f"{runs[name]['iwae_bits_per_dim']:.4f} (IWAE k={args.iwae_k})",
             flush=True,
         )
-    record = {
-        "command": "python experiments/dmol/run.py "
-        + " ".join("<MNIST dir>" if a == args.data_root else a for a in (sys.argv[1:] if argv is None else argv)),
-        "runs": runs,
-        "dmol_minus_gaussian_bits_per_dim": runs["dmol"]["iwae_bits_per_dim"] - runs["gaussian"]["iwae_bits_per_dim"],
-        "seed": args.seed,
-        "machine": machine_info("cpu"),
-        "git": git_commit(),
-        "date": time.strftime("%Y-%m-%d"),
-    }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(record, indent=2) + "\n")
-    print(f"wrote {args.out}")
-    return record
+    difference = runs["dmol"]["iwae_bits_per_dim"] - runs["gaussian"]["iwae_bits_per_dim"]
+    return comparison.write_record(
+        "experiments/dmol/run.py", args, argv, {"runs": runs, "dmol_minus_gaussian_bits_per_dim": difference}
+    )
 
 
 if __name__ == "__main__":
