@@ -14,6 +14,7 @@ the number of pixel values per image (784 for MNIST).
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from typing import NamedTuple
@@ -67,9 +68,11 @@ class LossTerms(NamedTuple):
         return TERM_NAMES + layer_term_names(len(self.layer_kl_nats)) + tuple(name for name, _ in self.extras)
 
 
+@functools.cache
 def default_likelihood(gen_loss: str = "bce"):
     """The likelihood `gen_loss` names, for a loss computed without a model's (one with no state of its own:
-    a Gaussian's sigma lives in the model, so gen_loss=gaussian needs the model's, `likelihood_of(model)`)."""
+    a Gaussian's sigma lives in the model, so gen_loss=gaussian needs the model's, `likelihood_of(model)`).
+    Built once per name: such a likelihood has nothing to change."""
     likelihood = LIKELIHOODS.get(gen_loss)({})
     if any(True for _ in likelihood.parameters()) or any(True for _ in likelihood.buffers()):
         raise ValueError(f"gen_loss={gen_loss} needs the model's likelihood (vae.likelihoods.likelihood_of(model))")
