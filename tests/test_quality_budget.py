@@ -51,3 +51,45 @@ def test_the_budget_study_trains_scores_the_snapshots_on_held_out_images_and_dec
     assert keys == [(1, 1), (2, 1), (2, 2)]
     assert record["rows"][-1]["kendall_tau"] == 1.0  # epoch 2 of the 2-epoch runs is the reference itself
     assert record["smallest_snapshot_with_same_ranking"] in (1, 2) and record["cpu_id"]
+
+
+def _load_grid():
+    path = REPO / "experiments" / "sweep_kl_latent" / "quality_grid.py"
+    spec = importlib.util.spec_from_file_location("quality_grid", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.slow  # two tiny multiruns in subprocesses
+def test_the_quality_grid_trains_continues_scores_once_on_test_and_reports(tmp_path, monkeypatch):
+    script = _load_grid()
+    monkeypatch.setattr(script, "KL_WEIGHTS", ("0", "1e-3"))
+    monkeypatch.setattr(script, "LATENT_DIMS", (2,))
+    monkeypatch.setattr(script, "EXTRA_SEEDS", (1,))
+    runs, out = tmp_path / "runs", tmp_path / "quality"
+    tiny = [o for o in TINY if not o.startswith("data.num_test")] + ["data.num_test=200"]
+    common = ["--runs", str(runs), "--out", str(out)]
+    with pytest.raises(SystemExit):
+        script.main(["train", "--data-root", str(tmp_path), *common])  # no --epochs: refused before anything runs
+    assert not runs.exists()
+    train = ["train", "--data-root", str(tmp_path), "--epochs", "1", *common, "--override", *tiny]
+    script.main(train)
+    jobs = script.finished_jobs(runs)
+    assert [(job.parent.name, job.name) for job in jobs] == [("seed0", "0"), ("seed0", "1"), ("seeds", "0")]
+    assert all((job / "checkpoints" / "last.pt").is_file() for job in jobs)  # the weights a later score reads
+    written = {job: (job / "metrics.json").stat().st_mtime_ns for job in jobs}
+    script.main(train)  # the same command again: finished jobs are kept, not trained again
+    assert {job: (job / "metrics.json").stat().st_mtime_ns for job in jobs} == written
+    with pytest.raises(SystemExit, match="score first"):
+        script.main(["report", *common])
+    script.main(["score", "--data-root", str(tmp_path), "--n", "150", *common])
+    results = [job / "evals" / "quality_last_test_mnist_n150_t1_s0.json" for job in jobs]
+    first = [json.loads(path.read_text()) for path in results]
+    assert all(r["split"] == "test" and r["n"] == 150 for r in first)
+    results[0].unlink()  # re-scored from the kept weights: the same numbers
+    script.main(["score", "--data-root", str(tmp_path), "--n", "150", *common])
+    assert json.loads(results[0].read_text())["samples"] == first[0]["samples"]
+    script.main(["report", *common])
+    assert (out / "quality.png").is_file() and "sample_fid" in (out / "report.csv").read_text()
+    assert len(list(out.glob("*/evals/quality_last_test_*.json"))) == 3  # collected with the jobs

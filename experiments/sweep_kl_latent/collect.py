@@ -5,7 +5,8 @@
     python -m vae.report sweep=experiments/sweep_kl_latent/converged
 
 Jobs are renumbered 0, 1, ... in the order given (several sweeps become one report); each keeps
-`.hydra/config.yaml`, `.hydra/overrides.yaml`, `metrics.json`, `run.json` and `images/*.png`.
+`.hydra/config.yaml`, `.hydra/overrides.yaml`, `metrics.json`, `run.json`, `images/*.png` and its
+evaluations and sample-quality results (`evals/*.json`).
 `sources.json` maps every new job to the sweep and job it came from. The data root, a path on the
 machine that ran the sweep, is written as `<MNIST dir>`.
 
@@ -109,6 +110,9 @@ def collect(sources: list[Path], out: Path, *, images: bool = True, device: str 
             (target / "images").mkdir()
             for image in sorted((job / "images").glob("*.png")):
                 shutil.copy2(image, target / "images" / image.name)
+        for result in sorted((job / "evals").glob("*.json")):
+            (target / "evals").mkdir(exist_ok=True)
+            shutil.copy2(result, target / "evals" / result.name)
         mapping.append({"job": number, **origins[number]})
     (out / "sources.json").write_text(json.dumps(mapping, indent=1) + "\n")
     if final.exists():
