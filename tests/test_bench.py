@@ -66,3 +66,9 @@ def test_bench_runs_and_reports_ratios_against_the_baseline(tmp_path):
     assert 2.8 * lecture_forward_flops() < report["flops_per_image"] < 3.05 * lecture_forward_flops()
     assert report["limit_images_per_second"] == report["peak_flops_per_second"] / report["flops_per_image"]
     assert "| project | 16 |" in result.stdout
+    # The record says where and from what it was measured: the command as typed (the data folder as a
+    # placeholder), the CPU and its bf16 support, the commit, the date, how loaded the cores were.
+    assert report["command"].startswith("python experiments/bench/bench.py --data-root <MNIST dir> ")
+    assert set(report["machine"]) >= {"cpu", "cpu_id", "cpu_bf16"} and len(report["git"]["commit"]) == 40
+    assert report["date"].count("-") == 2 and report["load_average_before"] >= 0
+    assert report["baseline_precision"] == "fp32" and report["project_runtime"]["precision"] in ("fp32", "bf16")

@@ -10,6 +10,7 @@ import platform
 import random
 import subprocess
 import sys
+import time
 from dataclasses import asdict, dataclass
 from importlib import metadata
 from pathlib import Path
@@ -225,6 +226,20 @@ def git_commit(path: Path | None = None) -> dict:
     if commit.returncode != 0:
         return {"commit": None, "dirty": None}
     return {"commit": commit.stdout.strip(), "dirty": bool(status.stdout.strip())}
+
+
+def provenance(argv: list[str], *, data_root: str | None = None) -> dict:
+    """What a committed measurement record states about itself: the command as typed (`data_root` written as
+    <MNIST dir>), the machine (CPU id and native bf16 beside the model name), the commit, the date, and the load
+    average when it started (near 0 on idle cores; a measurement beside another job says so)."""
+    typed = ["<MNIST dir>" if data_root is not None and arg == data_root else arg for arg in argv]
+    return {
+        "command": "python " + " ".join(typed),
+        "machine": machine_info("cpu"),
+        "git": git_commit(),
+        "date": time.strftime("%Y-%m-%d"),
+        "load_average_before": round(os.getloadavg()[0], 2),
+    }
 
 
 def package_versions() -> dict:

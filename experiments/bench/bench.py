@@ -16,6 +16,7 @@ import gzip
 import json
 import shutil
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -29,7 +30,7 @@ from vae.data import find_idx_files, load_idx
 from vae.distributions import DiagonalGaussian, LatentLayer, StandardNormal
 from vae.model import VAEOutput
 from vae.objectives import ELBO
-from vae.runtime import apply_runtime, resolve_runtime
+from vae.runtime import apply_runtime, provenance, resolve_runtime
 from vae.step import batch_input, forward_backward
 
 # The lecture run's config, as `python -m vae.train experiment=lecture` composes it: the model,
@@ -250,7 +251,13 @@ def main() -> None:
         else ("cpu" if args.device == "auto" else args.device)
     )
     root = torchvision_layout(Path(args.data_root))
-    results = {"device": device, "threads": torch.get_num_threads(), "rows": []}
+    results = {
+        **provenance(["experiments/bench/bench.py", *sys.argv[1:]], data_root=args.data_root),
+        "device": device,
+        "threads": torch.get_num_threads(),
+        "baseline_precision": "fp32",
+        "rows": [],
+    }
 
     def measure(who: str, make_step, *, warmup: int) -> None:
         """Time `make_step(batch_size)` at every batch size; one row each, with its own peak memory."""

@@ -36,7 +36,7 @@ from vae.config import compose_dict  # noqa: E402
 from vae.distributions import DiagonalGaussian  # noqa: E402
 from vae.layers import ConvTranspose2d, FewChannelsConv2d  # noqa: E402
 from vae.objectives import ELBO  # noqa: E402
-from vae.runtime import apply_runtime, autocast_context, resolve_runtime  # noqa: E402
+from vae.runtime import apply_runtime, autocast_context, provenance, resolve_runtime  # noqa: E402
 from vae.step import batch_input, forward_backward  # noqa: E402
 
 CL = torch.channels_last
@@ -169,7 +169,8 @@ def main() -> None:
 
     row("IWAE bound, 4096 decodes", "4096 per call", "512 per call", bound(128, 32), bound(64, 8), per="4096 decodes")
 
-    Path(args.out).write_text(json.dumps({"runtime": runtime.as_dict(), "batch_size": batch, "rows": rows}, indent=2))
+    record = {**provenance(["experiments/bench/layers.py", *sys.argv[1:]]), "runtime": runtime.as_dict()}
+    Path(args.out).write_text(json.dumps({**record, "batch_size": batch, "rows": rows}, indent=2))
     print(f"\nwrote {args.out}")
 
 

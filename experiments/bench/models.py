@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 import time
 from pathlib import Path
 
@@ -24,17 +25,8 @@ import torch
 from vae.build import build_model, build_optimizer
 from vae.config import compose_dict
 from vae.objectives import build_objective
-from vae.runtime import apply_runtime, machine_info, resolve_runtime
+from vae.runtime import apply_runtime, provenance, resolve_runtime
 from vae.step import batch_input, forward_backward
-
-
-def cpu_family_model() -> str:
-    """'family 25 model 1' from /proc/cpuinfo: the model name alone ("AMD EPYC") does not tell Zen generations apart."""
-    fields = {}
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        key, _, value = line.partition(":")
-        fields.setdefault(key.strip(), value.strip())
-    return f"family {fields.get('cpu family', '?')} model {fields.get('model', '?')}"
 
 
 def make_step(config: dict, runtime):
@@ -93,7 +85,7 @@ def main() -> None:
         )
     first = args.configs[0]
     result = {
-        "machine": {**machine_info("cpu"), "cpu_family_model": cpu_family_model()},
+        **provenance(["experiments/bench/models.py", *sys.argv[1:]]),
         "runtime": {"precision": runtime.precision, "threads": runtime.threads, "channels_last": runtime.channels_last},
         "torch": torch.__version__,
         "rounds": args.rounds,
