@@ -72,3 +72,31 @@ def test_bench_runs_and_reports_ratios_against_the_baseline(tmp_path):
     assert set(report["machine"]) >= {"cpu", "cpu_id", "cpu_bf16"} and len(report["git"]["commit"]) == 40
     assert report["date"].count("-") == 2 and report["load_average_before"] >= 0
     assert report["baseline_precision"] == "fp32" and report["project_runtime"]["precision"] in ("fp32", "bf16")
+
+
+@pytest.mark.parametrize("record", ["bench.json", "bench_bf16_epyc.json"])
+def test_the_readmes_bench_numbers_are_the_committed_records(record):
+    """Every throughput the READMEs quote is its record's, rounded as written; the new record names its CPU."""
+    report = json.loads((REPO / "experiments" / "bench" / record).read_text())
+    readme = (REPO / "README.md").read_text()
+    bench_readme = (REPO / "experiments" / "bench" / "README.md").read_text()
+    section = bench_readme[bench_readme.index(f"`{record}`") :]
+    for row in report["rows"]:
+        table_row = (
+            f"| {row['who']} | {row['batch_size']} | {row['images_per_second']:,.0f} | "
+            f"{'**' if row['who'] == 'project' else ''}{row['ratio_to_baseline']:.2f}"
+        )
+        assert table_row in section, table_row
+    rows = {(row["who"], row["batch_size"]): row for row in report["rows"]}
+    project, baseline = rows["project", 128], rows["baseline", 128]
+    quoted = f"{project['ratio_to_baseline']:.2f}x"
+    assert quoted in readme and f"{project['images_per_second']:,.0f}" in readme
+    assert f"{baseline['images_per_second']:,.0f}" in readme
+    assert f"limit about {report['limit_images_per_second']:,.0f}" in section or (
+        f"limit about {round(report['limit_images_per_second'], -1):,.0f}" in section
+    )
+    if record == "bench.json":
+        machine = report["machine"]
+        assert machine["cpu_id"] in readme and machine["cpu_id"] in section
+        assert ("no native bf16" in section) == (not machine["cpu_bf16"])
+        assert report["git"]["commit"][:7] in section and report["date"] in section
