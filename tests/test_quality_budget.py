@@ -25,27 +25,35 @@ def test_kendall_tau_counts_agreeing_pairs():
     assert script.kendall_tau([1, 2, 3], [10, 30, 20]) == pytest.approx(1 / 3)
 
 
-@pytest.mark.slow  # trains twelve tiny runs
+@pytest.mark.slow  # trains six tiny runs, and six more as a tiny grid's multirun
 def test_the_budget_study_trains_scores_the_snapshots_on_held_out_images_and_decides(tmp_path, monkeypatch):
-    script = _load_script()
+    script, grid = _load_script(), _load_grid()
     monkeypatch.setattr(script, "FULL", 2)
     monkeypatch.setattr(script, "SNAPSHOT_EVERY", 1)
     monkeypatch.setattr(script, "N", 150)
-    runs, out = tmp_path / "runs", tmp_path / "budget.json"
+    monkeypatch.setattr(grid, "KL_WEIGHTS", script.KL_WEIGHTS)
+    monkeypatch.setattr(grid, "LATENT_DIMS", script.LATENT_DIMS)
+    monkeypatch.setattr(grid, "EXTRA_SEEDS", ())
+    runs, grid_runs, out = tmp_path / "runs", tmp_path / "grid", tmp_path / "budget.json"
     # 200 held-out images: more than the mnist space's 128 features, which FID needs.
     tiny = [o for o in TINY if not o.startswith("data.num_val")] + ["data.num_val=200", "data.split_seed=0"]
-    common = ["--runs", str(runs), "--override", *tiny]
+    common = ["--runs", str(runs), "--grid", str(grid_runs / "seed0")]
     with pytest.raises(SystemExit):
-        script.main(["train", *common])  # no --data-root: refused before anything runs
+        script.main(["train", *common, "--override", *tiny])  # no --data-root: refused before anything runs
     assert not runs.exists()
-    script.main(["train", "--data-root", str(tmp_path), *common])
-    script.main(["train", "--data-root", str(tmp_path), "--epochs", "1", *common])
+    script.main(["train", "--data-root", str(tmp_path), *common, "--override", *tiny])
     assert len(list(runs.glob("kl*-d*-e2/checkpoints/epoch_000[12].pt"))) == 12  # a snapshot per epoch
-    script.main(["score", "--data-root", str(tmp_path), "--runs", str(runs)])
-    scored = list(runs.glob("*/evals/quality_*_val_mnist_n150_t1_s0.json"))
-    assert len(scored) == 6 * 2 + 6  # two snapshots of each 2-epoch run, the last of each 1-epoch run
+    config = json.loads(next(runs.glob("*/run.json")).read_text())["runtime"]
+    assert config["precision"] == "fp32" and config["device"] == "cpu" and config["threads"] == 1  # pinned
+    script.main(["score", "--data-root", str(tmp_path), *common])  # before the grid: the snapshots alone
+    assert len(list(runs.glob("*/evals/quality_*_val_mnist_n150_t1_s0.json"))) == 6 * 2
+    # The grid at a budget of 1 epoch (its own schedule): its seed-0 jobs of the six cells join the study.
+    grid.main(["train", "--data-root", str(tmp_path), "--epochs", "1", "--runs", str(grid_runs), "--override", *tiny])
+    script.main(["score", "--data-root", str(tmp_path), *common])
+    scored = list(runs.glob("*/evals/quality_*.json")) + list(grid_runs.glob("seed0/*/evals/quality_*.json"))
+    assert len(scored) == 6 * 2 + 6  # two snapshots of each 2-epoch run, the last of each grid job
     assert all(json.loads(path.read_text())["split"] == "val" for path in scored)  # no test image read
-    record = script.main(["decide", "--runs", str(runs), "--out", str(out)])
+    record = script.main(["decide", *common, "--out", str(out)])
     assert json.loads(out.read_text()) == record
     keys = [(row["schedule_epochs"], row["epoch"]) for row in record["rows"]]
     assert keys == [(1, 1), (2, 1), (2, 2)]

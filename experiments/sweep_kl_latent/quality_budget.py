@@ -1,15 +1,16 @@
 """Can the grid's sample-quality axis be trained on a shorter budget than 48 epochs? The FID ranking says.
 
-Six cells of the grid (kl_weight 1e-4, 1e-3, 1e-2 x latent_dim 8, 32; seed 0; experiment=sweep_kl_latent)
-are trained for its 48 epochs with a snapshot every 6, and for a candidate budget B with its own schedule
-(the cosine then decays over B epochs). Each snapshot's prior samples are scored on the held-out
-(validation) split, FID in the MNIST classifier's space: the choice of B reads no test image. A budget
-is good enough for the study's third axis when its FID ranking of the six cells is the ranking at epoch
-48 (Kendall's tau = 1), both as a snapshot of the 48-epoch runs and as runs of B epochs.
+Six cells of the grid (kl_weight 1e-4, 1e-3, 1e-2 x latent_dim 8, 32; seed 0; experiment=sweep_kl_latent,
+pinned to `precision=fp32 device=cpu threads=1` as the grid's retraining is) are trained for its 48 epochs
+with a snapshot every 6. Each snapshot's prior samples are scored on the held-out (validation) split, FID in
+the MNIST classifier's space: the choice of the budget B reads no test image. A budget is good enough for the
+study's third axis when its FID ranking of the six cells is the ranking at epoch 48 (Kendall's tau = 1): first
+as a snapshot of the 48-epoch runs (which chooses B), then as runs of B epochs with their own schedule (the
+cosine decaying over B epochs), which are the grid's own seed-0 jobs of those cells (quality_grid.py's
+runs/grid/seed0): `score` scores them on the validation split too once they exist, and `decide` adds their row.
 
-    python experiments/sweep_kl_latent/quality_budget.py train --data-root <data dir> --runs <dir>
-    python experiments/sweep_kl_latent/quality_budget.py train --data-root <data dir> --runs <dir> --epochs 12
-    python experiments/sweep_kl_latent/quality_budget.py score --data-root <data dir> --runs <dir>
+    python experiments/sweep_kl_latent/quality_budget.py train --data-root <data dir>
+    python experiments/sweep_kl_latent/quality_budget.py score --data-root <data dir>
     python experiments/sweep_kl_latent/quality_budget.py decide        # budget_quality.json and the table
 
 `train` continues a run that stopped (its last.pt) and skips a finished one, so the same command resumes
@@ -22,11 +23,14 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import math
 import sys
 import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+RUNS = HERE / "runs"
+GRID = RUNS / "grid" / "seed0"  # quality_grid.py's seed-0 multirun
 KL_WEIGHTS = ("1e-4", "1e-3", "1e-2")
 LATENT_DIMS = (8, 32)
 FULL = 48  # the grid's budget (experiment=sweep_kl_latent)
@@ -48,9 +52,9 @@ def train_all(args) -> None:
     from vae.train import resume_config, train
 
     for kl_weight, latent_dim in cells():
-        run = run_dir(args.runs, kl_weight, latent_dim, args.epochs)
+        run = run_dir(args.runs, kl_weight, latent_dim, FULL)
         metrics = run / "metrics.json"
-        if metrics.is_file() and json.loads(metrics.read_text()).get("epoch") == args.epochs:
+        if metrics.is_file() and json.loads(metrics.read_text()).get("epoch") == FULL:
             print(f"{run.name}: finished", flush=True)
             continue
         overrides = [
@@ -58,8 +62,10 @@ def train_all(args) -> None:
             f"kl_weight={kl_weight}",
             f"latent_dim={latent_dim}",
             "seed=0",
-            f"epochs={args.epochs}",
-            f"snapshot_every_epochs={SNAPSHOT_EVERY if args.epochs == FULL else 0}",
+            f"epochs={FULL}",
+            f"snapshot_every_epochs={SNAPSHOT_EVERY}",
+            "precision=fp32",
+            "device=cpu",
             "threads=1",
             "checkpoint_every_steps=2000",
             f"data.root={args.data_root}",
@@ -82,22 +88,53 @@ def checkpoints_of(run: Path) -> list[tuple[int, str]]:
     return [(json.loads((run / "metrics.json").read_text())["epoch"], "last")]
 
 
+def grid_cell(job: Path) -> tuple[str, int] | None:
+    """The (cell name, schedule epochs) of a grid job that is seed 0 of one of the six cells, else None."""
+    from omegaconf import OmegaConf
+
+    config = OmegaConf.load(job / ".hydra" / "config.yaml")
+    if config.get("seed") != 0:
+        return None
+    for kl_weight, latent_dim in cells():
+        if math.isclose(float(config.kl_weight), float(kl_weight)) and config.latent_dim == latent_dim:
+            return f"kl{kl_weight}-d{latent_dim}", int(config.epochs)
+    return None
+
+
+def runs_of(args) -> list[tuple[Path, str, int]]:
+    """(run directory, cell name, schedule epochs) of every finished or stopped run the study reads: its own
+    48-epoch runs, and the grid's seed-0 jobs of the six cells (B epochs, their own schedule) where they exist."""
+    found = []
+    for run in sorted(args.runs.glob("kl*-d*-e*")):
+        cell, _, schedule = run.name.rpartition("-e")
+        found.append((run, cell, int(schedule)))
+    if args.grid.is_dir():
+        from vae.report import job_dirs
+
+        for job in job_dirs(args.grid):
+            if (job / ".hydra" / "config.yaml").is_file() and (named := grid_cell(job)) is not None:
+                found.append((job, *named))
+    return [(run, cell, schedule) for run, cell, schedule in found if (run / "metrics.json").is_file()]
+
+
 def score_all(args) -> None:
     from vae.quality import QualityArgs, run_form, write_run_outputs
 
-    for run in sorted(args.runs.glob("kl*-d*-e*")):
-        if not (run / "metrics.json").is_file():
-            continue
+    for run, cell, schedule in runs_of(args):
+        if json.loads((run / "metrics.json").read_text())["epoch"] < schedule:
+            continue  # under way: its snapshots are scored once it has finished (or in a later session)
         for epoch, name in checkpoints_of(run):
             quality_args = QualityArgs(
                 run=str(run), features="mnist", n=N, split="val", checkpoint=name, data_root=args.data_root
             )
-            kept = run / "evals" / f"quality_{name}_val_mnist_n{N}_t1_s0.json"
-            if kept.is_file():
+            if (run / "evals" / f"quality_{name}_val_mnist_n{N}_t1_s0.json").is_file():
                 continue
             start = time.perf_counter()
             write_run_outputs(run, quality_args, run_form(quality_args))
-            print(f"{run.name} {name} (epoch {epoch}): scored in {time.perf_counter() - start:.0f} s", flush=True)
+            print(
+                f"{cell} ({schedule} epochs) {name} (epoch {epoch}): scored in {time.perf_counter() - start:.0f} s",
+                flush=True,
+            )
 
 
 def kendall_tau(a: list[float], b: list[float]) -> float:
@@ -110,8 +147,7 @@ def decide(args) -> dict:
     from vae.runtime import cpu_id, cpu_model, cpu_supports_bf16, git_commit
 
     fid: dict[str, dict[str, float]] = {}  # "<schedule>@<epoch>" -> cell -> FID
-    for run in sorted(args.runs.glob("kl*-d*-e*")):
-        cell, _, schedule = run.name.rpartition("-e")
+    for run, cell, schedule in runs_of(args):
         for path in run.glob(f"evals/quality_*_val_mnist_n{N}_t1_s0.json"):
             result = json.loads(path.read_text())
             fid.setdefault(f"e{schedule}@{result['epoch']}", {})[cell] = result["fid"]
@@ -150,7 +186,9 @@ def decide(args) -> dict:
         "shorter_schedules_with_same_ranking": sorted(
             {r["schedule_epochs"] for r in good if r["schedule_epochs"] != FULL}
         ),
-        "command": "python experiments/sweep_kl_latent/quality_budget.py decide --runs " + str(args.runs),
+        "command": "python experiments/sweep_kl_latent/quality_budget.py decide"
+        + ("" if args.runs == RUNS else f" --runs {args.runs}")
+        + ("" if args.grid == GRID else f" --grid {args.grid}"),
         "commit": git_commit()["commit"],
         "cpu": cpu_model(),
         "cpu_id": cpu_id(),
@@ -170,17 +208,13 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("step", choices=("train", "score", "decide"))
     parser.add_argument("--data-root", help="the folder holding MNIST (train, score)")
-    parser.add_argument("--runs", type=Path, default=Path("outputs/quality_budget"))
-    parser.add_argument(
-        "--epochs", type=int, default=FULL, help=f"train: the schedule's length ({FULL}: with snapshots)"
-    )
+    parser.add_argument("--runs", type=Path, default=RUNS, help=f"where the six {FULL}-epoch runs train")
+    parser.add_argument("--grid", type=Path, default=GRID, help="the grid's seed-0 multirun (quality_grid.py)")
     parser.add_argument("--out", type=Path, default=OUT)
     parser.add_argument("--override", nargs="*", default=[], help="more config overrides (tests: data=synthetic ...)")
     args = parser.parse_args(argv)
     if args.step in ("train", "score") and not args.data_root:
         parser.error(f"{args.step} needs --data-root <the folder holding MNIST>")
-    if args.epochs < 1:
-        parser.error(f"--epochs must be >= 1 (got {args.epochs})")
     return {"train": train_all, "score": score_all, "decide": decide}[args.step](args)
 
 

@@ -41,14 +41,14 @@ PINNED = ["precision=fp32", "device=cpu", "threads=1", "checkpoint_every_steps=2
 
 def sweeps(runs: Path) -> dict[str, list[str]]:
     """The two multiruns, by directory name: the grid at seed 0, and the extra seeds of the kl_weight 1e-3 row."""
-    return {
-        "seed0": [f"kl_weight={','.join(KL_WEIGHTS)}", f"latent_dim={','.join(map(str, LATENT_DIMS))}", "seed=0"],
-        "seeds": [
+    found = {"seed0": [f"kl_weight={','.join(KL_WEIGHTS)}", f"latent_dim={','.join(map(str, LATENT_DIMS))}", "seed=0"]}
+    if EXTRA_SEEDS:
+        found["seeds"] = [
             f"kl_weight={SEEDS_ROW}",
             f"latent_dim={','.join(map(str, LATENT_DIMS))}",
             f"seed={','.join(map(str, EXTRA_SEEDS))}",
-        ],
-    }
+        ]
+    return found
 
 
 def train_all(args) -> None:
