@@ -495,3 +495,44 @@ def test_the_likelihood_readme_states_the_k_precision_record():
         if "bf16_minus_fp32_at_k1000" in row:
             diff = row["bf16_minus_fp32_at_k1000"]
             assert f"bf16 - fp32 = {diff['mean_nats']:+.3f} ± {diff['standard_error']:.3f}" in readme
+
+
+def test_k_precision_continues_a_stopped_comparison_to_the_numbers_of_an_unstopped_one(tiny_run, tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(REPO / "experiments" / "likelihood"))
+    module = _experiment_module("experiments/likelihood/k_precision.py")
+    monkeypatch.setattr(module, "BATCH", 16)
+    monkeypatch.setattr(
+        module, "SETTINGS", {"k1000_bf16": (4, "bf16"), "k1000_fp32": (4, "fp32"), "k5000_fp32": (9, "fp32")}
+    )
+    whole, stopped = tmp_path / "whole.json", tmp_path / "stopped.json"
+    args = [str(tiny_run), "--images", "48"]
+    module.main([*args, "--out", str(whole)])
+    row = json.loads(whole.read_text())["runs"][0]
+    assert set(row["nll_nats"]) == set(module.SETTINGS) and "partial" not in row
+    assert row["machine"]["cpu_id"] == module.cpu_id() and all(len(v) == 48 for v in row["per_image_nll"].values())
+    # the two k = 4 settings pair the same draws: rounding alone, far below a k = 4 bound's Monte Carlo spread
+    diff = [a - b for a, b in zip(row["per_image_nll"]["k1000_bf16"], row["per_image_nll"]["k1000_fp32"], strict=True)]
+    assert 0 < max(abs(d) for d in diff) < 1.0
+    calls, bound = [], module.per_image_bound
+
+    def stops_at_the_fifth_batch(*a, **kw):
+        calls.append(kw["seed"])
+        if len(calls) == 5:
+            raise KeyboardInterrupt  # a session's end, mid-setting
+        return bound(*a, **kw)
+
+    monkeypatch.setattr(module, "per_image_bound", stops_at_the_fifth_batch)
+    with pytest.raises(KeyboardInterrupt):
+        module.main([*args, "--out", str(stopped)])
+    kept = json.loads(stopped.read_text())["runs"][0]
+    assert list(kept["nll_nats"]) == ["k1000_bf16"] and len(kept["partial"]["k1000_fp32"]["per_image_nll"]) == 16
+    monkeypatch.setattr(module, "per_image_bound", bound)
+    continued = module.main([*args, "--out", str(stopped)])["runs"][0]
+    assert continued["per_image_nll"] == row["per_image_nll"] and "partial" not in continued
+    seconds = continued["seconds"]
+    again = module.main([*args, "--out", str(stopped)])["runs"][0]  # all held: nothing is measured again
+    assert again["seconds"] == seconds and len(json.loads(stopped.read_text())["runs"]) == 1
+    monkeypatch.setattr(module, "cpu_id", lambda: "another CPU model")
+    module.main([*args, "--settings", "k1000_fp32", "--out", str(stopped)])  # another CPU: a row of its own
+    rows = json.loads(stopped.read_text())["runs"]
+    assert [module.row_cpu_id(r) for r in rows] == [row["machine"]["cpu_id"], "another CPU model"]

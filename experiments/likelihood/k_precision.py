@@ -6,11 +6,15 @@
 For each run's `last.pt`, the IWAE bound on the first `--images` test images (binarized once, as the
 table's evaluations) at k = 1,000 in bf16 (how the table's rows were evaluated), k = 1,000 in fp32 and
 k = 5,000 in fp32 (Burda et al.'s evaluation). The two k = 1,000 evaluations draw the same importance
-samples (one seed), so their difference is the rounding alone; k = 5,000 draws its own. These images are
-read once for this comparison. Writes k_precision.json beside this script (or --out) after every
-setting, each with the CPU, its bf16 support and the commit it ran on, and the per-image bounds, so that
-the differences pair images; `--settings` runs some of the settings and keeps what the file holds for the
-others (a comparison that spans sessions), then prints the table.
+samples, so their difference is the rounding alone; k = 5,000 draws its own. These images are read once
+for this comparison: a setting the file already holds for this run on this CPU model is not run again.
+
+One row per run and CPU model (a comparison never mixes CPUs): its settings, the per-image bounds (so
+that the differences pair images), the seconds, the commit. The images go in batches of 100, each with
+its own importance-sample generator (seeded with the batch's index), and k_precision.json (or --out) is
+written after every batch: a stopped comparison (a session's end) continues where it stopped with the
+same command, and gives the numbers it would have given in one go. The row measured before batches
+were resumable drew from one generator over all images (its `sampling` says so per setting); its pair is paired.
 """
 
 from __future__ import annotations
@@ -38,21 +42,53 @@ DIFFERENCES = {
 }
 
 
+BATCH = 100  # images per batch: its own generator, and a save after it
+SAMPLING = f"a generator per {BATCH} images, seeded with the batch's index (0, 1, ...)"
+
+
+def machine() -> dict:
+    return {"cpu": cpu_model(), "cpu_id": cpu_id(), "cpu_bf16": cpu_supports_bf16()}
+
+
+def row_cpu_id(row: dict) -> str | None:
+    """The CPU model a row was measured on."""
+    return row.get("machine", {}).get("cpu_id")
+
+
 def measure(run_dir: Path, row: dict, *, settings: list[str], images: int, data_root: str | None, save) -> dict:
-    """Each of `settings` for one run, into `row`, saved after each."""
+    """Each of `settings` for one run on this CPU model, into `row`, saved after every batch of images; a
+    setting the row holds is kept, one it holds in part continues from its next batch."""
     loaded = load_run(run_dir, checkpoint="last")
     test = run_data(loaded, data_root=data_root).test.images[:images]
     row.update(run=run_dir.name, images=int(test.shape[0]))
+    row.setdefault("machine", machine())
     for name in settings:
+        if name in row.get("nll_nats", {}):
+            print(f"{run_dir.name}: {name} is in the record: kept, not measured again", flush=True)
+            continue
         k, precision = SETTINGS[name]
         dtype = torch.bfloat16 if precision == "bf16" else None
-        bound, seconds = per_image_bound(loaded.model, test, k=k, dtype=dtype)
-        row.setdefault("per_image_nll", {})[name] = (-bound).tolist()
-        row.setdefault("nll_nats", {})[name] = float(-bound.mean())
-        row.setdefault("seconds", {})[name] = seconds
-        row.setdefault("machine", {})[name] = {"cpu": cpu_model(), "cpu_id": cpu_id(), "cpu_bf16": cpu_supports_bf16()}
+        partial = row.setdefault("partial", {}).setdefault(name, {"per_image_nll": [], "seconds": 0.0})
+        batches = list(test.split(BATCH))
+        for index in range(len(partial["per_image_nll"]) // BATCH, len(batches)):
+            bound, seconds = per_image_bound(loaded.model, batches[index], k=k, dtype=dtype, seed=index)
+            partial["per_image_nll"] += (-bound).tolist()
+            partial["seconds"] += seconds
+            save()
+            print(
+                f"{run_dir.name}: k = {k} ({precision}) {len(partial['per_image_nll'])}/{len(test)} images, "
+                f"{partial['seconds']:.0f} s",
+                flush=True,
+            )
+        done = row["partial"].pop(name)
+        if not row["partial"]:
+            del row["partial"]
+        row.setdefault("per_image_nll", {})[name] = done["per_image_nll"]
+        row.setdefault("nll_nats", {})[name] = float(torch.tensor(done["per_image_nll"]).mean())
+        row.setdefault("seconds", {})[name] = done["seconds"]
         row.setdefault("git", {})[name] = git_commit()
-        print(f"{run_dir.name}: k = {k} ({precision}) {row['nll_nats'][name]:.3f} nats in {seconds:.0f} s", flush=True)
+        row.setdefault("sampling", {})[name] = SAMPLING
+        print(f"{run_dir.name}: k = {k} ({precision}) {row['nll_nats'][name]:.3f} nats", flush=True)
         for key, (a, b) in DIFFERENCES.items():
             if a in row["per_image_nll"] and b in row["per_image_nll"]:
                 diff = torch.tensor(row["per_image_nll"][a]) - torch.tensor(row["per_image_nll"][b])
@@ -84,8 +120,9 @@ def main(argv=None) -> dict:
     def save() -> None:  # after every setting: an interruption loses one
         args.out.write_text(json.dumps(result, indent=1) + "\n")
 
+    here = cpu_id()
     for run in args.runs:
-        row = next((r for r in result["runs"] if r["run"] == run.name), None)
+        row = next((r for r in result["runs"] if r["run"] == run.name and row_cpu_id(r) == here), None)
         if row is None:
             row = {}
             result["runs"].append(row)
@@ -93,9 +130,9 @@ def main(argv=None) -> dict:
             raise SystemExit(f"error: {args.out} holds {run.name} on {row['images']} images, not {args.images}")
         measure(run, row, settings=args.settings, images=args.images, data_root=args.data_root, save=save)
     for row in result["runs"]:
-        cells = " | ".join(f"{row['nll_nats'][s]:.3f}" if s in row["nll_nats"] else "-" for s in SETTINGS)
+        cells = " | ".join(f"{row['nll_nats'][s]:.3f}" if s in row.get("nll_nats", {}) else "-" for s in SETTINGS)
         diffs = " | ".join(f"{row[d]['mean_nats']:+.3f}" if d in row else "-" for d in DIFFERENCES)
-        print(f"| {row['run']} | {cells} | {diffs} |")
+        print(f"| {row['run']} | {row_cpu_id(row)} | {cells} | {diffs} |")
     return result
 
 
