@@ -85,19 +85,21 @@ def test_the_quality_grid_trains_continues_scores_once_on_test_and_reports(tmp_p
     script.main(train)
     jobs = script.finished_jobs(runs)
     assert [(job.parent.name, job.name) for job in jobs] == [("seed0", "0"), ("seed0", "1"), ("seeds", "0")]
-    assert all((job / "checkpoints" / "last.pt").is_file() for job in jobs)  # the weights a later score reads
+    assert all((job / "checkpoints" / "epoch_0001.pt").is_file() for job in jobs)  # the final weights, kept and scored
     written = {job: (job / "metrics.json").stat().st_mtime_ns for job in jobs}
     script.main(train)  # the same command again: finished jobs are kept, not trained again
     assert {job: (job / "metrics.json").stat().st_mtime_ns for job in jobs} == written
     with pytest.raises(SystemExit, match="score first"):
         script.main(["report", *common])
     script.main(["score", "--data-root", str(tmp_path), "--n", "150", *common])
-    results = [job / "evals" / "quality_last_test_mnist_n150_t1_s0.json" for job in jobs]
+    results = [job / "evals" / "quality_epoch_0001_test_mnist_n150_t1_s0.json" for job in jobs]
     first = [json.loads(path.read_text()) for path in results]
     assert all(r["split"] == "test" and r["n"] == 150 for r in first)
-    results[0].unlink()  # re-scored from the kept weights: the same numbers
+    results[0].unlink()  # re-scored from the kept weights (the final snapshot alone): the same numbers
+    for name in ("last.pt", "best.pt"):
+        (jobs[0] / "checkpoints" / name).unlink()
     script.main(["score", "--data-root", str(tmp_path), "--n", "150", *common])
     assert json.loads(results[0].read_text())["samples"] == first[0]["samples"]
     script.main(["report", *common])
     assert (out / "quality.png").is_file() and "sample_fid" in (out / "report.csv").read_text()
-    assert len(list(out.glob("*/evals/quality_last_test_*.json"))) == 3  # collected with the jobs
+    assert len(list(out.glob("*/evals/quality_epoch_0001_test_*.json"))) == 3  # collected with the jobs

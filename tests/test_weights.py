@@ -190,3 +190,41 @@ def test_a_checkpoint_saved_before_a_refactor_resumes_after_it_as_one_saved_afte
     old, new = check["before_saved_resumed_after"], check["after_saved_resumed_after"]
     assert old["resumed_with"] == new["resumed_with"] and old["epoch"] == new["epoch"] == 3
     assert old["val"] == new["val"] and old["train"] == new["train"]
+
+
+def test_save_keeps_a_training_run_whole_and_a_finished_one_by_its_snapshots(tmp_path, monkeypatch, capsys):
+    root = _repo_with_a_run(tmp_path, monkeypatch)
+    run = root / "experiments/study/runs/a-seed0"
+    checkpoints = run / "checkpoints"
+
+    def write(name: str, epoch: int) -> None:
+        torch.save(
+            {"model": {"w": torch.full((4,), float(epoch))}, "config": {"epochs": 4}, "epoch": epoch},
+            checkpoints / name,
+        )
+
+    # Mid-run, at a session's end: last.pt (the training state) and the snapshot so far; best.pt never.
+    write("last.pt", 2), write("best.pt", 2), write("epoch_0002.pt", 2)
+    (run / "metrics.json").write_text('{"epoch": 2}')
+    assert weights.main(["save", "experiments/study/runs/a-seed0"]) == 0
+    assert sorted(Path(k.path).name for k in read_manifest(root)) == ["epoch_0002.pt", "last.pt"]
+    assert json.loads(_git(root, "show", "HEAD:experiments/study/runs/a-seed0/metrics.json")) == {"epoch": 2}
+    assert _git(root, "status", "--porcelain") == ""
+    head = _git(root, "rev-parse", "HEAD").strip()
+    assert weights.main(["save", "experiments/study/runs/a-seed0"]) == 0  # nothing changed: no commit
+    assert _git(root, "rev-parse", "HEAD").strip() == head
+
+    # Finished in a later session: its snapshots; the stale last.pt leaves the manifest (a restore of the
+    # run would otherwise bring back epoch 2's training state beside epoch 4's metrics).
+    write("last.pt", 4), write("epoch_0004.pt", 4)
+    (run / "metrics.json").write_text('{"epoch": 4}')
+    assert weights.main(["save", "experiments/study/runs/a-seed0"]) == 0
+    kept = {Path(k.path).name: k for k in read_manifest(root)}
+    assert sorted(kept) == ["epoch_0002.pt", "epoch_0004.pt"] and "forgot" in capsys.readouterr().out
+    assert kept["epoch_0002.pt"].commit != kept["epoch_0004.pt"].commit  # kept once, in the first session
+    assert json.loads(_git(root, "show", "HEAD:experiments/study/runs/a-seed0/metrics.json")) == {"epoch": 4}
+    (checkpoints / "epoch_0004.pt").unlink()
+    assert weights.main(["restore"]) == 0 and torch.load(checkpoints / "epoch_0004.pt")["epoch"] == 4
+
+    with pytest.raises(SystemExit, match="no checkpoints/last.pt"):
+        weights.main(["save", "experiments/study"])  # not a run directory: refused before any commit

@@ -3,13 +3,22 @@
     python -m vae.weights restore [PATH ...]   # every kept file (or those under PATHs) back, byte for byte
     python -m vae.weights check [PATH ...]     # which kept files are here, byte-identical, absent or changed
     python -m vae.weights keep RUN_DIR ...      # keep a new run's checkpoints/ the same way (two commits)
+    python -m vae.weights save RUN_DIR ...      # a run that spans sessions: its files committed, its weights kept
+    python -m vae.weights forget PATH ...       # drop superseded files from the manifest (they stay in history)
 
 `make weights` runs the first. The manifest is experiments/weights.json (path, size, SHA-256, git blob
 id and the commit that holds each file); restoring reads the blob from the clone's history, checks its
 size and SHA-256, and writes it to its git-ignored path (`vae/kept.py`). `keep` commits the files (one
 commit whose tree holds them, so they stay reachable from main), then untracks them and records them in
 the manifest (a second commit); it refuses when the index holds other staged changes, or when a file
-is not git-ignored (it would show up as untracked).
+is not git-ignored (it would show up as untracked). A file kept byte for byte already is not kept again.
+
+`save` is the end of a session for runs that train over several (stop them first, SIGTERM: they write
+last.pt): it commits each run directory's tracked files (metrics, run.json, images, TensorBoard events), then
+keeps what continuing or reading the run needs: while it trains, last.pt (the whole training state) and its
+snapshots (checkpoints/epoch_NNNN.pt); once it has finished, its snapshots alone (or last.pt when it takes
+none), and the last.pt kept on an earlier day is forgotten, so that a restore never brings back a stale one.
+best.pt is never kept (nothing reads it back).
 """
 
 from __future__ import annotations
@@ -86,15 +95,76 @@ def keep(root: Path, paths: list[str]) -> list[KeptFile]:
     return entries
 
 
+def forget(root: Path, paths: list[str]) -> list[KeptFile]:
+    """Drop the manifest's entries at or under `paths` (one commit); their blobs stay in history."""
+    kept = read_manifest(root)
+    prefixes = [Path(p).resolve().relative_to(root).as_posix() for p in paths]
+    dropped = [k for k in kept if any(k.path == p or k.path.startswith(p.rstrip("/") + "/") for p in prefixes)]
+    if not dropped:
+        return []
+    if subprocess.run(["git", "diff", "--cached", "--quiet"], cwd=root).returncode != 0:
+        raise KeptError("the index holds staged changes: commit or unstage them first (forget makes its own commit)")
+    write_manifest(root, [k for k in kept if k not in dropped])
+    _git(root, "add", str(MANIFEST))
+    names = ", ".join(k.path for k in dropped)
+    _git(root, "commit", "-q", "-m", f"{MANIFEST}: forget {names} (superseded; still in history)")
+    return dropped
+
+
+def _changed(root: Path, files: list[Path]) -> list[Path]:
+    """The files the manifest does not hold byte for byte."""
+    kept = {k.path: k for k in read_manifest(root)} if (root / MANIFEST).is_file() else {}
+    fresh = []
+    for path in files:
+        entry = kept.get(path.resolve().relative_to(root).as_posix())
+        if entry is None or status(root, entry) != "present":
+            fresh.append(path)
+    return fresh
+
+
+def run_weights(run: Path) -> tuple[list[Path], list[Path]]:
+    """(what to keep, what to forget) of a run directory: see `save`."""
+    from vae.checkpoint import load_checkpoint
+
+    last = run / "checkpoints" / "last.pt"
+    snapshots = sorted((run / "checkpoints").glob("epoch_*.pt"))
+    if not last.is_file():
+        raise KeptError(f"{run}: no checkpoints/last.pt (not a run directory, or one that never saved)")
+    state = load_checkpoint(last)
+    if state["epoch"] < state["config"]["epochs"]:
+        return [last, *snapshots], []
+    return (snapshots, [last]) if snapshots else ([last], [])
+
+
+def save(root: Path, runs: list[str], *, message: str | None = None) -> tuple[list[KeptFile], list[KeptFile]]:
+    """Commit the runs' tracked files, keep their weights, forget what that supersedes (see the module's doc):
+    the files kept and the entries forgotten."""
+    if subprocess.run(["git", "diff", "--cached", "--quiet"], cwd=root).returncode != 0:
+        raise KeptError("the index holds staged changes: commit or unstage them first (save makes its own commits)")
+    plans = [run_weights(Path(run)) for run in runs]  # every run checked before anything is committed
+    relative = [Path(run).resolve().relative_to(root).as_posix() for run in runs]
+    _git(root, "add", "--", *relative)
+    if subprocess.run(["git", "diff", "--cached", "--quiet"], cwd=root).returncode != 0:
+        _git(root, "commit", "-q", "-m", message or f"progress of {', '.join(relative)}")
+    to_keep = _changed(root, [path for files, _ in plans for path in files])
+    entries = keep(root, [str(path) for path in to_keep]) if to_keep else []
+    return entries, forget(root, [str(path) for _, stale in plans for path in stale])
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m vae.weights", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("action", choices=["restore", "check", "keep"])
-    parser.add_argument("paths", nargs="*", help="restore/check: kept files or folders holding them; keep: run dirs")
+    parser.add_argument("action", choices=["restore", "check", "keep", "save", "forget"])
+    parser.add_argument(
+        "paths", nargs="*", help="restore/check/forget: kept files or folders holding them; keep/save: run dirs"
+    )
     args = parser.parse_args(argv)
     root = find_root()
-    if root is None and args.action == "keep":  # the first kept files: the manifest is made at the top of the clone
+    if root is None and args.action in (
+        "keep",
+        "save",
+    ):  # the first kept files: the manifest is made at the top of the clone
         top = subprocess.run(["git", "rev-parse", "--show-toplevel"], capture_output=True, text=True)
         root = Path(top.stdout.strip()) if top.returncode == 0 else None
     if root is None:
@@ -105,6 +175,15 @@ def main(argv=None) -> int:
                 sys.exit("error: keep needs the run directories (or files) to keep")
             for kept in keep(root, args.paths):
                 print(f"kept {kept.path} ({kept.bytes / 1e6:.1f} MB) in {kept.commit[:7]}")
+            return 0
+        if args.action in ("save", "forget"):
+            if not args.paths:
+                sys.exit(f"error: {args.action} needs the run directories (or files)")
+            kept, gone = save(root, args.paths) if args.action == "save" else ([], forget(root, args.paths))
+            for entry in kept:
+                print(f"kept {entry.path} ({entry.bytes / 1e6:.1f} MB) in {entry.commit[:7]}")
+            for entry in gone:
+                print(f"forgot {entry.path} (still in {entry.commit[:7]})")
             return 0
         files = select(read_manifest(root), args.paths, root)
         counts: dict[str, int] = {}

@@ -7,11 +7,13 @@ pinned commit, `precision=fp32 device=cpu threads=1` (one precision whatever CPU
 multiruns (seed 0; the seeds), which the same command continues when they stop:
 
     python experiments/sweep_kl_latent/quality_grid.py train --data-root <MNIST dir> --epochs 12
-    python -m vae.weights keep experiments/sweep_kl_latent/runs/grid/*/[0-9]*   # each session: weights into history
+    python -m vae.weights save experiments/sweep_kl_latent/runs/grid/*/[0-9]*   # each session's end
     python experiments/sweep_kl_latent/quality_grid.py score --data-root <MNIST dir>
     python experiments/sweep_kl_latent/quality_grid.py report
 
-`score` runs `python -m vae.quality run=<job> features=mnist n=10000 split=test checkpoint=last` for every
+Each job writes its final weights as a snapshot (checkpoints/epoch_NNNN.pt, weights only), which `save` keeps
+once the job has finished (its whole training state, last.pt, while it trains). `score` runs
+`python -m vae.quality run=<job> features=mnist n=10000 split=test checkpoint=epoch_NNNN` for every
 finished job that has no such result yet (the test split is read once per job and number); `report`
 collects the jobs (configs, metrics, images, the quality results; no checkpoints) into quality/ and runs
 `python -m vae.report` there: report.md, report.csv and quality.png, rate, distortion and sample FID
@@ -23,6 +25,7 @@ running `score` again re-scores it from the kept weights.
 from __future__ import annotations
 
 import argparse
+import json
 import subprocess
 import sys
 import time
@@ -36,7 +39,7 @@ LATENT_DIMS = (2, 8, 32)
 SEEDS_ROW = "1e-3"  # the row with three seeds
 EXTRA_SEEDS = (1, 2)
 N = 10_000  # prior samples and reconstructions per job, against the 10,000 test images
-PINNED = ["precision=fp32", "device=cpu", "threads=1", "checkpoint_every_steps=2000", "snapshot_every_epochs=0"]
+PINNED = ["precision=fp32", "device=cpu", "threads=1", "checkpoint_every_steps=2000"]
 
 
 def sweeps(runs: Path) -> dict[str, list[str]]:
@@ -61,6 +64,7 @@ def train_all(args) -> None:
             "experiment=sweep_kl_latent",
             *grid,
             f"epochs={args.epochs}",
+            f"snapshot_every_epochs={args.epochs}",  # the final weights alone (epoch_NNNN.pt): what is kept and scored
             *PINNED,
             f"data.root={args.data_root}",
             f"hydra.sweep.dir={args.runs / name}",
@@ -84,10 +88,11 @@ def score_all(args) -> None:
     if not jobs:
         sys.exit(f"error: {args.runs} holds no finished job: train first")
     for job in jobs:
-        if (job / "evals" / f"quality_last_test_mnist_n{args.n}_t1_s0.json").is_file():
+        final = f"epoch_{json.loads((job / 'metrics.json').read_text())['epoch']:04d}"
+        if (job / "evals" / f"quality_{final}_test_mnist_n{args.n}_t1_s0.json").is_file():
             continue  # scored: the test split is read once per job
         quality_args = QualityArgs(
-            run=str(job), features="mnist", n=args.n, split="test", checkpoint="last", data_root=args.data_root
+            run=str(job), features="mnist", n=args.n, split="test", checkpoint=final, data_root=args.data_root
         )
         start = time.perf_counter()
         write_run_outputs(job, quality_args, run_form(quality_args))
@@ -101,7 +106,7 @@ def report_all(args) -> None:
     from collect import collect
 
     sources = [args.runs / name for name in sweeps(args.runs)]
-    missing = [str(job) for job in finished_jobs(args.runs) if not any((job / "evals").glob("quality_last_test_*"))]
+    missing = [str(job) for job in finished_jobs(args.runs) if not any((job / "evals").glob("quality_*_test_*"))]
     if missing:
         sys.exit(f"error: jobs without a quality result (run score first): {', '.join(missing)}")
     collect(sources, args.out, device="cpu")
