@@ -208,7 +208,7 @@ def test_save_keeps_a_training_run_whole_and_a_finished_one_by_its_snapshots(tmp
     (run / "metrics.json").write_text('{"epoch": 2}')
     assert weights.main(["save", "experiments/study/runs/a-seed0"]) == 0
     assert sorted(Path(k.path).name for k in read_manifest(root)) == ["epoch_0002.pt", "last.pt"]
-    assert json.loads(_git(root, "show", "HEAD:experiments/study/runs/a-seed0/metrics.json")) == {"epoch": 2}
+    assert json.loads(_git(root, "show", f"HEAD:{(run / 'metrics.json').relative_to(root).as_posix()}")) == {"epoch": 2}
     assert _git(root, "status", "--porcelain") == ""
     head = _git(root, "rev-parse", "HEAD").strip()
     assert weights.main(["save", "experiments/study/runs/a-seed0"]) == 0  # nothing changed: no commit
@@ -222,9 +222,9 @@ def test_save_keeps_a_training_run_whole_and_a_finished_one_by_its_snapshots(tmp
     kept = {Path(k.path).name: k for k in read_manifest(root)}
     assert sorted(kept) == ["epoch_0002.pt", "epoch_0004.pt"] and "forgot" in capsys.readouterr().out
     assert kept["epoch_0002.pt"].commit != kept["epoch_0004.pt"].commit  # kept once, in the first session
-    assert json.loads(_git(root, "show", "HEAD:experiments/study/runs/a-seed0/metrics.json")) == {"epoch": 4}
+    assert json.loads(_git(root, "show", f"HEAD:{(run / 'metrics.json').relative_to(root).as_posix()}")) == {"epoch": 4}
     (checkpoints / "epoch_0004.pt").unlink()
-    assert weights.main(["restore"]) == 0 and torch.load(checkpoints / "epoch_0004.pt")["epoch"] == 4
+    assert weights.main(["restore"]) == 0 and load_checkpoint(checkpoints / "epoch_0004.pt")["epoch"] == 4
 
     with pytest.raises(SystemExit, match="no checkpoints/last.pt"):
         weights.main(["save", "experiments/study"])  # not a run directory: refused before any commit
