@@ -23,6 +23,10 @@ def test_kendall_tau_counts_agreeing_pairs():
     assert script.kendall_tau([1, 2, 3], [10, 20, 30]) == 1.0
     assert script.kendall_tau([1, 2, 3], [30, 20, 10]) == -1.0
     assert script.kendall_tau([1, 2, 3], [10, 30, 20]) == pytest.approx(1 / 3)
+    # resolved: the reference's 20 and 21 are within the noise, so their swapped order does not count
+    assert script.resolved_tau([1, 3, 2], [10, 20, 21], threshold=2.0) == (1.0, 2)
+    assert script.resolved_tau([1, 3, 2], [10, 20, 21], threshold=0.5) == (pytest.approx(1 / 3), 3)
+    assert script.resolved_tau([1, 2], [10, 10.5], threshold=2.0) == (None, 0)
 
 
 @pytest.mark.slow  # trains six tiny runs, and six more as a tiny grid's multirun
@@ -46,12 +50,12 @@ def test_the_budget_study_trains_scores_the_snapshots_on_held_out_images_and_dec
     config = json.loads(next(runs.glob("*/run.json")).read_text())["runtime"]
     assert config["precision"] == "fp32" and config["device"] == "cpu" and config["threads"] == 1  # pinned
     script.main(["score", "--data-root", str(tmp_path), *common])  # before the grid: the snapshots alone
-    assert len(list(runs.glob("*/evals/quality_*_val_mnist_n150_t1_s0.json"))) == 6 * 2
+    assert len(list(runs.glob("*/evals/quality_*_val_mnist_n150_t1_s[01].json"))) == 6 * 2 * 2  # two draws each
     # The grid at a budget of 1 epoch (its own schedule): its seed-0 jobs of the six cells join the study.
     grid.main(["train", "--data-root", str(tmp_path), "--epochs", "1", "--runs", str(grid_runs), "--override", *tiny])
     script.main(["score", "--data-root", str(tmp_path), *common])
     scored = list(runs.glob("*/evals/quality_*.json")) + list(grid_runs.glob("seed0/*/evals/quality_*.json"))
-    assert len(scored) == 6 * 2 + 6  # two snapshots of each 2-epoch run, the last of each grid job
+    assert len(scored) == (6 * 2 + 6) * 2  # two snapshots of each 2-epoch run, the last of each grid job; two draws
     assert all(json.loads(path.read_text())["split"] == "val" for path in scored)  # no test image read
     record = script.main(["decide", *common, "--out", str(out)])
     assert json.loads(out.read_text()) == record
@@ -59,6 +63,10 @@ def test_the_budget_study_trains_scores_the_snapshots_on_held_out_images_and_dec
     assert keys == [(1, 1), (2, 1), (2, 2)]
     assert record["rows"][-1]["kendall_tau"] == 1.0  # epoch 2 of the 2-epoch runs is the reference itself
     assert record["smallest_snapshot_with_same_ranking"] in (1, 2) and record["cpu_id"]
+    assert record["fid_sampling_sd"] > 0 and record["resolved_threshold"] == 2 * record["fid_sampling_sd"]
+    reference = record["rows"][-1]
+    assert all(reference["fid"][c] == sum(d) / 2 for c, d in reference["fid_draws"].items())  # the draws' mean
+    assert reference["kendall_tau_resolved"] in (1.0, None)
 
 
 def _load_grid():

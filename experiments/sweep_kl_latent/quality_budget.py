@@ -9,6 +9,11 @@ as a snapshot of the 48-epoch runs (which chooses B), then as runs of B epochs w
 cosine decaying over B epochs), which are the grid's own seed-0 jobs of those cells (quality_grid.py's
 runs/grid/seed0): `score` scores them on the validation split too once they exist, and `decide` adds their row.
 
+Each checkpoint's samples are drawn twice (sample seeds 0 and 1); a cell's FID is the mean of the two, and
+their spread, pooled over the six cells at epoch 48, is FID's sampling sd. Beside Kendall's tau over all 15
+pairs, `decide` gives it over the pairs epoch 48 resolves (their difference above twice that sd): two cells
+that epoch 48 cannot tell apart from the draw of the samples have no order for a shorter budget to match.
+
     python experiments/sweep_kl_latent/quality_budget.py train --data-root <data dir>
     python experiments/sweep_kl_latent/quality_budget.py score --data-root <data dir>
     python experiments/sweep_kl_latent/quality_budget.py decide        # budget_quality.json and the table
@@ -24,6 +29,7 @@ import argparse
 import itertools
 import json
 import math
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -36,6 +42,7 @@ LATENT_DIMS = (8, 32)
 FULL = 48  # the grid's budget (experiment=sweep_kl_latent)
 SNAPSHOT_EVERY = 6
 N = 5000  # prior samples per snapshot, against the 5,000 held-out images
+SAMPLE_SEEDS = (0, 1)  # two draws of the N samples per checkpoint: FID's sampling noise, measured
 OUT = HERE / "budget_quality.json"
 
 
@@ -123,16 +130,17 @@ def score_all(args) -> None:
     for run, cell, schedule in runs_of(args):
         if json.loads((run / "metrics.json").read_text())["epoch"] < schedule:
             continue  # under way: its snapshots are scored once it has finished (or in a later session)
-        for epoch, name in checkpoints_of(run):
-            quality_args = QualityArgs(
-                run=str(run), features="mnist", n=N, split="val", checkpoint=name, data_root=args.data_root
-            )
-            if (run / "evals" / f"quality_{name}_val_mnist_n{N}_t1_s0.json").is_file():
+        for (epoch, name), seed in itertools.product(checkpoints_of(run), SAMPLE_SEEDS):
+            if (run / "evals" / f"quality_{name}_val_mnist_n{N}_t1_s{seed}.json").is_file():
                 continue
+            quality_args = QualityArgs(
+                run=str(run), features="mnist", n=N, split="val", checkpoint=name, seed=seed, data_root=args.data_root
+            )
             start = time.perf_counter()
             write_run_outputs(run, quality_args, run_form(quality_args))
             print(
-                f"{cell} ({schedule} epochs) {name} (epoch {epoch}): scored in {time.perf_counter() - start:.0f} s",
+                f"{cell} ({schedule} epochs) {name} (epoch {epoch}), sample seed {seed}: "
+                f"scored in {time.perf_counter() - start:.0f} s",
                 flush=True,
             )
 
@@ -143,49 +151,80 @@ def kendall_tau(a: list[float], b: list[float]) -> float:
     return agree / len(pairs)
 
 
+def resolved_tau(a: list[float], b: list[float], threshold: float) -> tuple[float | None, int]:
+    """Kendall's tau over the pairs whose difference in `b` (the reference) exceeds `threshold`, and how many
+    pairs that is: a pair the reference cannot tell apart from FID's sampling noise has no order to match."""
+    pairs = [(i, j) for i, j in itertools.combinations(range(len(a)), 2) if abs(b[i] - b[j]) > threshold]
+    if not pairs:
+        return None, 0
+    return sum(1 if (a[i] - a[j]) * (b[i] - b[j]) > 0 else -1 for i, j in pairs) / len(pairs), len(pairs)
+
+
 def decide(args) -> dict:
     from vae.runtime import cpu_id, cpu_model, cpu_supports_bf16, git_commit
 
-    fid: dict[str, dict[str, float]] = {}  # "<schedule>@<epoch>" -> cell -> FID
+    draws: dict[str, dict[str, dict[int, float]]] = {}  # "<schedule>@<epoch>" -> cell -> sample seed -> FID
     for run, cell, schedule in runs_of(args):
-        for path in run.glob(f"evals/quality_*_val_mnist_n{N}_t1_s0.json"):
+        for path in run.glob(f"evals/quality_*_val_mnist_n{N}_t1_s*.json"):
             result = json.loads(path.read_text())
-            fid.setdefault(f"e{schedule}@{result['epoch']}", {})[cell] = result["fid"]
+            if result["seed"] in SAMPLE_SEEDS:
+                draws.setdefault(f"e{schedule}@{result['epoch']}", {}).setdefault(cell, {})[result["seed"]] = result[
+                    "fid"
+                ]
     names = [f"kl{kl_weight}-d{latent_dim}" for kl_weight, latent_dim in cells()]
-    reference = fid.get(f"e{FULL}@{FULL}", {})
-    if set(reference) != set(names):
-        sys.exit(f"error: epoch {FULL} of the six {FULL}-epoch runs is not scored yet (have {sorted(reference)})")
+    complete = {
+        key: by_cell
+        for key, by_cell in draws.items()
+        if set(by_cell) == set(names) and all(set(d) == set(SAMPLE_SEEDS) for d in by_cell.values())
+    }
+    reference_key = f"e{FULL}@{FULL}"
+    if reference_key not in complete:
+        have = sorted(draws.get(reference_key, {}))
+        sys.exit(f"error: epoch {FULL} of the six {FULL}-epoch runs is not scored with every sample seed yet ({have})")
+    # FID's sampling noise: the sd of one FID over draws of the samples, pooled over the six cells at epoch 48.
+    # The difference of two cells' means over the draws has that sd too (two means of two draws each).
+    ref = complete[reference_key]
+    noise_sd = math.sqrt(statistics.mean(statistics.variance(ref[n].values()) for n in names))
+    threshold = 2 * noise_sd
+    mean = {key: {n: statistics.mean(by_cell[n].values()) for n in names} for key, by_cell in complete.items()}
+    reference = [mean[reference_key][n] for n in names]
     rows = []
-    for key, by_cell in sorted(
-        fid.items(), key=lambda item: (int(item[0][1:].split("@")[0]), int(item[0].split("@")[1]))
-    ):
-        if set(by_cell) != set(names):
-            continue
-        tau = kendall_tau([by_cell[n] for n in names], [reference[n] for n in names])
+    for key in sorted(complete, key=lambda k: (int(k[1:].split("@")[0]), int(k.split("@")[1]))):
+        fid = [mean[key][n] for n in names]
+        tau, pairs = resolved_tau(fid, reference, threshold)
         rows.append(
             {
                 "schedule_epochs": int(key[1:].split("@")[0]),
                 "epoch": int(key.split("@")[1]),
-                "kendall_tau": tau,
-                "fid": by_cell,
+                "kendall_tau": kendall_tau(fid, reference),
+                "kendall_tau_resolved": tau,
+                "resolved_pairs": pairs,
+                "fid": mean[key],
+                "fid_draws": {n: [complete[key][n][seed] for seed in SAMPLE_SEEDS] for n in names},
             }
         )
-    good = [row for row in rows if row["kendall_tau"] == 1.0]
+
+    def smallest(field: str, full: bool):
+        good = [r for r in rows if r[field] == 1.0 and (r["schedule_epochs"] == FULL) == full]
+        return min((r["epoch"] for r in good), default=None) if full else sorted({r["schedule_epochs"] for r in good})
+
     record = {
-        "question": "the fewest epochs whose FID ranking of the six cells equals the ranking at epoch 48",
+        "question": f"the fewest epochs whose FID ranking of the six cells equals the ranking at epoch {FULL}",
         "protocol": (
-            f"experiment=sweep_kl_latent seed=0 threads=1; kl_weight {', '.join(KL_WEIGHTS)} x latent_dim "
-            f"{', '.join(map(str, LATENT_DIMS))}; {N} prior samples per checkpoint against the 5,000 held-out "
-            "(validation) images, MNIST classifier features (vae.quality, split=val); Kendall's tau against "
-            f"epoch {FULL} of the {FULL}-epoch runs"
+            f"experiment=sweep_kl_latent seed=0 precision=fp32 threads=1; kl_weight {', '.join(KL_WEIGHTS)} x "
+            f"latent_dim {', '.join(map(str, LATENT_DIMS))}; per checkpoint {N} prior samples, drawn twice (sample "
+            f"seeds {', '.join(map(str, SAMPLE_SEEDS))}), against the 5,000 held-out (validation) images, MNIST "
+            "classifier features (vae.quality, split=val); a cell's FID is the mean of its draws; Kendall's tau "
+            f"against epoch {FULL} of the {FULL}-epoch runs over all 15 pairs, and over the pairs whose epoch-{FULL} "
+            "difference exceeds twice FID's sampling sd (resolved)"
         ),
+        "fid_sampling_sd": noise_sd,
+        "resolved_threshold": threshold,
         "rows": rows,
-        "smallest_snapshot_with_same_ranking": min(
-            (r["epoch"] for r in good if r["schedule_epochs"] == FULL), default=None
-        ),
-        "shorter_schedules_with_same_ranking": sorted(
-            {r["schedule_epochs"] for r in good if r["schedule_epochs"] != FULL}
-        ),
+        "smallest_snapshot_with_same_ranking": smallest("kendall_tau", True),
+        "smallest_snapshot_with_same_resolved_ranking": smallest("kendall_tau_resolved", True),
+        "shorter_schedules_with_same_ranking": smallest("kendall_tau", False),
+        "shorter_schedules_with_same_resolved_ranking": smallest("kendall_tau_resolved", False),
         "command": "python experiments/sweep_kl_latent/quality_budget.py decide"
         + ("" if args.runs == RUNS else f" --runs {args.runs}")
         + ("" if args.grid == GRID else f" --grid {args.grid}"),
@@ -196,11 +235,16 @@ def decide(args) -> dict:
         "date": time.strftime("%Y-%m-%d"),
     }
     args.out.write_text(json.dumps(record, indent=2) + "\n")
-    print("| schedule | epoch | " + " | ".join(names) + " | Kendall's tau |")
-    print("|---:|---:|" + "---:|" * len(names) + "---:|")
+    print(f"FID's sampling sd {noise_sd:.3f}: pairs closer than {threshold:.3f} at epoch {FULL} are not ranked")
+    print("| schedule | epoch | " + " | ".join(names) + " | Kendall's tau | resolved (pairs) |")
+    print("|---:|---:|" + "---:|" * len(names) + "---:|---:|")
     for row in rows:
         cells_text = " | ".join(f"{row['fid'][n]:.2f}" for n in names)
-        print(f"| {row['schedule_epochs']} | {row['epoch']} | {cells_text} | {row['kendall_tau']:.2f} |")
+        resolved = "-" if row["kendall_tau_resolved"] is None else f"{row['kendall_tau_resolved']:.2f}"
+        print(
+            f"| {row['schedule_epochs']} | {row['epoch']} | {cells_text} | {row['kendall_tau']:.2f} | "
+            f"{resolved} ({row['resolved_pairs']}) |"
+        )
     return record
 
 
