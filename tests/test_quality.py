@@ -252,6 +252,11 @@ def test_the_run_form_on_a_synthetic_run_scores_samples_and_reconstructions_and_
     assert snapshot["epoch"] == 1 and (tiny_run / "evals" / "quality_epoch_0001_val_mnist_n300_t1_s0.json").is_file()
     with pytest.raises(SystemExit, match=r"checkpoint must be best, last or a snapshot epoch_NNNN .*got 'epoch_1'"):
         quality.main([f"run={tiny_run}", "features=mnist", "checkpoint=epoch_1"])
+    # samples_only: the same samples scored alone (the same numbers), into a file of its own
+    alone = quality.main([f"run={tiny_run}", "features=mnist", "n=300", "split=val", "samples_only=true"])
+    assert alone["samples"] == result["samples"] and alone["samples_only"] and "reconstructions" not in alone
+    assert (tiny_run / "evals" / "quality_best_val_mnist_n300_t1_s0_samples.json").is_file()
+    assert json.loads(kept.read_text())["samples"] == result["samples"]  # the full result is not overwritten
 
 
 def test_every_feature_space_is_registered_once():

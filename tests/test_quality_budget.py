@@ -50,13 +50,14 @@ def test_the_budget_study_trains_scores_the_snapshots_on_held_out_images_and_dec
     config = json.loads(next(runs.glob("*/run.json")).read_text())["runtime"]
     assert config["precision"] == "fp32" and config["device"] == "cpu" and config["threads"] == 1  # pinned
     script.main(["score", "--data-root", str(tmp_path), *common])  # before the grid: the snapshots alone
-    assert len(list(runs.glob("*/evals/quality_*_val_mnist_n150_t1_s[01].json"))) == 6 * 2 * 2  # two draws each
+    assert len(list(runs.glob("*/evals/quality_*_val_mnist_n150_t1_s[01]_samples.json"))) == 6 * 2 * 2  # two draws each
     # The grid at a budget of 1 epoch (its own schedule): its seed-0 jobs of the six cells join the study.
     grid.main(["train", "--data-root", str(tmp_path), "--epochs", "1", "--runs", str(grid_runs), "--override", *tiny])
     script.main(["score", "--data-root", str(tmp_path), *common])
     scored = list(runs.glob("*/evals/quality_*.json")) + list(grid_runs.glob("seed0/*/evals/quality_*.json"))
     assert len(scored) == (6 * 2 + 6) * 2  # two snapshots of each 2-epoch run, the last of each grid job; two draws
     assert all(json.loads(path.read_text())["split"] == "val" for path in scored)  # no test image read
+    assert all(json.loads(path.read_text())["samples_only"] for path in scored)  # no reconstructions, no floor
     record = script.main(["decide", *common, "--out", str(out)])
     assert json.loads(out.read_text()) == record
     keys = [(row["schedule_epochs"], row["epoch"]) for row in record["rows"]]

@@ -1,6 +1,6 @@
 """`python -m vae.quality`: how good are the samples, in a named feature space (vae/features.py).
 
-    python -m vae.quality run=<run> [features=mnist] [n=10000] [temperature=1] [seed=0] [split=test]
+    python -m vae.quality run=<run> [features=mnist] [n=10000] [temperature=1] [seed=0] [split=test] [samples_only=false]
     python -m vae.quality a=<folder or .npz> b=<folder or .npz> features=<name> [out=<file.json>]
 
 Run form: n samples from the prior (the decoder's mean image, z = temperature * eps) and, separately, the
@@ -65,6 +65,7 @@ class QualityArgs:
     seed: int = 0
     split: str = "test"
     checkpoint: str = "best"
+    samples_only: bool = False  # the prior samples alone: no reconstructions, no floor (a study that ranks samples)
     batch_size: int = 500
     out: str | None = None
     data_root: str | None = None
@@ -210,7 +211,8 @@ def heldout_images(config: dict, data_root: str | None) -> torch.Tensor:
 
 
 def quality_file_name(args: QualityArgs, features: str) -> str:
-    return f"quality_{args.checkpoint}_{args.split}_{features}_n{args.n}_t{args.temperature:g}_s{args.seed}.json"
+    only = "_samples" if args.samples_only else ""
+    return f"quality_{args.checkpoint}_{args.split}_{features}_n{args.n}_t{args.temperature:g}_s{args.seed}{only}.json"
 
 
 def _check_run_args(args: QualityArgs) -> None:
@@ -261,7 +263,8 @@ def _run_inputs(args: QualityArgs):
         sys.exit(f"error: {error}")
     try:
         splits = reference_splits(loaded, args.data_root)
-        held = heldout_images(config, args.data_root) if name == DEFAULT_FEATURES.get(data_name) else None
+        floor = name == DEFAULT_FEATURES.get(data_name) and not args.samples_only
+        held = heldout_images(config, args.data_root) if floor else None
     except DataNotFoundError as error:
         sys.exit(f"error: {str(error).splitlines()[0]} (the run's data; point to it with data_root=...)")
     reference = (splits.test if args.split == "test" else splits.val).images
@@ -280,12 +283,18 @@ def run_form(args: QualityArgs) -> dict:
     loaded, space, reference, held = _run_inputs(args)
     data_name = loaded.checkpoint["config"]["data"]["name"]
     samples, reconstructions = run_images(
-        loaded.model, reference, n=args.n, seed=args.seed, temperature=args.temperature, batch=args.batch_size
+        loaded.model,
+        reference[:0] if args.samples_only else reference,
+        n=args.n,
+        seed=args.seed,
+        temperature=args.temperature,
+        batch=args.batch_size,
     )
     reference_features = space(reference)
     result = {"features": space.name, "features_label": space.label, "features_sha256": space.sha256}
     try:
-        for key, images in (("samples", samples), ("reconstructions", reconstructions)):
+        scored = (("samples", samples),) + (() if args.samples_only else (("reconstructions", reconstructions),))
+        for key, images in scored:
             result[key] = score(space(images), reference_features, seed=args.seed)
             if key == "samples":
                 result |= {
@@ -303,14 +312,21 @@ def run_form(args: QualityArgs) -> dict:
         "n": args.n,
         "temperature": args.temperature,
         "seed": args.seed,
+        "samples_only": args.samples_only,
         "protocol": protocol(
             scored="n samples from the prior (z = temperature * eps, eps drawn with seed), the decoder's mean image, "
-            "rounded to uint8; and the reconstructions of the reference split (the decoder's mean image at the "
-            "posterior mean)",
+            "rounded to uint8"
+            + (
+                ""
+                if args.samples_only
+                else "; and the reconstructions of the reference split (the decoder's mean image at the posterior mean)"
+            ),
             reference=f"the {args.split} split of data={data_name}, gray levels ({len(reference)} images)",
             floor=(
                 f"the {len(held)} training images held out of the classifier's training against the same reference"
                 if held is not None
+                else "none (samples_only)"
+                if args.samples_only
                 else "none (the space is not this data set's classifier)"
             ),
             binarized_models="a Bernoulli decoder's mean image is gray: scored as such, against gray reference images",
@@ -354,7 +370,9 @@ def main(argv=None) -> dict:
     else:
         result = run_form(args)
         print("samples: " + describe({**result["samples"], "features_label": result["features_label"]}))
-        print("reconstructions: " + describe({**result["reconstructions"], "features_label": result["features_label"]}))
+        if "reconstructions" in result:
+            label = result["features_label"]
+            print("reconstructions: " + describe({**result["reconstructions"], "features_label": label}))
         if "floor" in result:
             print(
                 "floor (held-out real images): "

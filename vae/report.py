@@ -131,6 +131,7 @@ def read_quality(job_dir: Path) -> dict:
     """The QUALITY_COLUMNS of a job's newest sample-quality result (test split first), or {} when it has none."""
     found = sorted((job_dir / "evals").glob("quality_*.json"), key=lambda path: path.stat().st_mtime, reverse=True)
     results = [(path, json.loads(path.read_text())) for path in found]
+    results = [(path, result) for path, result in results if not result.get("samples_only")]  # no recon, no floor
     results.sort(key=lambda item: item[1].get("split") != "test")  # stable: the newest test result first
     if not results:
         return {}

@@ -3,7 +3,7 @@
 Six cells of the grid (kl_weight 1e-4, 1e-3, 1e-2 x latent_dim 8, 32; seed 0; experiment=sweep_kl_latent,
 pinned to `precision=fp32 device=cpu threads=1` as the grid's retraining is) are trained for its 48 epochs
 with a snapshot every 6. Each snapshot's prior samples are scored on the held-out (validation) split, FID in
-the MNIST classifier's space: the choice of the budget B reads no test image. A budget is good enough for the
+the MNIST classifier's space (`vae.quality samples_only=true`: no reconstructions, no floor): the choice of the budget B reads no test image. A budget is good enough for the
 study's third axis when its FID ranking of the six cells is the ranking at epoch 48 (Kendall's tau = 1): first
 as a snapshot of the 48-epoch runs (which chooses B), then as runs of B epochs with their own schedule (the
 cosine decaying over B epochs), which are the grid's own seed-0 jobs of those cells (quality_grid.py's
@@ -131,10 +131,17 @@ def score_all(args) -> None:
         if json.loads((run / "metrics.json").read_text())["epoch"] < schedule:
             continue  # under way: its snapshots are scored once it has finished (or in a later session)
         for (epoch, name), seed in itertools.product(checkpoints_of(run), SAMPLE_SEEDS):
-            if (run / "evals" / f"quality_{name}_val_mnist_n{N}_t1_s{seed}.json").is_file():
-                continue
+            if any((run / "evals").glob(f"quality_{name}_val_mnist_n{N}_t1_s{seed}*.json")):
+                continue  # scored (samples alone, or with the reconstructions: the same samples' FID)
             quality_args = QualityArgs(
-                run=str(run), features="mnist", n=N, split="val", checkpoint=name, seed=seed, data_root=args.data_root
+                run=str(run),
+                features="mnist",
+                n=N,
+                split="val",
+                checkpoint=name,
+                seed=seed,
+                samples_only=True,
+                data_root=args.data_root,
             )
             start = time.perf_counter()
             write_run_outputs(run, quality_args, run_form(quality_args))
