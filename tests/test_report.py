@@ -6,6 +6,7 @@ import csv
 import shutil
 
 import pytest
+import torch
 from PIL import Image
 
 from vae.report import report
@@ -479,3 +480,13 @@ def test_the_report_gains_sample_quality_columns_and_the_figure_of_the_study(tin
     assert "sample_fid" in markdown and "](quality.png)" in markdown
     image = Image.open(sweep / "quality.png").convert("L")
     assert image.size[0] > 600 and image.getextrema()[0] < image.getextrema()[1]
+
+
+def test_the_quality_figure_shows_each_cells_first_sixteen_samples_of_the_trainers_sheet():
+    from vae.report import _first_samples
+    from vae.summaries import image_sheet
+
+    images = torch.rand(64, 1, 28, 28)
+    crop = _first_samples(image_sheet(images))  # the trainer's sheet: 8 a row
+    first = images[[row * 8 + col for row in range(4) for col in range(4)]]
+    assert torch.equal(crop, image_sheet(first, per_row=4))

@@ -13,6 +13,7 @@ import csv
 import json
 import math
 import statistics
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -367,8 +368,10 @@ def quality_figure(rows: list[dict], sweep_dir: Path, *, num_samples: int = 16):
     kl_weights = sorted({cell["kl_weight"] for cell in cells})
     space = next(row["quality_features"] for row in rows if row.get("quality_features"))
     floors = [row["floor_fid"] for row in rows if row.get("floor_fid") is not None]
+    split = next((row["quality_split"] for row in rows if row.get("quality_split")), "test")
+    width = max(4.2, 0.85 * len(kl_weights))  # a slot per lambda wide enough for its samples to be seen
     fig, axes = plt.subplots(
-        4, len(latent_dims), figsize=(4.2 * len(latent_dims), 11), squeeze=False, height_ratios=[1, 1, 1, 0.9]
+        4, len(latent_dims), figsize=(width * len(latent_dims), 11.5), squeeze=False, height_ratios=[1, 1, 1, 0.8]
     )
     x_of = {kl_weight: i for i, kl_weight in enumerate(kl_weights)}  # lambda spans decades and 0: one slot each
     panels = (("val_kl_nats", "rate: KL (nats)"), ("val_rec_nats", "distortion: reconstruction (nats)"))
@@ -387,23 +390,27 @@ def quality_figure(rows: list[dict], sweep_dir: Path, *, num_samples: int = 16):
                 ax.legend(fontsize=7)
                 ax.set_yscale("log")
             ax.set_xticks(range(len(kl_weights)), [f"{k:g}" for k in kl_weights], fontsize=7)
+            ax.set_xlim(-0.5, len(kl_weights) - 0.5)
             ax.set_ylabel(label, fontsize=8)
             ax.grid(alpha=0.3)
             if row_index == 0:
                 ax.set_title(f"latent_dim {latent_dim}")
-        strip = []
-        for cell in mine:
+        ax = axes[3][column]  # each cell's first 16 samples, under its lambda
+        ax.set_xlim(axes[2][column].get_xlim())
+        ax.axis("off")
+        for cell, x in zip(mine, xs, strict=True):
             sheet = _job_image(sweep_dir / cell["first"]["job"], "samples_prior.png")
             if sheet is not None:
-                strip.append(sheet)
-        ax = axes[3][column]
-        ax.axis("off")
-        if strip:
-            height = min(sheet.shape[1] for sheet in strip)
-            _show_sheet(ax, torch.cat([sheet[:, :height] for sheet in strip], dim=2))
-            ax.set_title("prior samples, lambda as above, left to right", fontsize=8)
+                inset = ax.inset_axes([x - 0.45, 0.0, 0.9, 1.0], transform=ax.get_xaxis_transform())
+                _show_sheet(inset, _first_samples(sheet))
+                inset.set_xticks([]), inset.set_yticks([])
+        ax.set_title("16 prior samples of each cell, under its lambda", fontsize=8)
         axes[2][column].set_xlabel("lambda (kl_weight)")
-    fig.suptitle("Rate, distortion and sample quality against lambda (validation split; FID against the test split)")
+    title = (
+        f"Rate and distortion (validation split) and sample FID ({split} split) against lambda; "
+        "means over a cell's seeds, bars: sd"
+    )
+    fig.suptitle(textwrap.fill(title, int(12 * width * len(latent_dims))), fontsize=10)
     fig.tight_layout()
     return fig
 
@@ -419,6 +426,15 @@ def _job_image(job_dir: Path, name: str) -> torch.Tensor | None:
     with Image.open(path) as image:
         pixels = np.asarray(image.convert("RGB"))
     return torch.from_numpy(pixels.copy()).permute(2, 0, 1).float() / 255.0
+
+
+def _first_samples(sheet: torch.Tensor, *, tiles: int = 4) -> torch.Tensor:
+    """The top-left tiles x tiles images of a trainer's sheet (vae.summaries.image_sheet: 8 a row, 2 px apart)."""
+    per_row, pad = 8, 2
+    size = (sheet.shape[2] - pad) // per_row - pad
+    if size < 1:
+        return sheet
+    return sheet[:, : pad + tiles * (size + pad), : pad + tiles * (size + pad)]
 
 
 def _show_sheet(ax, sheet: torch.Tensor) -> None:
