@@ -10,12 +10,16 @@ import pytest
 from conftest import REPO, TINY
 
 
-def _load_script():
-    path = REPO / "experiments" / "sweep_kl_latent" / "quality_budget.py"
-    spec = importlib.util.spec_from_file_location("quality_budget", path)
+def _load(name: str):
+    """experiments/sweep_kl_latent/<name>.py as a module."""
+    spec = importlib.util.spec_from_file_location(name, REPO / "experiments" / "sweep_kl_latent" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def _load_script():
+    return _load("quality_budget")
 
 
 def test_kendall_tau_counts_agreeing_pairs():
@@ -71,11 +75,7 @@ def test_the_budget_study_trains_scores_the_snapshots_on_held_out_images_and_dec
 
 
 def _load_grid():
-    path = REPO / "experiments" / "sweep_kl_latent" / "quality_grid.py"
-    spec = importlib.util.spec_from_file_location("quality_grid", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return _load("quality_grid")
 
 
 @pytest.mark.slow  # two tiny multiruns in subprocesses
